@@ -1,0 +1,24 @@
+"""Shared fixtures: the real corpora in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared corpora directory; tests that need it skip when it is absent."""
+    if not (SHARED_DATA / "tinyshakespeare.txt").is_file():
+        pytest.skip(f"shared corpora not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shakespeare_200k(shared_data_dir: Path) -> str:
+    """First 200 KB of tinyshakespeare (ASCII, so 200,000 characters)."""
+    return (shared_data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
