@@ -43,3 +43,11 @@ class DataError(MicroTransformerError, ValueError):
 
 class CheckpointError(MicroTransformerError):
     """A checkpoint is missing, damaged, or does not match the model/tokenizer."""
+
+
+class VocabSizeError(ConfigError):
+    """The requested vocabulary size is impossible for the engine or corpus."""
+
+
+class InvalidTokenIdError(TokenizerError, ValueError):
+    """A token id is negative or not below ``vocab_size``."""

@@ -1,0 +1,728 @@
+"""The one tokenizer interface, and everything built once on top of the engines.
+
+An *engine* (``bpe``, ``hf-bytelevel``, ``sentencepiece``, ``reference``,
+``autoencoder``) subclasses :class:`MicroTransformerTokenizer` and implements a
+small core over its **ordinary** vocabulary (ids ``0 .. n_ordinary-1``):
+
+========================================  =====================================
+``engine_name: ClassVar[str]``            registry name, stored in the config
+``_train_engine(texts, n_ordinary,        classmethod: train on an iterator of
+pattern, **options) -> Self``             ``str`` documents; may stop short
+                                          of ``n_ordinary`` (base warns)
+``_encode_ordinary(text) -> list[int]``   ordinary text only, never specials
+``_ordinary_token_bytes() -> list[bytes]`` id -> exact bytes of each token
+``_engine_files() -> dict[str, bytes]``   file name -> content, for ``save``
+``_from_engine_files(files, config)``     classmethod: inverse of the above
+========================================  =====================================
+
+and may override ``_encode_ordinary_batch`` (native threads) and
+``_decode_ordinary`` (native decode). An engine's ``__init__`` builds its own
+state and ends with ``self._init_common(pattern=..., engine_config=...)``
+(``engine_config``: JSON-able options saved in the config and handed back to
+``_from_engine_files``); the base attaches special tokens afterwards. Register
+the engine name in :mod:`.registry`.
+
+Written once here, for every engine: special tokens (ids after the ordinary
+vocabulary, injection-safe), padding/truncation/attention masks,
+``return_tensors``, batching, save/load with versioned JSON config and hashed
+files (no pickle), pickling for DataLoader workers, ``token_bytes`` for
+bits-per-byte, and chat rendering (``chat.py``).
+
+>>> tok = MicroTransformerTokenizer.train_from_iterator(["hello world"] * 10, vocab_size=300)
+>>> tok.decode(tok.encode("hello world"))
+'hello world'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+
+import numpy as np
+
+from microtransformer import __version__
+from microtransformer.errors import (
+    ConfigError,
+    CorpusError,
+    InvalidTokenIdError,
+    TokenizerFormatError,
+    TokenizerNotFoundError,
+    VocabSizeError,
+)
+from microtransformer.io import atomic_write_bytes, atomic_write_json, sha256_bytes
+from microtransformer.tokenization.special import (
+    SpecialToken,
+    SpecialTokenRegistry,
+    SpecialTokensSpec,
+    parse_special_tokens,
+)
+
+if TYPE_CHECKING:
+    from microtransformer.data.corpus import Corpus
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "tokenizer_config.json"
+FORMAT_VERSION = 1
+
+PaddingStrategy = Union[bool, Literal["longest", "max_length", "do_not_pad"]]
+TensorType = Literal["np", "pt"] | None
+AllowedSpecial = Union[Literal["all"], Iterable[str]]
+
+
+class BatchEncoding(dict):
+    """``input_ids`` and ``attention_mask`` as a dict with attribute access (HF-style).
+
+    >>> enc = BatchEncoding({"input_ids": [[1, 2]], "attention_mask": [[1, 1]]})
+    >>> enc.input_ids
+    [[1, 2]]
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to(self, device: Any) -> BatchEncoding:
+        """Move torch tensors to ``device`` (no-op for lists/arrays)."""
+        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
+
+
+class _CheckedTexts:
+    """Wraps a training iterator: rejects non-``str`` items and counts documents and bytes.
+
+    rustbpe iterates a bare ``str`` per character and learns nothing; we reject
+    that shape of mistake before any engine sees it.
+    """
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self._it = iter(texts)
+        self.documents = 0
+        self.chars = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for item in self._it:
+            if not isinstance(item, str):
+                raise ConfigError(
+                    f"training texts must be str, got {type(item).__name__}; decode bytes first "
+                    "(e.g. b.decode('utf-8'))"
+                )
+            if item:
+                self.documents += 1
+                self.chars += len(item)
+                yield item
+
+
+def _as_id_list(ids: Any) -> list[int]:
+    """Accept list/tuple, numpy arrays and torch tensors (1-D) as token ids."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if ids and isinstance(ids[0], list):
+        raise ConfigError("decode takes one sequence of ids; use decode_batch for a batch")
+    return list(ids)
+
+
+class MicroTransformerTokenizer:
+    """The tokenizer interface every engine shares. See the module docstring."""
+
+    engine_name: ClassVar[str] = ""
+    #: Byte-level engines need the 256 byte tokens below any merge.
+    min_ordinary_vocab: ClassVar[int] = 256
+
+    # ------------------------------------------------------------------ setup
+    def _init_common(
+        self,
+        *,
+        pattern: str | None = None,
+        engine_config: dict[str, Any] | None = None,
+        special_tokens: Sequence[SpecialToken] = (),
+        padding_side: str = "right",
+    ) -> None:
+        """Called at the end of every engine ``__init__``, once its ordinary vocab exists."""
+        self.pattern = pattern
+        self.engine_config: dict[str, Any] = dict(engine_config or {})
+        self._table: list[bytes] = self._ordinary_token_bytes()
+        self.n_ordinary = len(self._table)
+        self._bytes_to_id: dict[bytes, int] | None = None
+        self._set_specials(special_tokens, padding_side)
+
+    def _set_specials(self, special_tokens: Sequence[SpecialToken], padding_side: str = "right") -> None:
+        """Attach special tokens after the ordinary vocab (ids ``n_ordinary ..``)."""
+        if padding_side not in ("left", "right"):
+            raise ConfigError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        self.padding_side = padding_side
+        self._specials = SpecialTokenRegistry(special_tokens, first_id=self.n_ordinary)
+        self._token_bytes_arr: np.ndarray | None = None
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------- engine contract
+    @classmethod
+    def _train_engine(
+        cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, **options: Any
+    ) -> MicroTransformerTokenizer:
+        raise NotImplementedError
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def _ordinary_token_bytes(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def _engine_files(self) -> dict[str, bytes]:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> MicroTransformerTokenizer:
+        raise NotImplementedError
+
+    def _encode_ordinary_batch(self, texts: Sequence[str], num_threads: int) -> list[list[int]]:
+        """Default: a thread pool over ``_encode_ordinary`` (engines override with native batching)."""
+        if num_threads <= 1 or len(texts) <= 1:
+            return [self._encode_ordinary(t) for t in texts]
+        with ThreadPoolExecutor(num_threads) as ex:
+            return list(ex.map(self._encode_ordinary, texts))
+
+    def _decode_ordinary(self, ids: Sequence[int]) -> bytes:
+        table = self._table
+        return b"".join([table[i] for i in ids])
+
+    # -------------------------------------------------------------- training
+    @classmethod
+    def train(
+        cls,
+        corpus: Corpus | str | os.PathLike[str] | Iterable[str] | None = None,
+        *,
+        engine: str | None = None,
+        vocab_size: int = 8192,
+        special_tokens: SpecialTokensSpec = None,
+        pattern: str | None = None,
+        padding_side: str = "right",
+        show_progress: bool = True,
+        **options: Any,
+    ) -> MicroTransformerTokenizer:
+        """Train on a :class:`Corpus`, a file or folder path, ``None`` (built-in corpus) or texts.
+
+        >>> tok = MicroTransformerTokenizer.train("data/", vocab_size=5000)  # doctest: +SKIP
+        """
+        from microtransformer.data.corpus import Corpus
+
+        if corpus is None:
+            corpus = Corpus.builtin()
+        elif isinstance(corpus, (str, os.PathLike)):
+            corpus = Corpus.from_path(corpus)
+        texts = corpus.iter_documents(progress=show_progress) if isinstance(corpus, Corpus) else corpus
+        return cls.train_from_iterator(
+            texts,
+            engine=engine,
+            vocab_size=vocab_size,
+            special_tokens=special_tokens,
+            pattern=pattern,
+            padding_side=padding_side,
+            **options,
+        )
+
+    @classmethod
+    def train_from_iterator(
+        cls,
+        iterator: Iterable[str],
+        *,
+        engine: str | None = None,
+        vocab_size: int = 8192,
+        special_tokens: SpecialTokensSpec = None,
+        pattern: str | None = None,
+        padding_side: str = "right",
+        **options: Any,
+    ) -> MicroTransformerTokenizer:
+        """Train from an iterator of documents (streamed; never joined into one string).
+
+        ``vocab_size`` counts everything, special tokens included.
+        """
+        from microtransformer.tokenization.registry import get_engine
+
+        engine_cls = get_engine(engine or cls.engine_name or "bpe")
+        specials = parse_special_tokens(special_tokens)
+        if isinstance(iterator, str):  # one document, not a sequence of characters
+            iterator = [iterator]
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+            raise VocabSizeError(f"vocab_size must be an int, got {vocab_size!r}")
+        minimum = engine_cls.min_ordinary_vocab + len(specials)
+        if vocab_size < minimum:
+            raise VocabSizeError(
+                f"vocab_size={vocab_size} is too small for engine {engine_cls.engine_name!r}: it needs at least "
+                f"{engine_cls.min_ordinary_vocab} ordinary tokens + {len(specials)} special tokens = {minimum}. "
+                f"Pass --vocab_size {minimum} or more."
+            )
+        n_ordinary = vocab_size - len(specials)
+        checked = _CheckedTexts(iterator)
+        tok = engine_cls._train_engine(
+            _first_nonempty_or_raise(checked), n_ordinary=n_ordinary, pattern=pattern, **options
+        )
+        tok._set_specials(specials, padding_side)
+        if tok.n_ordinary < n_ordinary:
+            logger.warning(
+                "vocab capped: the corpus only supports %d ordinary tokens (asked for %d), so vocab_size is %d "
+                "instead of %d. Use more text or a smaller --vocab_size.",
+                tok.n_ordinary, n_ordinary, tok.vocab_size, vocab_size,
+            )
+        logger.info(
+            "trained %s tokenizer: vocab %d on %d documents (%d chars)",
+            engine_cls.engine_name, tok.vocab_size, checked.documents, checked.chars,
+        )
+        return tok
+
+    # ------------------------------------------------------------ properties
+    @property
+    def vocab_size(self) -> int:
+        """Total vocabulary: ordinary tokens + special tokens."""
+        return self.n_ordinary + len(self._specials)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id, in registration order."""
+        return dict(self._specials.content_to_id)
+
+    @property
+    def special_token_roles(self) -> dict[str, str]:
+        """Role (``bos``, ``eos``, ...) -> special token string."""
+        return {t.role: t.content for t in self._specials.tokens if t.role}
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return self._specials.ids
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._specials.role_id("bos")
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._specials.role_id("eos")
+
+    @property
+    def pad_id(self) -> int | None:
+        return self._specials.role_id("pad")
+
+    @property
+    def mask_id(self) -> int | None:
+        return self._specials.role_id("mask")
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._specials.role_id("unk")
+
+    def token_to_id(self, token: str | bytes) -> int | None:
+        """Id of a special token string, or of an ordinary token given as text or bytes; None if absent."""
+        if isinstance(token, str):
+            sid = self._specials.content_to_id.get(token)
+            if sid is not None:
+                return sid
+            token = token.encode("utf-8")
+        if self._bytes_to_id is None:
+            self._bytes_to_id = {b: i for i, b in enumerate(self._table)}
+        return self._bytes_to_id.get(token)
+
+    def id_to_bytes(self, token_id: int) -> bytes:
+        """Exact bytes of one token (a special token's UTF-8 text)."""
+        self._check_ids([token_id])
+        if token_id >= self.n_ordinary:
+            return self._specials.id_to_content[token_id].encode("utf-8")
+        return self._table[token_id]
+
+    def id_to_token(self, token_id: int) -> str:
+        """Readable text of one token; bytes that are not valid UTF-8 alone show as ``\\xNN``."""
+        return self.id_to_bytes(token_id).decode("utf-8", errors="backslashreplace")
+
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 byte length of every token id (0 for special tokens), for bits-per-byte."""
+        if self._token_bytes_arr is None:
+            arr = np.zeros(self.vocab_size, dtype=np.int64)
+            arr[: self.n_ordinary] = [len(b) for b in self._table]
+            arr.setflags(write=False)
+            self._token_bytes_arr = arr
+        return self._token_bytes_arr
+
+    # -------------------------------------------------------------- encoding
+    def _encode_one(self, text: str, allowed: frozenset[str]) -> list[int]:
+        if not isinstance(text, str):
+            raise ConfigError(f"encode takes str, got {type(text).__name__}")
+        if not allowed:
+            return self._encode_ordinary(text)
+        ids: list[int] = []
+        for piece in self._specials.split(text, allowed):
+            if isinstance(piece, int):
+                ids.append(piece)
+            else:
+                ids.extend(self._encode_ordinary(piece))
+        return ids
+
+    def _added_ids(self, add_special_tokens: bool) -> tuple[list[int], list[int]]:
+        if not add_special_tokens:
+            return [], []
+        return ([self.bos_id] if self.bos_id is not None else []), ([self.eos_id] if self.eos_id is not None else [])
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` with special-token strings treated as plain text."""
+        return self._encode_one(text, frozenset())
+
+    def encode(
+        self,
+        text: str,
+        *,
+        add_special_tokens: bool = False,
+        allowed_special: AllowedSpecial = frozenset(),
+        max_length: int | None = None,
+        truncation: bool = False,
+        padding: PaddingStrategy = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: TensorType = None,
+    ) -> Any:
+        """Encode one text to ids.
+
+        Special-token strings inside ``text`` are ordinary text unless listed in
+        ``allowed_special`` (or ``"all"``). ``add_special_tokens`` wraps the ids
+        in BOS/EOS where the tokenizer has them. With ``return_tensors`` the
+        result has shape ``(1, T)``.
+
+        >>> tok.encode("hello")  # doctest: +SKIP
+        [31373]
+        """
+        enc = self(
+            [text],
+            add_special_tokens=add_special_tokens,
+            allowed_special=allowed_special,
+            max_length=max_length,
+            truncation=truncation,
+            padding=padding,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            return_attention_mask=False,
+        )
+        ids = enc["input_ids"]
+        return ids if return_tensors else ids[0]
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        num_threads: int | None = None,
+        add_special_tokens: bool = False,
+        allowed_special: AllowedSpecial = frozenset(),
+    ) -> list[list[int]]:
+        """Encode many texts in parallel threads (native batching where the engine has it)."""
+        if isinstance(texts, str):
+            raise ConfigError("encode_batch takes a list of strings; use encode for one string")
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise ConfigError(f"encode_batch takes str items, got {type(t).__name__}")
+        n = num_threads or min(8, os.cpu_count() or 1)
+        allowed = self._specials.resolve_allowed(allowed_special)
+        if allowed:
+            with ThreadPoolExecutor(n) as ex:
+                out = list(ex.map(lambda t: self._encode_one(t, allowed), texts))
+        else:
+            out = self._encode_ordinary_batch(texts, n)
+        head, tail = self._added_ids(add_special_tokens)
+        if head or tail:
+            out = [head + ids + tail for ids in out]
+        return out
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        *,
+        add_special_tokens: bool = False,
+        allowed_special: AllowedSpecial = frozenset(),
+        padding: PaddingStrategy = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: TensorType = None,
+        return_attention_mask: bool = True,
+        num_threads: int | None = None,
+    ) -> BatchEncoding:
+        """Encode one text or a batch into a :class:`BatchEncoding` (``input_ids``, ``attention_mask``).
+
+        >>> enc = tok(["a b", "a"], padding=True, return_tensors="pt")  # doctest: +SKIP
+        >>> enc["input_ids"].shape  # (B, T)  # doctest: +SKIP
+        """
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        head, tail = self._added_ids(add_special_tokens)
+        seqs = self.encode_batch(texts, num_threads=num_threads, allowed_special=allowed_special)
+        if truncation:
+            if max_length is None:
+                raise ConfigError("truncation=True needs max_length (e.g. max_length=128)")
+            room = max_length - len(head) - len(tail)
+            if room < 0:
+                raise ConfigError(f"max_length={max_length} cannot hold the {len(head) + len(tail)} added special tokens")
+            seqs = [s[:room] for s in seqs]
+        seqs = [head + s + tail for s in seqs] if (head or tail) else seqs
+        ids, mask = self._pad(seqs, padding, max_length, pad_to_multiple_of, padding_side or self.padding_side)
+        data: dict[str, Any] = {"input_ids": ids}
+        if return_attention_mask:
+            data["attention_mask"] = mask
+        if return_tensors is not None:
+            data = {k: _to_tensor(v, return_tensors) for k, v in data.items()}
+        elif single:
+            data = {k: v[0] for k, v in data.items()}
+        return BatchEncoding(data)
+
+    def _pad(
+        self,
+        seqs: list[list[int]],
+        padding: PaddingStrategy,
+        max_length: int | None,
+        multiple: int | None,
+        side: str,
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        if side not in ("left", "right"):
+            raise ConfigError(f"padding_side must be 'left' or 'right', got {side!r}")
+        if padding in (False, "do_not_pad", None):
+            return seqs, [[1] * len(s) for s in seqs]
+        if padding in (True, "longest"):
+            target = max((len(s) for s in seqs), default=0)
+        elif padding == "max_length":
+            if max_length is None:
+                raise ConfigError("padding='max_length' needs max_length")
+            target = max_length
+        else:
+            raise ConfigError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
+        if multiple:
+            target = -(-target // multiple) * multiple
+        pad = self.pad_id
+        if pad is None:
+            raise ConfigError(
+                "this tokenizer has no pad token; train it with one (e.g. special_tokens=['<|pad|>', ...]) "
+                "or call without padding"
+            )
+        ids, mask = [], []
+        for s in seqs:
+            n = target - len(s)
+            if n < 0:  # longer than max_length without truncation: left as is, like HF
+                ids.append(s)
+                mask.append([1] * len(s))
+            elif side == "right":
+                ids.append(s + [pad] * n)
+                mask.append([1] * len(s) + [0] * n)
+            else:
+                ids.append([pad] * n + s)
+                mask.append([0] * n + [1] * len(s))
+        return ids, mask
+
+    # -------------------------------------------------------------- decoding
+    def _check_ids(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        lo, hi = min(ids), max(ids)
+        if lo < 0 or hi >= self.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise InvalidTokenIdError(
+                f"token id {bad} is out of range for this tokenizer (vocab_size={self.vocab_size}); "
+                "were these ids made by another tokenizer, or do they include -100 label padding?"
+            )
+
+    def decode_bytes(self, ids: Any, *, skip_special_tokens: bool = False) -> bytes:
+        """Exact bytes of ``ids`` (no UTF-8 repair): what streaming decoders need."""
+        ids = _as_id_list(ids)
+        self._check_ids(ids)
+        n = self.n_ordinary
+        if not ids or max(ids) < n:
+            return self._decode_ordinary(ids)
+        parts: list[bytes] = []
+        run: list[int] = []
+        for i in ids:
+            if i < n:
+                run.append(i)
+                continue
+            if run:
+                parts.append(self._decode_ordinary(run))
+                run = []
+            if not skip_special_tokens:
+                parts.append(self._specials.id_to_content[i].encode("utf-8"))
+        if run:
+            parts.append(self._decode_ordinary(run))
+        return b"".join(parts)
+
+    def decode(self, ids: Any, *, skip_special_tokens: bool = False, errors: str = "replace") -> str:
+        """Ids back to text; ``errors`` is passed to ``bytes.decode`` (``replace``, ``strict``, ...)."""
+        return self.decode_bytes(ids, skip_special_tokens=skip_special_tokens).decode("utf-8", errors=errors)
+
+    def decode_batch(self, batch: Iterable[Any], *, skip_special_tokens: bool = False, errors: str = "replace") -> list[str]:
+        return [self.decode(ids, skip_special_tokens=skip_special_tokens, errors=errors) for ids in batch]
+
+    def bytes_per_token(self, texts: Iterable[str]) -> float:
+        """UTF-8 bytes per token over ``texts``: the compression figure tokenizers are compared on."""
+        texts = list(texts)
+        n_tokens = sum(len(ids) for ids in self.encode_batch(texts))
+        n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+        return n_bytes / max(n_tokens, 1)
+
+    # ------------------------------------------------------------------ chat
+    def render_conversation(self, conversation: Any, max_tokens: int = 2048) -> tuple[list[int], list[int]]:
+        """Token ids and loss mask (1 on assistant tokens) of a chat; see :mod:`.chat`."""
+        from microtransformer.tokenization.chat import render_conversation
+
+        return render_conversation(self, conversation, max_tokens=max_tokens)
+
+    def visualize_tokenization(self, ids: Sequence[int], mask: Sequence[int] | None = None) -> str:
+        from microtransformer.tokenization.chat import visualize_tokenization
+
+        return visualize_tokenization(self, ids, mask)
+
+    # ------------------------------------------------------------ save/load
+    def _config(self, files: dict[str, bytes]) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "microtransformer_version": __version__,
+            "engine": self.engine_name,
+            "vocab_size": self.vocab_size,
+            "n_ordinary": self.n_ordinary,
+            "pattern": self.pattern,
+            "padding_side": self.padding_side,
+            "special_tokens": self._specials.to_json(),
+            "engine_config": self.engine_config,
+            "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the engine's own files plus ``tokenizer_config.json`` (each atomically)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = self._engine_files()
+        for name, data in files.items():
+            atomic_write_bytes(directory / name, data)
+        atomic_write_json(directory / CONFIG_FILE, self._config(files))  # last: marks the save complete
+        logger.info("saved %s tokenizer (vocab %d) to %s", self.engine_name, self.vocab_size, directory)
+        return directory
+
+    save_pretrained = save
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str]) -> MicroTransformerTokenizer:
+        """Load any engine's tokenizer from the directory ``save`` wrote."""
+        from microtransformer.tokenization.registry import get_engine
+
+        directory = Path(directory)
+        cfg_path = directory / CONFIG_FILE
+        if not directory.is_dir():
+            raise TokenizerNotFoundError(
+                f"no tokenizer directory at {directory}; train one with "
+                f"`mtx tokenizer train --output_dir {directory}` or check the path"
+            )
+        if not cfg_path.is_file():
+            raise TokenizerNotFoundError(
+                f"{cfg_path} is missing: {directory} is not a saved tokenizer (expected {CONFIG_FILE})"
+            )
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+            version = int(config["format_version"])
+            engine_name = config["engine"]
+            file_hashes = dict(config["files"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise TokenizerFormatError(f"{cfg_path} is damaged ({exc}); re-save or retrain the tokenizer") from exc
+        if version > FORMAT_VERSION:
+            raise TokenizerFormatError(
+                f"{cfg_path} has format_version {version}, newer than this microtransformer understands "
+                f"({FORMAT_VERSION}); upgrade microtransformer (pip install -U microtransformer)"
+            )
+        engine_cls = get_engine(engine_name)
+        files = cls._read_engine_files(directory, file_hashes)
+        return engine_cls._load(files, config, source=directory)
+
+    @staticmethod
+    def _read_engine_files(directory: Path, file_hashes: dict[str, str]) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        for name, digest in file_hashes.items():
+            path = directory / name
+            if not path.is_file():
+                raise TokenizerNotFoundError(f"{path} is missing from the saved tokenizer; re-save or retrain it")
+            data = path.read_bytes()
+            if sha256_bytes(data) != digest:
+                raise TokenizerFormatError(
+                    f"{path} is damaged (its SHA-256 does not match {CONFIG_FILE}); re-save or retrain the tokenizer"
+                )
+            files[name] = data
+        return files
+
+    @classmethod
+    def _load(cls, files: dict[str, bytes], config: dict[str, Any], source: Any = "<memory>") -> MicroTransformerTokenizer:
+        try:
+            specials = [SpecialToken(t["content"], t.get("role")) for t in config["special_tokens"]]
+            tok = cls._from_engine_files(files, config)
+            tok._set_specials(specials, config.get("padding_side", "right"))
+        except TokenizerFormatError:
+            raise
+        except Exception as exc:  # engine parsers raise many kinds; name the source
+            raise TokenizerFormatError(f"cannot load the {cls.engine_name} tokenizer in {source}: {exc}") from exc
+        if tok.vocab_size != config.get("vocab_size", tok.vocab_size):
+            raise TokenizerFormatError(
+                f"{source}: files give vocab_size {tok.vocab_size} but {CONFIG_FILE} says {config['vocab_size']}"
+            )
+        return tok
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the saved form: equal fingerprints mean identical tokenization."""
+        if self._fingerprint is None:
+            files = self._engine_files()
+            cfg = self._config(files)
+            cfg.pop("microtransformer_version")
+            self._fingerprint = sha256_bytes(json.dumps(cfg, sort_keys=True).encode("utf-8"))
+        return self._fingerprint
+
+    # -------------------------------------------------------------- pickling
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as (engine, files, config): DataLoader workers get a copy, no file is unpickled."""
+        files = self._engine_files()
+        return (_rebuild, (self.engine_name, files, self._config(files)))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(engine={self.engine_name!r}, vocab_size={self.vocab_size}, "
+            f"special_tokens={len(self._specials)})"
+        )
+
+
+def _rebuild(engine_name: str, files: dict[str, bytes], config: dict[str, Any]) -> MicroTransformerTokenizer:
+    from microtransformer.tokenization.registry import get_engine
+
+    return get_engine(engine_name)._load(files, config)
+
+
+def _first_nonempty_or_raise(checked: _CheckedTexts) -> Iterator[str]:
+    """Fail fast on an empty corpus, before the engine spends any time."""
+    it = iter(checked)
+    first = next(it, None)
+    if first is None:
+        raise CorpusError("the training corpus is empty (no non-empty documents); point it at some text")
+    yield first
+    yield from it
+
+
+def _to_tensor(rows: list[list[int]], kind: str) -> Any:
+    lengths = {len(r) for r in rows}
+    if len(lengths) > 1:
+        raise ConfigError(
+            f"sequences have different lengths {sorted(lengths)[:4]}...; pass padding=True (or truncation with "
+            "padding='max_length') to get a rectangular tensor"
+        )
+    if kind == "np":
+        return np.asarray(rows, dtype=np.int64)
+    if kind == "pt":
+        import torch
+
+        return torch.tensor(rows, dtype=torch.long)
+    raise ConfigError(f"return_tensors must be None, 'np' or 'pt', got {kind!r}")

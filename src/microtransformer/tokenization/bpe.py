@@ -1,0 +1,134 @@
+"""GPT-style byte-level BPE: trained with ``rustbpe``, encoded with ``tiktoken``.
+
+This is nanochat's recipe: rustbpe learns the merges fast (parallel chunk
+counting in Rust), tiktoken encodes and decodes fast. rustbpe has no save/load
+and no special tokens; we save the ranks in tiktoken's own ``.tiktoken`` format
+(``base64(token) rank`` per line) plus the merges as id pairs, and the base
+class handles special tokens.
+
+>>> tok = BPETokenizer.train_from_iterator(["low lower lowest"] * 50, vocab_size=270)
+>>> tok.decode(tok.encode("lowest low"))
+'lowest low'
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import rustbpe
+import tiktoken
+
+from microtransformer.errors import TokenizerFormatError
+from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
+
+logger = logging.getLogger(__name__)
+
+RANKS_FILE = "tokenizer.tiktoken"
+MERGES_FILE = "merges.txt"
+
+
+def ranks_to_tiktoken_file(ranks: Sequence[bytes]) -> bytes:
+    """tiktoken's ``.tiktoken`` format: one ``base64(token) rank`` line per token."""
+    return b"".join(base64.b64encode(tok) + b" %d\n" % rank for rank, tok in enumerate(ranks))
+
+
+def parse_tiktoken_file(data: bytes) -> list[bytes]:
+    """Inverse of :func:`ranks_to_tiktoken_file`; ranks must be exactly 0..n-1."""
+    table: dict[int, bytes] = {}
+    for lineno, line in enumerate(data.splitlines(), 1):
+        if not line:
+            continue
+        try:
+            tok, rank = line.split()
+            table[int(rank)] = base64.b64decode(tok, validate=True)
+        except ValueError as exc:
+            raise TokenizerFormatError(f"{RANKS_FILE} line {lineno} is damaged: {line[:60]!r}") from exc
+    if sorted(table) != list(range(len(table))):
+        raise TokenizerFormatError(f"{RANKS_FILE} ranks are not contiguous 0..{len(table) - 1}")
+    return [table[i] for i in range(len(table))]
+
+
+def recover_merges(ranks: Sequence[bytes]) -> list[tuple[int, int]]:
+    """The (left_id, right_id) pair behind every merged token, from the ranks alone.
+
+    rustbpe exposes only ``get_mergeable_ranks``; a token of rank r is made by
+    byte-level BPE of its own bytes with ranks < r until two parts remain.
+    """
+    rank_of = {b: i for i, b in enumerate(ranks)}
+    merges: list[tuple[int, int]] = []
+    for rank in range(256, len(ranks)):
+        parts = [bytes([b]) for b in ranks[rank]]
+        while len(parts) > 2:
+            best, best_rank = -1, rank
+            for i in range(len(parts) - 1):
+                r = rank_of.get(parts[i] + parts[i + 1])
+                if r is not None and r < best_rank:
+                    best, best_rank = i, r
+            if best < 0:
+                raise TokenizerFormatError(f"token {rank} ({ranks[rank]!r}) cannot be built from lower ranks")
+            parts[best : best + 2] = [parts[best] + parts[best + 1]]
+        merges.append((rank_of[parts[0]], rank_of[parts[1]]))
+    return merges
+
+
+class BPETokenizer(MicroTransformerTokenizer):
+    """Byte-level BPE with a regex pre-split (GPT-4 pattern by default)."""
+
+    engine_name = "bpe"
+
+    def __init__(self, ranks: Sequence[bytes], pattern: str = GPT4_SPLIT_PATTERN) -> None:
+        self._ranks = list(ranks)
+        self._enc = tiktoken.Encoding(
+            name="microtransformer-bpe",
+            pat_str=pattern,
+            mergeable_ranks={tok: rank for rank, tok in enumerate(self._ranks)},
+            special_tokens={},
+        )
+        self._init_common(pattern=pattern)
+
+    @classmethod
+    def _train_engine(
+        cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, **options: Any
+    ) -> BPETokenizer:
+        if options:
+            raise TypeError(f"bpe engine got unexpected options: {sorted(options)}")
+        pattern = pattern or GPT4_SPLIT_PATTERN
+        # n_ordinary >= 256 is checked by the base class: rustbpe panics (a BaseException) below 256.
+        trainer = rustbpe.Tokenizer()
+        trainer.train_from_iterator(texts, n_ordinary, pattern=pattern)
+        ranks = sorted(trainer.get_mergeable_ranks(), key=lambda kv: kv[1])
+        return cls([bytes(tok) for tok, _ in ranks], pattern)
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text)
+
+    def _encode_ordinary_batch(self, texts: Sequence[str], num_threads: int) -> list[list[int]]:
+        return self._enc.encode_ordinary_batch(texts, num_threads=num_threads)
+
+    def _decode_ordinary(self, ids: Sequence[int]) -> bytes:
+        return self._enc.decode_bytes(ids)
+
+    def _ordinary_token_bytes(self) -> list[bytes]:
+        return self._ranks
+
+    @property
+    def merges(self) -> list[tuple[int, int]]:
+        """Merges in order; merge i created token ``256 + i``."""
+        return recover_merges(self._ranks)
+
+    def _engine_files(self) -> dict[str, bytes]:
+        merges = "".join(f"{a} {b}\n" for a, b in self.merges).encode("ascii")
+        return {RANKS_FILE: ranks_to_tiktoken_file(self._ranks), MERGES_FILE: merges}
+
+    @classmethod
+    def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> BPETokenizer:
+        return cls(parse_tiktoken_file(files[RANKS_FILE]), config.get("pattern") or GPT4_SPLIT_PATTERN)
+
+    @property
+    def tiktoken_encoding(self) -> tiktoken.Encoding:
+        """The underlying ``tiktoken.Encoding`` (ordinary tokens only)."""
+        return self._enc
