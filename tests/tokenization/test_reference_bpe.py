@@ -106,7 +106,9 @@ def test_merges_identical_to_rustbpe(rustbpe_ranks: dict[bytes, int], reference_
     rust_merges = recover_merges(rustbpe_ranks)
     assert len(reference_merges) == 768
     first_diff = next((i for i, (a, b) in enumerate(zip(rust_merges, reference_merges)) if a != b), None)
-    assert first_diff is None, f"merge {first_diff}: rustbpe {rust_merges[first_diff]} != ours {reference_merges[first_diff]}"
+    assert first_diff is None, (
+        f"merge {first_diff}: rustbpe {rust_merges[first_diff]} != ours {reference_merges[first_diff]}"
+    )
     assert rust_merges == reference_merges
     # and the token bytes agree id for id
     bpe = ReferenceBPE(reference_merges)
@@ -136,6 +138,24 @@ def test_ids_identical_to_tiktoken(
         first_diff = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
         assert ours == theirs, f"first difference at token {first_diff}"
         assert bpe.decode_bytes(ours) == text.encode("utf-8")
+
+
+def test_pair_rank_differs_from_tiktoken_only_for_untrainable_merges() -> None:
+    # Why the oracle encodes by pair rank and still matches tiktoken: tiktoken merges *any*
+    # two adjacent parts whose concatenation is a token. With merges bc, ab, (ab)c it turns
+    # a|bc into "abc", which pair-rank BPE never does because (a, bc) is not a merge. Training
+    # cannot produce this list (once bc is merged, "ab" is never followed by "c"), which is why
+    # the two agree on every trained vocabulary above.
+    merges = [(98, 99), (97, 98), (257, 99)]  # bc=256, ab=257, abc=258
+    bpe = ReferenceBPE(merges)
+    enc = tiktoken.Encoding(
+        name="untrainable",
+        pat_str=GPT4_SPLIT_PATTERN,
+        mergeable_ranks={tok: i for i, tok in enumerate(bpe.vocab)},
+        special_tokens={},
+    )
+    assert bpe.encode_ordinary("abc") == [97, 256]
+    assert enc.encode_ordinary("abc") == [258]
 
 
 # --------------------------------------------------------------------------
@@ -226,12 +246,8 @@ def test_count_chunks_keeps_documents_apart_and_first_order() -> None:
 # 4. round trip on arbitrary text
 # --------------------------------------------------------------------------
 
-_ROUNDTRIP_BPE = ReferenceBPE(
-    train_merges(
-        count_chunks(["hello world, héllo wörld! 日本語 日本 🤗🤗 e\u0301e\u0301 \r\n\r\n  \t 123456 x\x00y"]),
-        256 + 60,
-    )
-)
+_ROUNDTRIP_CORPUS = "hello world, héllo wörld! 日本語 日本 🤗🤗 e\u0301e\u0301 \r\n\r\n  \t 123456 x\x00y"
+_ROUNDTRIP_BPE = ReferenceBPE(train_merges(count_chunks([_ROUNDTRIP_CORPUS]), 256 + 60))
 
 
 @settings(max_examples=300, deadline=None)
@@ -274,6 +290,8 @@ def test_vocab_size_below_256_raises(vocab_size: int) -> None:
 def test_bad_tie_break_and_bad_ids_raise() -> None:
     with pytest.raises(ConfigError, match="tie_break"):
         train_merges({"ab": 1}, 300, tie_break="random")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="count_chunks"):
+        train_merges({"ab": -1}, 300)
     with pytest.raises(ConfigError, match="training order"):
         ReferenceBPE([(97, 300)])
     with pytest.raises(ConfigError, match="cannot decode"):

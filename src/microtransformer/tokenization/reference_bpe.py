@@ -116,6 +116,8 @@ def train_merges(
 
     words: list[list[int]] = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
     weights: list[int] = list(chunk_counts.values())
+    if any(w < 0 for w in weights):
+        raise ConfigError("chunk counts must be >= 0; build them with count_chunks(texts)")
 
     # Pair statistics over all positions, weighted by chunk count, and the
     # exact set of chunks in which each pair currently occurs.
