@@ -1,0 +1,144 @@
+"""SentencePiece BPE with byte fallback as an engine.
+
+Defaults make the round trip lossless: ``identity`` normalization, no extra
+whitespace removal, no dummy prefix, ``character_coverage=1.0`` and
+``byte_fallback`` (unseen characters become ``<0xNN>`` byte pieces).
+``normalization="nfkc"`` is available and is *lossy* (e.g. ``"ﬁ"`` -> ``"fi"``).
+
+Two SentencePiece quirks handled here: training reads *sentences* (we feed
+lines, so newlines are always byte tokens), and it writes spaces as ``"▁"``
+(U+2581), so a literal ``"▁"`` in user text would decode as a space; we encode
+it as its three byte-fallback tokens instead.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sentencepiece as spm
+
+from microtransformer.errors import ConfigError, VocabSizeError
+from microtransformer.tokenization.base import MicroTransformerTokenizer
+
+MODEL_FILE = "sentencepiece.model"
+SPACE_MARK = "\u2581"
+MAX_SENTENCE_BYTES = 1 << 16
+NORMALIZATIONS = {"identity": "identity", "nfkc": "nmt_nfkc"}
+
+
+def _sentences(texts: Iterable[str]) -> Iterator[str]:
+    """Lines of every document, long lines cut so SentencePiece does not drop them."""
+    for doc in texts:
+        for line in doc.split("\n"):
+            while len(line.encode("utf-8")) > MAX_SENTENCE_BYTES:
+                cut = MAX_SENTENCE_BYTES // 4  # chars; <= MAX bytes even for 4-byte characters
+                yield line[:cut]
+                line = line[cut:]
+            if line:
+                yield line
+
+
+class SentencePieceTokenizer(MicroTransformerTokenizer):
+    """SentencePiece BPE, byte fallback on."""
+
+    engine_name = "sentencepiece"
+
+    def __init__(self, model_proto: bytes, normalization: str = "identity") -> None:
+        self._proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._space_mark_ids = [self._sp.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode("utf-8")]
+        self._init_common(engine_config={"normalization": normalization})
+
+    @classmethod
+    def _train_engine(
+        cls,
+        texts: Iterable[str],
+        *,
+        n_ordinary: int,
+        pattern: str | None,
+        normalization: str = "identity",
+        num_threads: int | None = None,
+        **options: Any,
+    ) -> SentencePieceTokenizer:
+        if options:
+            raise TypeError(f"sentencepiece engine got unexpected options: {sorted(options)}")
+        if pattern is not None:
+            raise TypeError("sentencepiece does its own splitting; it does not take a pattern")
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=_sentences(texts),
+                model_writer=model,
+                vocab_size=n_ordinary,
+                model_type="bpe",
+                byte_fallback=True,
+                character_coverage=1.0,
+                normalization_rule_name=NORMALIZATIONS[normalization],
+                remove_extra_whitespaces=False,
+                add_dummy_prefix=False,
+                allow_whitespace_only_pieces=True,
+                split_digits=False,
+                hard_vocab_limit=False,
+                max_sentence_length=MAX_SENTENCE_BYTES,
+                unk_id=0,
+                bos_id=-1,
+                eos_id=-1,
+                pad_id=-1,
+                num_threads=num_threads or os.cpu_count() or 1,
+                minloglevel=2,
+            )
+        except RuntimeError as exc:
+            msg = str(exc)
+            if "Vocabulary size" in msg or "vocab_size" in msg:
+                raise VocabSizeError(
+                    f"sentencepiece cannot build {n_ordinary} ordinary tokens from this corpus: {msg.strip()}. "
+                    "With character_coverage=1.0 it needs 256 byte pieces + <unk> + every distinct character; "
+                    "raise --vocab_size."
+                ) from exc
+            raise
+        return cls(model.getvalue(), normalization)
+
+    def _encode_plain(self, text: str) -> list[int]:
+        if SPACE_MARK not in text:
+            return self._sp.encode(text) if text else []
+        ids: list[int] = []
+        for i, part in enumerate(text.split(SPACE_MARK)):
+            if i:
+                ids.extend(self._space_mark_ids)
+            if part:
+                ids.extend(self._sp.encode(part))
+        return ids
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        return self._encode_plain(text)
+
+    def _encode_ordinary_batch(self, texts: Sequence[str], num_threads: int) -> list[list[int]]:
+        if any(SPACE_MARK in t for t in texts):
+            return super()._encode_ordinary_batch(texts, num_threads)
+        return self._sp.encode(list(texts), num_threads=num_threads)
+
+    def _ordinary_token_bytes(self) -> list[bytes]:
+        sp = self._sp
+        table: list[bytes] = []
+        for i in range(sp.get_piece_size()):
+            piece = sp.id_to_piece(i)
+            if sp.is_byte(i):
+                table.append(bytes([int(piece[3:5], 16)]))
+            elif sp.is_unknown(i) or sp.is_control(i):
+                table.append(b"")
+            else:
+                table.append(piece.replace(SPACE_MARK, " ").encode("utf-8"))
+        return table
+
+    def _engine_files(self) -> dict[str, bytes]:
+        return {MODEL_FILE: self._proto}
+
+    @classmethod
+    def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> SentencePieceTokenizer:
+        normalization = config.get("engine_config", {}).get("normalization", "identity")
+        return cls(files[MODEL_FILE], normalization)
