@@ -1,0 +1,11 @@
+"""Evaluation metrics: perplexity and bits per byte (comparable across tokenizers)."""
+
+from microtransformer.evaluation.metrics import (
+    LN2,
+    bits_per_byte,
+    bits_per_byte_from_loss,
+    nats_and_bytes,
+    perplexity,
+)
+
+__all__ = ["LN2", "bits_per_byte", "bits_per_byte_from_loss", "nats_and_bytes", "perplexity"]

@@ -1,0 +1,177 @@
+"""Device and precision selection, as functions (nothing happens at import).
+
+Why functions and not module-level globals: importing the tokenizer must not
+import torch, and a CLI flag (``--device``, ``--precision``) has to be able to
+override the choice. Every choice comes back with a human-readable *reason*
+so the trainer can say why it picked fp32 or bf16.
+
+Precision policy:
+
+- CUDA: bf16 autocast when the GPU supports bf16 (Ampere and newer), else
+  fp16 autocast with a ``GradScaler``. ``fp16`` is used only when asked.
+- CPU: fp32 by default. On CPUs without native bf16 units (no
+  ``avx512_bf16``/``amx_bf16`` in ``/proc/cpuinfo``) bf16 autocast is emulated
+  and was measured ~30x slower than fp32 (74 vs ~2,200 tokens/s), so bf16 is
+  used only when asked (``precision="bf16"``) or, with ``precision="auto"``,
+  when the CPU reports bf16 units *and* ``cpu_bf16_auto=True``.
+
+>>> choice = choose_precision("cpu", "fp32")
+>>> choice.dtype, choice.autocast
+('float32', False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from microtransformer.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run uses and why.
+
+    ``dtype`` is the autocast dtype name (``"float32"`` means no autocast);
+    ``use_grad_scaler`` is true only for fp16 on CUDA, where small gradients
+    underflow without loss scaling.
+    """
+
+    device_type: str
+    precision: str  # "fp32" | "bf16" | "fp16"
+    reason: str
+
+    @property
+    def dtype(self) -> str:
+        return _DTYPE_NAMES[self.precision]
+
+    @property
+    def autocast(self) -> bool:
+        return self.precision != "fp32"
+
+    @property
+    def use_grad_scaler(self) -> bool:
+        return self.precision == "fp16" and self.device_type == "cuda"
+
+    def torch_dtype(self) -> torch.dtype:
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def autocast_context(self) -> contextlib.AbstractContextManager[Any]:
+        """``torch.autocast`` for bf16/fp16, a no-op context for fp32."""
+        if not self.autocast:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type=self.device_type, dtype=self.torch_dtype())
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The bf16-related CPU flags found in ``/proc/cpuinfo`` (empty if unknown).
+
+    ``avx512_bf16`` (Cooper Lake / Zen 4+) and ``amx_bf16`` (Sapphire Rapids+)
+    mean oneDNN has native bf16 matmul kernels; without them bf16 is emulated.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def choose_device(requested: str = "auto") -> tuple[str, str]:
+    """Return ``(device, reason)``: ``"cuda"`` when available, else ``"cpu"``.
+
+    >>> choose_device("cpu")
+    ('cpu', 'asked for cpu')
+    """
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda", f"CUDA is available ({torch.cuda.get_device_name(0)})"
+        return "cpu", "no CUDA GPU found"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested} was asked for but CUDA is not available; use --device cpu or auto")
+        return requested, f"asked for {requested}"
+    if requested == "cpu":
+        return "cpu", "asked for cpu"
+    raise ConfigError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
+
+
+def choose_precision(device: str, requested: str = "auto", *, cpu_bf16_auto: bool = False) -> PrecisionChoice:
+    """Pick fp32/bf16/fp16 for ``device``; the reason says why.
+
+    ``cpu_bf16_auto``: with ``requested="auto"`` on a CPU that has bf16 units,
+    use bf16 autocast. Off by default because even with bf16 units autocast
+    adds casts around every op and is not reliably faster on small models
+    (see docs/benchmarks.md), and fp32 is what makes resume bit-exact.
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
+    device_type = "cuda" if device.startswith("cuda") else device
+    if device_type == "cuda":
+        import torch
+
+        if requested == "auto":
+            if torch.cuda.is_bf16_supported():
+                return PrecisionChoice("cuda", "bf16", "CUDA GPU with bf16 support: bf16 autocast (no loss scaling needed)")
+            return PrecisionChoice("cuda", "fp16", "CUDA GPU without bf16: fp16 autocast with GradScaler")
+        if requested == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("this GPU does not support bf16; use --precision fp16 or fp32")
+        return PrecisionChoice("cuda", requested, f"asked for {requested} on CUDA")
+    if device_type != "cpu":
+        raise ConfigError(f"unsupported device {device!r}; use cpu or cuda")
+    if requested == "fp16":
+        raise ConfigError("fp16 autocast is not supported for CPU training here; use --precision fp32 or bf16")
+    flags = cpu_bf16_flags()
+    if requested == "bf16":
+        why = f"CPU has {', '.join(flags)}" if flags else "CPU has no bf16 units, so expect it to be much slower than fp32"
+        return PrecisionChoice("cpu", "bf16", f"asked for bf16 autocast on CPU ({why})")
+    if requested == "fp32":
+        return PrecisionChoice("cpu", "fp32", "asked for fp32")
+    if flags and cpu_bf16_auto:
+        return PrecisionChoice("cpu", "bf16", f"CPU has native bf16 units ({', '.join(flags)}): bf16 autocast")
+    if flags:
+        return PrecisionChoice(
+            "cpu",
+            "fp32",
+            f"CPU default is fp32 (exact resume, no cast overhead); this CPU has {', '.join(flags)}, "
+            "pass --precision bf16 to try bf16 autocast",
+        )
+    return PrecisionChoice(
+        "cpu",
+        "fp32",
+        "CPU without bf16 units (no avx512_bf16/amx_bf16): bf16 autocast would be emulated and ~30x slower, so fp32",
+    )
+
+
+def set_num_threads_from_env() -> None:
+    """Honour ``MTX_NUM_THREADS`` (useful on shared machines) if set."""
+    value = os.environ.get("MTX_NUM_THREADS")
+    if value:
+        import torch
+
+        try:
+            torch.set_num_threads(int(value))
+        except ValueError as exc:
+            raise ConfigError(f"MTX_NUM_THREADS must be an integer, got {value!r}") from exc

@@ -1,0 +1,310 @@
+"""A decoder-only GPT (nanoGPT's architecture) with a KV cache for generation.
+
+Why this shape: it is the model everyone learns from (Radford et al., 2019,
+"Language Models are Unsupervised Multitask Learners"; Karpathy's nanoGPT),
+so the field names are the familiar ones: ``n_layer``, ``n_head``,
+``n_embd``, ``block_size``, ``vocab_size``, ``dropout``, ``bias``.
+
+Two details differ from the textbook:
+
+- The embedding/unembedding matrix is padded to a multiple of 64 rows
+  (``padded_vocab_size``): matmuls on round sizes are faster. The true
+  ``vocab_size`` is kept, and the logits of the padding ids are set to
+  ``-inf`` so they get zero probability and are never sampled.
+- ``forward`` takes an optional :class:`KVCache`. With a cache, only the new
+  tokens are run and keys/values of earlier positions are reused, which makes
+  generation O(T) per token instead of O(T^2). ``tests/models`` checks that
+  cached greedy decoding equals full recompute token for token.
+
+>>> cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=100)
+>>> model = GPT(cfg)
+>>> logits, loss = model(torch.zeros(1, 4, dtype=torch.long))
+>>> tuple(logits.shape)  # (B, T, padded_vocab_size)
+(1, 4, 128)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from microtransformer.errors import ConfigError
+
+VOCAB_PAD_MULTIPLE = 64
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of :class:`GPT`; stored as JSON in every checkpoint.
+
+    ``vocab_size`` is the tokenizer's true size (special tokens included);
+    the model pads it internally, see :attr:`padded_vocab_size`.
+    """
+
+    vocab_size: int
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
+            _check_positive_int(name, getattr(self, name))
+        if self.n_embd % self.n_head != 0:
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
+                f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+            )
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be true or false, got {self.bias!r}")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """``vocab_size`` rounded up to a multiple of 64 (faster matmuls)."""
+        return -(-self.vocab_size // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown GPTConfig fields {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+
+class KVCache:
+    """Pre-allocated keys and values for every layer, filled left to right.
+
+    Shapes: ``k[layer]`` and ``v[layer]`` are ``(B, n_head, block_size, head_dim)``;
+    ``pos`` is how many positions are filled. Allocating once avoids a
+    ``torch.cat`` per generated token.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> None:
+        shape = (batch_size, config.n_head, config.block_size, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.max_len = config.block_size
+        self.pos = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.max_len - self.pos
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention via ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape  # (B, T, C)
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        dropout_p = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
+        else:
+            start = cache.pos
+            end = start + T
+            cache.k[layer][:, :, start:end] = k
+            cache.v[layer][:, :, start:end] = v
+            keys = cache.k[layer][:, :, :end]  # (B, nh, end, hs)
+            values = cache.v[layer][:, :, :end]  # (B, nh, end, hs)
+            if start == 0:
+                mask = None
+                causal = T > 1
+            elif T == 1:
+                mask, causal = None, False  # one new query sees every cached key
+            else:
+                # query i sits at absolute position start+i and sees keys 0..start+i
+                q_pos = torch.arange(start, end, device=x.device).unsqueeze(1)  # (T, 1)
+                k_pos = torch.arange(end, device=x.device).unsqueeze(0)  # (1, end)
+                mask, causal = k_pos <= q_pos, False  # (T, end) bool
+            y = F.scaled_dot_product_attention(
+                q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, dropout_p=dropout_p, is_causal=causal
+            )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: C -> 4C -> GELU -> C."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)  # (B, T, C)
+        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+        return x
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer language model with tied input/output embeddings."""
+
+    kind = "gpt"
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        V = config.padded_vocab_size
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(V, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, V, bias=False)
+        # Weight tying (Press & Wolf, 2017): fewer parameters, better small models.
+        self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the residual stream stays O(1).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def context_limit(self) -> int | None:
+        """Longest context the model can attend to (learned positions)."""
+        return self.config.block_size
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; position embeddings excluded by default (as in nanoGPT).
+
+        The token embedding is counted once (it is tied with ``lm_head``), and
+        counted at all because its matmul is paid in the output layer.
+        """
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def new_cache(self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` sequences."""
+        p = self.transformer.wte.weight
+        return KVCache(self.config, batch_size, device or p.device, dtype or p.dtype)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, T, padded_vocab_size)`` (or ``(B, 1, ...)`` with ``last_only``) and the loss.
+
+        ``targets`` ``(B, T)``: mean cross-entropy over positions whose target
+        is not ``-1``. With ``cache``, ``idx`` holds only the new tokens and
+        positions continue from ``cache.pos``; the cache is advanced.
+        """
+        B, T = idx.shape  # (B, T)
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} positions exceeds block_size {self.config.block_size}; crop the context"
+            )
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer)  # (B, T, C)
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        if cache is not None:
+            cache.pos += T
+        if last_only and targets is None:
+            x = x[:, -1:, :]  # (B, 1, C)
+        logits = self.lm_head(x)  # (B, T, Vp)
+        if self.config.padded_vocab_size != self.config.vocab_size:
+            # padding ids must never be predicted or sampled
+            logits[..., self.config.vocab_size :] = float("-inf")
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW groups: decay matrices (>= 2-D), never biases, norms or scalars.
+
+        Decaying LayerNorm gains and biases only shrinks them towards zero
+        without regularising anything useful (Loshchilov & Hutter, 2019).
+        """
+        return _decay_groups(self, weight_decay)
+
+
+def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    params = [p for p in model.parameters() if p.requires_grad]  # unique: tied weights appear once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]

@@ -1,0 +1,74 @@
+"""Learning-rate schedule: linear warmup then cosine decay to ``min_ratio * lr``.
+
+The formula is fixed by the spec (and matches the tutorial it replaces), for
+step ``t`` (0-based), warmup ``W``, total ``T`` and floor ``m`` (default 0.1)::
+
+    t <  W:  factor = (t + 1) / W
+    t >= W:  factor = m + 0.5 * (1 - m) * (1 + cos(pi * (t - W) / (T - W)))
+
+Why warmup: Adam's second-moment estimate is noisy in the first steps, and a
+full learning rate then can blow up a transformer. Why cosine to a floor
+rather than to zero: the last steps still learn something.
+
+>>> cosine_lr_factor(0, warmup_steps=10, total_steps=100)
+0.1
+>>> cosine_lr_factor(10, warmup_steps=10, total_steps=100)
+1.0
+>>> round(cosine_lr_factor(100, warmup_steps=10, total_steps=100), 12)
+0.1
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from microtransformer.errors import ConfigError
+
+MIN_LR_RATIO = 0.1
+
+
+def cosine_lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float = MIN_LR_RATIO) -> float:
+    """The multiplier of the base learning rate at ``step`` (see module docstring).
+
+    Steps past ``total_steps`` stay at ``min_ratio`` (training that is resumed
+    with more steps than planned keeps a sane LR instead of rising again).
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if total_steps <= warmup_steps:
+        return 1.0 if warmup_steps else min_ratio
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """``lr_at(step)``: constant ``lr`` or warmup + cosine (``use_cosine``).
+
+    >>> LRSchedule(lr=1e-3, warmup_steps=0, total_steps=10, use_cosine=False).lr_at(5)
+    0.001
+    """
+
+    lr: float
+    warmup_steps: int
+    total_steps: int
+    use_cosine: bool = True
+    min_ratio: float = MIN_LR_RATIO
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if self.warmup_steps < 0 or self.total_steps < 1:
+            raise ConfigError(
+                f"need warmup_steps >= 0 and max_steps >= 1, got warmup_steps={self.warmup_steps}, max_steps={self.total_steps}"
+            )
+        if not 0.0 <= self.min_ratio <= 1.0:
+            raise ConfigError(f"min_ratio must be in [0, 1], got {self.min_ratio}")
+
+    def lr_at(self, step: int) -> float:
+        if not self.use_cosine:
+            return float(self.lr)
+        return self.lr * cosine_lr_factor(
+            step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, min_ratio=self.min_ratio
+        )
