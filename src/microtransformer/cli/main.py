@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # rustbpe logs every 1 % of merges at INFO
+        logging.getLogger("rustbpe").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except MicroTransformerError as exc:

@@ -577,10 +577,11 @@ class MicroTransformerTokenizer:
 
         return render_conversation(self, conversation, max_tokens=max_tokens)
 
-    def visualize_tokenization(self, ids: Sequence[int], mask: Sequence[int] | None = None) -> str:
+    def visualize_tokenization(self, ids: Sequence[int], mask: Sequence[int] | None = None, color: bool = True) -> str:
+        """Ids with visible token boundaries (ANSI colours); see :mod:`.chat`."""
         from microtransformer.tokenization.chat import visualize_tokenization
 
-        return visualize_tokenization(self, ids, mask)
+        return visualize_tokenization(self, ids, mask, color=color)
 
     # ------------------------------------------------------------ save/load
     def _config(self, files: dict[str, bytes]) -> dict[str, Any]:

@@ -1,0 +1,202 @@
+"""``mtx tokenizer train | test | encode``.
+
+``mtx tokenizer train --data_dir data/ --output_dir tok/ --vocab_size 5000`` is
+the classic ``python scripts/train_tokenizer.py`` one to one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from microtransformer.data.corpus import BUILTIN_CORPORA, Corpus, split_holdout
+from microtransformer.tokenization import MicroTransformerTokenizer, available_engines
+
+SAMPLE_SENTENCES = (
+    "Hello, world! This is microtransformer.",
+    "The quick brown fox jumps over the lazy dog.",
+    "def greet(name):\n    return f'Hello {name}'",
+    "Unicode: naïve café, 東京, emoji 🙂.",
+)
+
+
+def add_corpus_args(p: argparse.ArgumentParser) -> None:
+    """``--data_file`` / ``--data_dir`` / ``--corpus`` / ``--errors`` (shared by commands that read text)."""
+    g = p.add_argument_group("corpus (default: the built-in corpus)")
+    g.add_argument("--data_file", help="one UTF-8 text file")
+    g.add_argument("--data_dir", help="a folder, read recursively (.txt .md and code files)")
+    g.add_argument("--corpus", choices=BUILTIN_CORPORA, help="built-in corpus from the Python stdlib")
+    g.add_argument(
+        "--errors", choices=("strict", "replace"), default="strict", help="invalid UTF-8: fail (default) or replace"
+    )
+
+
+def corpus_from_args(args: argparse.Namespace) -> Corpus:
+    return Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("tokenizer", help="train, test and inspect tokenizers")
+    sub = p.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a tokenizer on a corpus and save it")
+    add_corpus_args(t)
+    t.add_argument("--output_dir", default="micro_tokenization/pretrained", help="where to save the tokenizer")
+    t.add_argument("--vocab_size", type=int, default=5000, help="total vocab size, special tokens included")
+    t.add_argument("--engine", default="bpe", choices=available_engines())
+    t.add_argument(
+        "--special_tokens",
+        nargs="*",
+        default=None,
+        help="special tokens (default: bos/eos/pad/mask + chat tokens); 'role=TOKEN' sets a role, "
+        "well-known names like [SEP] [PAD] [MASK] get theirs",
+    )
+    t.add_argument("--pattern", default=None, help="regex pre-split pattern (bpe/reference; default GPT-4)")
+    t.add_argument("--normalization", choices=("identity", "nfkc"), default=None, help="sentencepiece only; nfkc is lossy")
+    t.add_argument("--tie_break", choices=("lowest", "first"), default=None, help="reference engine only")
+    t.add_argument("--padding_side", choices=("left", "right"), default="right")
+    t.add_argument("--holdout_fraction", type=float, default=0.02, help="tail of each document kept for evaluation")
+    t.set_defaults(func=run_train)
+
+    s = sub.add_parser("test", help="check a saved tokenizer: round trip, padding, batches, LM inputs")
+    s.add_argument("--tokenizer_path", required=True)
+    s.set_defaults(func=run_test)
+
+    e = sub.add_parser("encode", help="show ids, pieces and token boundaries of a text")
+    e.add_argument("--tokenizer_path", required=True)
+    e.add_argument("text")
+    e.add_argument("--allow_special", action="store_true", help="parse special-token strings in the text")
+    e.add_argument("--no_color", action="store_true")
+    e.set_defaults(func=run_encode)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    corpus = corpus_from_args(args)
+    options: dict[str, Any] = {}
+    if args.normalization is not None:
+        options["normalization"] = args.normalization
+    if args.tie_break is not None:
+        options["tie_break"] = args.tie_break
+    print(f"training a {args.engine} tokenizer (vocab {args.vocab_size}) on {corpus.describe()}")
+    docs, held_out = split_holdout(corpus.iter_documents(progress=True), fraction=args.holdout_fraction)
+    start = time.perf_counter()
+    tok = MicroTransformerTokenizer.train_from_iterator(
+        docs,
+        engine=args.engine,
+        vocab_size=args.vocab_size,
+        special_tokens=args.special_tokens,
+        pattern=args.pattern,
+        padding_side=args.padding_side,
+        **options,
+    )
+    seconds = time.perf_counter() - start
+    out = tok.save(args.output_dir)
+    print(f"vocab size:      {tok.vocab_size} ({tok.n_ordinary} ordinary + {len(tok.special_tokens)} special)")
+    print(f"training time:   {seconds:.2f} s")
+    if held_out:
+        n_bytes = sum(len(t.encode("utf-8")) for t in held_out)
+        print(f"bytes per token: {tok.bytes_per_token(held_out):.3f} on a held-out sample of {n_bytes:,} bytes")
+    print(f"saved to:        {out}")
+    print("\nsample encodings:")
+    for sentence in SAMPLE_SENTENCES:
+        ids = tok.encode(sentence)
+        print(f"  {sentence!r}\n    {len(ids)} tokens: {ids[:24]}{' ...' if len(ids) > 24 else ''}")
+    return 0
+
+
+def _checks(tok: MicroTransformerTokenizer) -> list[tuple[str, Callable[[], str]]]:
+    """The classic tokenizer test script, each check returning a detail string or raising."""
+    from microtransformer.data.batches import create_causal_lm_inputs, create_mlm_inputs, prepare_input_for_batch
+
+    texts = [*SAMPLE_SENTENCES, "", "a\r\nb\x00c", "<|bos|> is text here"]
+
+    def roundtrip() -> str:
+        for t in texts:
+            got = tok.decode(tok.encode(t))
+            if got != t:
+                raise AssertionError(f"decode(encode({t!r})) == {got!r}")
+        return f"{len(texts)} texts"
+
+    def truncation_padding() -> str:
+        enc = tok(texts[:3], max_length=8, truncation=True, padding="max_length")
+        for ids, mask in zip(enc["input_ids"], enc["attention_mask"]):
+            if len(ids) != 8 or len(mask) != 8:
+                raise AssertionError(f"length {len(ids)} != 8")
+            if tok.pad_id is not None and any((m == 0) != (i == tok.pad_id) for i, m in zip(ids, mask)):
+                raise AssertionError("attention_mask does not match padding")
+        return "3 x 8, masks match"
+
+    def batch() -> str:
+        batch_ids = tok.encode_batch(texts)
+        single = [tok.encode(t) for t in texts]
+        if batch_ids != single:
+            raise AssertionError("encode_batch differs from encode")
+        return f"{len(texts)} texts"
+
+    def tensors() -> str:
+        b = prepare_input_for_batch(texts, tok, max_length=16)
+        return f"input_ids {tuple(b['input_ids'].shape)}"
+
+    def causal() -> str:
+        b = create_causal_lm_inputs(texts[:3], tok, max_length=16)
+        ids, labels = b["input_ids"], b["labels"]
+        ok = (labels[:, :-1] == ids[:, 1:]) | (labels[:, :-1] == -100)
+        if not bool(ok.all()):
+            raise AssertionError("labels are not input_ids shifted by one")
+        return f"labels {tuple(labels.shape)}"
+
+    def masked() -> str:
+        b = create_mlm_inputs([SAMPLE_SENTENCES[1] * 4], tok, max_length=64, seed=0)
+        picked = int((b["labels"] != -100).sum())
+        return f"{picked} positions picked"
+
+    def special_injection() -> str:
+        if tok.bos_id is None:
+            return "no bos token (skipped)"
+        if tok.bos_id in tok.encode(tok.id_to_token(tok.bos_id)):
+            raise AssertionError("special-token text in user input became a special token")
+        return "special text stays ordinary"
+
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("encode/decode round trip", roundtrip),
+        ("truncation + padding", truncation_padding),
+        ("batch == single", batch),
+        ("special-token injection refused", special_injection),
+        ("tensors (return_tensors='pt')", tensors),
+        ("causal LM inputs", causal),
+    ]
+    if tok.mask_id is not None:
+        checks.append(("masked LM inputs", masked))
+    return checks
+
+
+def run_test(args: argparse.Namespace) -> int:
+    tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
+    print(f"{tok!r} from {args.tokenizer_path}\n")
+    failures = 0
+    width = 34
+    print(f"{'check':<{width}} result  detail")
+    print("-" * (width + 30))
+    for name, check in _checks(tok):
+        try:
+            detail, status = check(), "PASS"
+        except Exception as exc:  # a test harness reports every failure, whatever it is
+            detail, status = f"{type(exc).__name__}: {exc}", "FAIL"
+            failures += 1
+        print(f"{name:<{width}} {status:<7} {detail}")
+    print(f"\n{len(_checks(tok)) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
+    ids = tok.encode(args.text, allowed_special="all" if args.allow_special else frozenset())
+    print(f"ids ({len(ids)}): {ids}")
+    print(f"pieces: {[tok.id_to_token(i) for i in ids]}")
+    print(tok.visualize_tokenization(ids, color=not args.no_color))
+    n_bytes = len(args.text.encode("utf-8"))
+    print(f"{n_bytes} bytes -> {len(ids)} tokens ({n_bytes / max(len(ids), 1):.2f} bytes/token)")
+    return 0
