@@ -39,4 +39,11 @@ def get_engine(name: str) -> type[MicroTransformerTokenizer]:
     if target is None:
         raise UnknownEngineError(f"unknown tokenizer engine {name!r}; choose one of: {', '.join(_ENGINES)}")
     module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UnknownEngineError(
+            f"tokenizer engine {name!r} is registered but cannot be imported ({exc}); "
+            "reinstall microtransformer with its dependencies (pip install -e .)"
+        ) from exc
+    return getattr(module, attr)
