@@ -396,6 +396,13 @@ class MicroTransformerTokenizer:
         >>> tok.encode("hello")  # doctest: +SKIP
         [31373]
         """
+        if not (padding or truncation or return_tensors):  # the common case, kept cheap
+            allowed = self._specials.resolve_allowed(allowed_special) if allowed_special else frozenset()
+            ids = self._encode_one(text, allowed)
+            if add_special_tokens:
+                head, tail = self._added_ids(True)
+                ids = head + ids + tail
+            return ids
         enc = self(
             [text],
             add_special_tokens=add_special_tokens,
@@ -428,7 +435,9 @@ class MicroTransformerTokenizer:
                 raise ConfigError(f"encode_batch takes str items, got {type(t).__name__}")
         n = num_threads or min(8, os.cpu_count() or 1)
         allowed = self._specials.resolve_allowed(allowed_special)
-        if allowed:
+        if len(texts) <= 1 or n == 1:  # no pool for a single text (encode() comes through here)
+            out = [self._encode_one(t, allowed) for t in texts]
+        elif allowed:
             with ThreadPoolExecutor(n) as ex:
                 out = list(ex.map(lambda t: self._encode_one(t, allowed), texts))
         else:
