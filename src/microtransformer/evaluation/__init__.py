@@ -6,6 +6,7 @@ from microtransformer.evaluation.metrics import (
     bits_per_byte_from_loss,
     nats_and_bytes,
     perplexity,
+    token_nats,
 )
 
-__all__ = ["LN2", "bits_per_byte", "bits_per_byte_from_loss", "nats_and_bytes", "perplexity"]
+__all__ = ["LN2", "bits_per_byte", "bits_per_byte_from_loss", "nats_and_bytes", "perplexity", "token_nats"]

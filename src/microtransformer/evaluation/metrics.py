@@ -49,16 +49,19 @@ def bits_per_byte_from_loss(mean_loss_nats: float, *, n_tokens: int, n_bytes: in
     return bits_per_byte(mean_loss_nats * n_tokens, n_bytes)
 
 
-def nats_and_bytes(logits: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of cross-entropy (nats) and of target byte lengths, skipping 0-byte targets.
-
-    ``logits`` ``(B, T, V')`` with ``V' >= len(token_bytes)``, ``targets``
-    ``(B, T)``, ``token_bytes`` ``(V,)`` integer tensor on the same device.
-    Returns two 0-d tensors (summed on device; one sync when the caller reads them).
-    """
+def token_nats(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-token cross-entropy in nats, ``(B*T,)``, computed in fp32 even under autocast."""
     import torch.nn.functional as F
 
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none")  # (B*T,)
-    nbytes = token_bytes[targets.reshape(-1)]  # (B*T,)
-    counted = nbytes > 0
-    return (loss * counted).sum(), nbytes.sum()
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none")
+
+
+def nats_and_bytes(token_losses: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of per-token losses (nats) and of target byte lengths, skipping 0-byte targets.
+
+    ``token_losses`` ``(N,)`` from :func:`token_nats`, ``targets`` with ``N``
+    elements, ``token_bytes`` ``(V,)`` integer tensor on the same device.
+    Returns two 0-d tensors (summed on device; one sync when the caller reads them).
+    """
+    nbytes = token_bytes[targets.reshape(-1)]  # (N,)
+    return (token_losses * (nbytes > 0)).sum(), nbytes.sum()

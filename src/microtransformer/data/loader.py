@@ -1,0 +1,184 @@
+"""Random training windows: from token shards on disk, or from texts in memory.
+
+Both classes answer the tutorial call ``get_batch(split, batch_size)`` with
+``x, y`` of shape ``(B, block_size)`` where ``y`` is ``x`` shifted by one.
+
+- :class:`ShardDataset` reads the memmaps written by
+  :func:`~microtransformer.data.shards.prepare_shards`. The memmap is opened
+  again for every batch (nanoGPT's trick: a long-lived memmap keeps every
+  page it touched referenced and memory grows over a long run).
+- :class:`BPEDataset` is the in-memory tutorial API: texts in, a BPE tokenizer
+  trained if none is given, 90/10 split.
+
+Windows are drawn with a ``numpy.random.Generator``; the trainer passes one
+seeded from ``(seed, rank, step)`` so the data order is reproducible and a
+resumed run sees exactly the batches the uninterrupted run would have.
+
+>>> ds = BPEDataset(open("input.txt").read(), block_size=64, device="cpu")  # doctest: +SKIP
+>>> x, y = ds.get_batch("train", 8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from microtransformer.data.shards import SPLITS, ShardMeta, read_meta
+from microtransformer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from microtransformer.tokenization import MicroTransformerTokenizer
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def windows_to_batch(
+    data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows of ``block_size + 1`` tokens from ``data`` -> ``(x, y)``."""
+    n = len(data) - block_size  # number of valid window starts
+    ix = rng.integers(0, n, size=batch_size)
+    rows = np.stack([np.asarray(data[i : i + block_size + 1], dtype=np.int64) for i in ix])  # (B, T+1)
+    t = torch.from_numpy(rows)
+    x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
+    if torch.device(device).type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.contiguous().to(device), y.contiguous().to(device)
+
+
+class TokenArrayDataset:
+    """Random windows over in-memory id arrays, one per split (tests, notebooks, BPEDataset).
+
+    >>> ds = TokenArrayDataset({"train": np.arange(100), "val": np.arange(50)}, block_size=8, vocab_size=100)
+    >>> [tuple(t.shape) for t in ds.get_batch("train", 4)]
+    [(4, 8), (4, 8)]
+    """
+
+    def __init__(
+        self,
+        data: dict[str, np.ndarray],
+        block_size: int,
+        *,
+        vocab_size: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ConfigError(f"block_size must be a positive integer, got {block_size!r}")
+        self.data = {k: np.asarray(v) for k, v in data.items()}
+        self.block_size = block_size
+        self.vocab_size = vocab_size
+        self.device = device
+        for split in SPLITS:
+            if split not in self.data:
+                raise DataError(f"missing the {split!r} split; pass both 'train' and 'val' arrays")
+            arr = self.data[split]
+            if len(arr) < block_size + 1:
+                raise DataError(
+                    f"the {split} split has {len(arr)} tokens but block_size + 1 = {block_size + 1} are needed; "
+                    "lower block_size or pass more text"
+                )
+            if len(arr) and (arr.min() < 0 or arr.max() >= vocab_size):
+                raise DataError(f"the {split} split has ids outside [0, {vocab_size}); wrong vocab_size?")
+        self._rng = np.random.default_rng(seed)
+
+    def num_tokens(self, split: str) -> int:
+        _check_split(split)
+        return len(self.data[split])
+
+    def get_batch(
+        self, split: str, batch_size: int, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_split(split)
+        return windows_to_batch(self.data[split], self.block_size, batch_size, rng or self._rng, self.device)
+
+
+class ShardDataset:
+    """Random windows over ``train.bin`` / ``val.bin`` (see :mod:`microtransformer.data.shards`)."""
+
+    def __init__(
+        self, shards_dir: str | os.PathLike[str], block_size: int, device: torch.device | str = "cpu", *, seed: int = 0
+    ) -> None:
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ConfigError(f"block_size must be a positive integer, got {block_size!r}")
+        self.shards_dir = Path(shards_dir)
+        self.meta: ShardMeta = read_meta(self.shards_dir)
+        self.block_size = block_size
+        self.device = device
+        self.vocab_size = self.meta.vocab_size
+        self._rng = np.random.default_rng(seed)
+        for split in SPLITS:
+            tokens = self.num_tokens(split)
+            if tokens < block_size + 1:
+                raise DataError(
+                    f"{self.shards_dir / self.meta.splits[split].file} has {tokens} tokens but a training window "
+                    f"needs block_size + 1 = {block_size + 1}; lower --block_size (at most {max(tokens - 1, 0)}) "
+                    "or add more text"
+                    + (" / raise --val_fraction" if split == "val" else "")
+                )
+
+    def num_tokens(self, split: str) -> int:
+        _check_split(split)
+        if split not in self.meta.splits:
+            raise DataError(f"{self.shards_dir} has no {split!r} split; re-run `mtx data prepare`")
+        return self.meta.splits[split].tokens
+
+    def _memmap(self, split: str) -> np.ndarray:
+        info = self.meta.splits[split]
+        return np.memmap(self.shards_dir / info.file, dtype=np.dtype(self.meta.dtype), mode="r")
+
+    def get_batch(
+        self, split: str, batch_size: int, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own."""
+        _check_split(split)
+        return windows_to_batch(self._memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+
+
+class BPEDataset(TokenArrayDataset):
+    """In-memory tutorial dataset: ``BPEDataset(texts, block_size, device)`` then ``get_batch``.
+
+    ``texts`` is one string or an iterable of documents. Without a
+    ``tokenizer`` a ``bpe`` tokenizer of ``vocab_size`` is trained on the texts.
+    Each document starts with BOS; the first ``1 - val_fraction`` of the tokens
+    is ``train``, the rest ``val`` (the classic tutorial split).
+    """
+
+    def __init__(
+        self,
+        texts: str | Iterable[str],
+        block_size: int,
+        device: torch.device | str = "cpu",
+        *,
+        tokenizer: MicroTransformerTokenizer | None = None,
+        vocab_size: int = 2048,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        docs = [texts] if isinstance(texts, str) else list(texts)
+        if not any(docs):
+            raise DataError("BPEDataset got no text; pass a non-empty string or list of strings")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if tokenizer is None:
+            from microtransformer.tokenization import MicroTransformerTokenizer
+
+            tokenizer = MicroTransformerTokenizer.train_from_iterator(docs, engine="bpe", vocab_size=vocab_size)
+        self.tokenizer = tokenizer
+        sep = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+        ids: list[int] = []
+        for doc_ids in tokenizer.encode_batch(docs):
+            ids.extend(([sep] if sep is not None else []) + doc_ids)
+        data = np.asarray(ids, dtype=np.int64)
+        n = int(len(data) * (1 - val_fraction))
+        super().__init__(
+            {"train": data[:n], "val": data[n:]}, block_size, vocab_size=tokenizer.vocab_size, device=device, seed=seed
+        )

@@ -1,0 +1,400 @@
+"""Run directories and checkpoints: safetensors + JSON, written atomically, no pickle.
+
+Layout of a run directory (everything sampling needs is inside it)::
+
+    run_dir/
+      run.json                     marks a run dir: model kind/config, train config, tokenizer info
+      tokenizer/                   copy of the tokenizer the model was trained with
+      checkpoints/step_000200/
+        model.safetensors          weights (uncompiled names, tied weights stored once)
+        trainer_state.safetensors  optimizer tensors + torch RNG state
+        meta.json                  step, metrics, optimizer hyper-params, aliases; written last
+      last.json, best.json         pointers to a checkpoint directory
+
+Why this shape: safetensors cannot execute code on load (a pickled ``.pt``
+can), JSON is readable and diffable, and a checkpoint *directory* is
+renamed into place only when complete, so a crash or Ctrl-C mid-save never
+leaves a half-written checkpoint behind. ``last``/``best`` are tiny JSON
+pointers updated with an atomic rename after the directory exists.
+
+Optimizer state is split: every tensor (``exp_avg``, ``exp_avg_sq``, ``step``)
+goes to safetensors under ``optimizer.state.<param index>.<name>``, everything
+else (``param_groups``: lr, betas, eps, ...) to JSON, so resuming restores
+AdamW bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from microtransformer.errors import CheckpointError
+from microtransformer.io import atomic_write_json, read_json
+from microtransformer.models import build_model, config_from_dict, unwrap_model
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+RUN_FILE = "run.json"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.safetensors"
+META_FILE = "meta.json"
+CHECKPOINTS_DIR = "checkpoints"
+TOKENIZER_DIR = "tokenizer"
+POINTERS = ("last", "best")
+
+
+# --------------------------------------------------------------------- tensors
+def model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """State dict of the unwrapped model, shared tensors stored once.
+
+    Returns ``(tensors, aliases)`` where ``aliases[name] = kept_name`` for tied
+    weights (GPT's ``lm_head.weight`` -> ``transformer.wte.weight``):
+    safetensors refuses to store two names for one storage.
+    """
+    sd = unwrap_model(model).state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, tuple[int, ...], torch.dtype], str] = {}
+    for name, t in sd.items():
+        key = (t.data_ptr(), tuple(t.shape), t.dtype)
+        if t.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = t.detach().to("cpu").contiguous()
+    return tensors, aliases
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into safetensors-able tensors and JSON."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, state in sd["state"].items():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optimizer.state.{idx}.{k}"] = v.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]
+) -> None:
+    """Inverse of :func:`optimizer_tensors`."""
+    state: dict[int, dict[str, Any]] = {}
+    prefix = "optimizer.state."
+    for name, t in tensors.items():
+        if not name.startswith(prefix):
+            continue
+        idx, key = name[len(prefix) :].split(".", 1)
+        state.setdefault(int(idx), {})[key] = t
+    for idx, extra in info.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(extra)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in info["param_groups"]]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"the optimizer state does not fit this model ({exc}); resume with the same model config") from exc
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    """Torch CPU (and CUDA) RNG states: dropout masks continue as if never stopped."""
+    out = {"rng.torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.torch_cuda.{i}"] = s
+    return out
+
+
+def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch_cpu" in tensors:
+        torch.set_rng_state(tensors["rng.torch_cpu"])
+    cuda = sorted((k for k in tensors if k.startswith("rng.torch_cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        states = [tensors[k] for k in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+
+
+def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete. Use another checkpoint in {path.parent.parent} or retrain")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError on damage
+        raise CheckpointError(
+            f"{path} is damaged or truncated ({exc}); use another checkpoint "
+            f"(ls {path.parent.parent}) or retrain"
+        ) from exc
+
+
+# ----------------------------------------------------------------- run dirs
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A loaded checkpoint's ``meta.json`` and where it lives."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / RUN_FILE).is_file()
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run.json`` of ``run_dir``; a typed error if the directory is not a run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist; pass the --out_dir that `mtx train` wrote to")
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir} has no {RUN_FILE}, so it is not a microtransformer run directory (or its metadata was deleted); "
+            f"pass the directory `mtx train --out_dir` created (it holds {RUN_FILE}, {TOKENIZER_DIR}/ and {CHECKPOINTS_DIR}/)"
+        )
+    try:
+        run = read_json(path)
+        _ = run["model"]["kind"], run["model"]["config"]
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CheckpointError(f"{path} is damaged ({exc}); restore it or retrain") from exc
+    if int(run.get("format_version", 1)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer microtransformer; upgrade to load it")
+    return run
+
+
+def write_run(run_dir: Path, run: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / RUN_FILE, {"format_version": FORMAT_VERSION, **run})
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Complete step checkpoints (those with ``meta.json``), oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / META_FILE).is_file())
+
+
+def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> Path:
+    """The checkpoint directory for ``which``: ``last``, ``best``, or a ``step_N`` name.
+
+    ``best`` falls back to ``last`` (and ``last`` to the newest complete
+    step) with a log line, so a run stopped before its first eval still loads.
+    """
+    run_dir = Path(run_dir)
+    read_run(run_dir)
+    if which.startswith("step_"):
+        path = run_dir / CHECKPOINTS_DIR / which
+        if not (path / META_FILE).is_file():
+            names = ", ".join(p.name for p in list_checkpoints(run_dir)) or "none"
+            raise CheckpointError(f"no complete checkpoint {which} in {run_dir}; available: {names}")
+        return path
+    if which not in POINTERS:
+        raise CheckpointError(f"unknown checkpoint {which!r}; use last, best or step_N")
+    for name in ((which, "last") if which == "best" else (which,)):
+        pointer = run_dir / f"{name}.json"
+        if pointer.is_file():
+            try:
+                path = run_dir / read_json(pointer)["checkpoint"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"{pointer} is damaged ({exc}); pass --checkpoint step_N instead") from exc
+            if (path / META_FILE).is_file():
+                if name != which:
+                    logger.info("no %s checkpoint in %s yet; using %s", which, run_dir, name)
+                return path
+            logger.warning("%s points at %s, which is incomplete; falling back", pointer, path)
+    complete = list_checkpoints(run_dir)
+    if not complete:
+        raise CheckpointError(
+            f"{run_dir} has no complete checkpoint (no {CHECKPOINTS_DIR}/step_*/meta.json); "
+            "train it further with `mtx train --resume` from scratch or retrain"
+        )
+    return complete[-1]
+
+
+def read_checkpoint_meta(path: Path) -> CheckpointInfo:
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path} has no {META_FILE}: the checkpoint is incomplete; use another one or retrain")
+    try:
+        meta = read_json(meta_path)
+        _ = int(meta["step"]), meta["model"]["kind"], meta["model"]["config"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{meta_path} is damaged ({exc}); use another checkpoint or retrain") from exc
+    if int(meta.get("format_version", 1)) > FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path} was written by a newer microtransformer; upgrade to load it")
+    return CheckpointInfo(path, meta)
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike[str],
+    step: int,
+    *,
+    model: nn.Module,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    best: bool = False,
+    keep_last: int = 5,
+) -> Path:
+    """Write ``checkpoints/step_<step>`` atomically, update ``last`` (and ``best``), prune old ones.
+
+    ``meta`` must hold ``model`` (``{"kind", "config"}``); step, aliases and
+    optimizer hyper-parameters are added here. Returns the checkpoint path.
+    """
+    run_dir = Path(run_dir)
+    root = run_dir / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(step)
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        weights, aliases = model_tensors(model)
+        _save_safetensors(tmp / MODEL_FILE, weights, {"format": "pt"})
+        state: dict[str, torch.Tensor] = dict(rng_tensors())
+        full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step, "aliases": aliases}
+        if optimizer is not None:
+            opt_t, opt_json = optimizer_tensors(optimizer)
+            state.update(opt_t)
+            full_meta["optimizer"] = opt_json
+        state.update(extra_tensors or {})
+        _save_safetensors(tmp / STATE_FILE, state)
+        atomic_write_json(tmp / META_FILE, full_meta)  # last: marks the checkpoint complete
+        if final.exists():  # the same step saved again (e.g. Ctrl-C right after an eval)
+            old = root / f".old-{name}-{os.getpid()}-{time.monotonic_ns()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pointer = {"checkpoint": f"{CHECKPOINTS_DIR}/{name}", "step": step, "val_loss": meta.get("val_loss")}
+    atomic_write_json(run_dir / "last.json", pointer)
+    if best:
+        atomic_write_json(run_dir / "best.json", pointer)
+    prune_checkpoints(run_dir, keep_last)
+    logger.debug("saved checkpoint %s", final)
+    return final
+
+
+def _pointer_targets(run_dir: Path) -> set[str]:
+    names = set()
+    for p in POINTERS:
+        try:
+            names.add(Path(read_json(run_dir / f"{p}.json")["checkpoint"]).name)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return names
+
+
+def prune_checkpoints(run_dir: str | os.PathLike[str], keep_last: int) -> list[Path]:
+    """Delete step checkpoints beyond the newest ``keep_last``; never ``last``/``best`` targets."""
+    run_dir = Path(run_dir)
+    steps = list_checkpoints(run_dir)
+    protected = _pointer_targets(run_dir)
+    doomed = [p for p in steps[: max(0, len(steps) - keep_last)] if p.name not in protected]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return doomed
+
+
+def load_model_from_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model of a checkpoint directory and load its weights (strict)."""
+    info = read_checkpoint_meta(path)
+    kind, cfg = info.meta["model"]["kind"], info.meta["model"]["config"]
+    try:
+        model = build_model(kind, config_from_dict(kind, cfg))
+    except Exception as exc:
+        raise CheckpointError(f"{path / META_FILE} has an unusable model config ({exc}); retrain") from exc
+    tensors = _load_safetensors(path / MODEL_FILE)
+    for name, target in info.meta.get("aliases", {}).items():
+        if target in tensors:
+            tensors[name] = tensors[target]
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path / MODEL_FILE} does not match the model config in {path / META_FILE} ({exc}); "
+            "the files come from different runs: use another checkpoint or retrain"
+        ) from exc
+    return model.to(map_location), info
+
+
+def load_trainer_state(path: Path) -> dict[str, torch.Tensor]:
+    """Optimizer and RNG tensors of a checkpoint (for ``--resume``)."""
+    return _load_safetensors(path / STATE_FILE)
+
+
+def copy_tokenizer(tokenizer: Any, run_dir: Path) -> Path:
+    """Save ``tokenizer`` into ``run_dir/tokenizer`` so the run dir is self-contained."""
+    return Path(tokenizer.save(run_dir / TOKENIZER_DIR))
+
+
+def load_run_tokenizer(run_dir: str | os.PathLike[str], tokenizer_path: str | os.PathLike[str] | None = None) -> Any:
+    """The tokenizer saved in the run dir (or ``tokenizer_path``), checked against ``run.json``."""
+    from microtransformer.errors import TokenizerError
+    from microtransformer.tokenization import MicroTransformerTokenizer
+
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    path = Path(tokenizer_path) if tokenizer_path else run_dir / TOKENIZER_DIR
+    try:
+        tok = MicroTransformerTokenizer.from_pretrained(path)
+    except TokenizerError as exc:
+        raise CheckpointError(f"cannot load the run's tokenizer: {exc}") from exc
+    check_tokenizer_matches(run["model"]["config"]["vocab_size"], tok, where=str(path))
+    want = run.get("tokenizer", {}).get("fingerprint")
+    if want and tok.fingerprint != want:
+        logger.warning(
+            "tokenizer %s has a different fingerprint than the one this run was trained with; outputs may be garbled",
+            path,
+        )
+    return tok
+
+
+def check_tokenizer_matches(model_vocab_size: int, tokenizer: Any, *, where: str = "the tokenizer") -> None:
+    """Typed error when the tokenizer's vocab differs from the model's (ids would be misread)."""
+    if int(tokenizer.vocab_size) != int(model_vocab_size):
+        raise CheckpointError(
+            f"{where} has vocab_size {tokenizer.vocab_size} but the model was trained with vocab_size "
+            f"{model_vocab_size}: this is not the tokenizer the model was trained with. Use the run's own "
+            "tokenizer/ directory (drop --tokenizer_path) or retrain the model with this tokenizer"
+        )
+
+
+def checkpoint_files(path: Path) -> Iterable[Path]:
+    return (path / MODEL_FILE, path / STATE_FILE, path / META_FILE)

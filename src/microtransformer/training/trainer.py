@@ -1,0 +1,598 @@
+"""The training loop: AdamW, warmup + cosine, grad accumulation, eval, checkpoints, exact resume.
+
+One :class:`Trainer` drives any model of :mod:`microtransformer.models` over
+any data source with ``get_batch(split, batch_size, rng)`` (token shards or
+the in-memory :class:`~microtransformer.data.loader.BPEDataset`).
+
+Reproducibility is designed in rather than hoped for:
+
+- The batches of step ``t`` come from ``numpy.random.default_rng((seed,
+  rank, t))``: no data-RNG state to save, and a resumed run draws exactly the
+  batches the uninterrupted run would have (for any world size).
+- The learning rate is a pure function of ``t`` (:mod:`.schedule`).
+- Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout)
+  are saved bit for bit, so on CPU in fp32 "2N steps" equals "N steps, stop,
+  resume for N" to the last bit (``tests/training/test_resume.py``).
+
+Gradient accumulation divides each micro-batch loss by the number of
+micro-steps, so the summed gradient is the gradient of the mean loss over the
+whole (equal-sized micro-batches) batch: the same as one big batch.
+
+>>> trainer = Trainer(model, data, TrainConfig(max_steps=200), "runs/a", tokenizer=tok)  # doctest: +SKIP
+>>> result = trainer.fit()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from microtransformer.device import PRECISIONS, PrecisionChoice, choose_device, choose_precision
+from microtransformer.errors import CheckpointError, ConfigError, DataError
+from microtransformer.evaluation.metrics import bits_per_byte, nats_and_bytes, perplexity, token_nats
+from microtransformer.models import unwrap_model
+from microtransformer.training import checkpoint as ckpt
+from microtransformer.training.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    barrier,
+    detect_distributed,
+    init_distributed,
+)
+from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
+
+logger = logging.getLogger(__name__)
+
+_EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
+
+
+class BatchSource(Protocol):
+    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with."""
+
+    block_size: int
+    vocab_size: int
+
+    def get_batch(
+        self, split: str, batch_size: int, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; stored as JSON in every checkpoint.
+
+    ``batch_size`` is per micro-step and per process; one optimizer step sees
+    ``batch_size * grad_accum_steps * world_size`` sequences.
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    use_cosine: bool = True
+    min_lr_ratio: float = MIN_LR_RATIO
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_iters: int = 20
+    keep_last: int = 5
+    seed: int = 1337
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("weight_decay and grad_clip must be >= 0 (grad_clip 0 disables clipping)")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+    def schedule(self) -> LRSchedule:
+        return LRSchedule(self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Loss in nats per token, ``exp(loss)``, and bits per byte (None without token byte lengths)."""
+
+    loss: float
+    perplexity: float
+    bits_per_byte: float | None
+    tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        bpb = f"{self.bits_per_byte:.4f}" if self.bits_per_byte is not None else "n/a"
+        return f"loss {self.loss:.4f} | ppl {self.perplexity:.2f} | bpb {bpb}"
+
+
+@dataclass(frozen=True)
+class StepLog:
+    step: int  # 1-based count of completed optimizer steps
+    loss: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    history: list[StepLog] = field(default_factory=list)
+    evals: list[tuple[int, EvalResult]] = field(default_factory=list)
+    best_val_loss: float | None = None
+    interrupted: bool = False
+    tokens_per_sec: float = 0.0
+    precision: PrecisionChoice | None = None
+    last_checkpoint: Path | None = None
+
+
+def accumulate_gradients(
+    model: nn.Module,
+    micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]] | Iterator[tuple[torch.Tensor, torch.Tensor]],
+    n_micro: int,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    scaler: Any = None,
+    no_sync: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+) -> torch.Tensor:
+    """Forward/backward ``n_micro`` micro-batches, each loss scaled by ``1/n_micro``.
+
+    Returns the mean loss (a detached 0-d tensor). ``no_sync`` (DDP) skips
+    the gradient all-reduce on every micro-step but the last.
+    """
+    total: torch.Tensor | None = None
+    for i, (x, y) in enumerate(micro_batches):
+        last = i == n_micro - 1
+        sync_ctx = no_sync() if (no_sync is not None and not last) else contextlib.nullcontext()
+        with sync_ctx:
+            with autocast():
+                _, loss = model(x, y)
+            loss = loss / n_micro
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        total = loss.detach().float() if total is None else total + loss.detach().float()
+    if total is None:
+        raise ValueError("accumulate_gradients got no micro-batches")
+    return total
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: abort at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: plain KeyboardInterrupt handling only
+            self._previous = None
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to abort without saving)")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` and writes checkpoints into ``run_dir``.
+
+    ``tokenizer`` (optional) is copied into the run dir and gives the token
+    byte lengths for bits-per-byte; pass ``token_bytes`` instead to get bpb
+    without a tokenizer. Nothing is written before :meth:`fit`, and every
+    check (vocab sizes, block size, existing run) happens in ``__init__``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: BatchSource,
+        config: TrainConfig,
+        run_dir: str | os.PathLike[str],
+        *,
+        tokenizer: Any = None,
+        token_bytes: np.ndarray | None = None,
+        run_info: dict[str, Any] | None = None,
+        show_progress: bool = True,
+        _resume_from: ckpt.CheckpointInfo | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.data = data
+        self.tokenizer = tokenizer
+        self.show_progress = show_progress
+        self.run_info = dict(run_info or {})
+        self.raw_model = unwrap_model(model)
+        kind = getattr(self.raw_model, "kind", None)
+        if kind is None or not hasattr(self.raw_model, "config"):
+            raise ConfigError("Trainer needs a microtransformer model (GPT or LSTMLanguageModel)")
+        self.kind: str = kind
+        self._check_compatible(data, tokenizer)
+        if _resume_from is None and ckpt.is_run_dir(self.run_dir):
+            raise CheckpointError(
+                f"{self.run_dir} already holds a run ({ckpt.RUN_FILE}); continue it with --resume {self.run_dir} "
+                "or choose a new --out_dir (nothing was overwritten)"
+            )
+
+        self.env: DistEnv = detect_distributed()
+        device, device_reason = choose_device(config.device)
+        self.device = init_distributed(self.env, device)
+        self.precision = choose_precision(self.device, config.precision)
+        self.device_reason = device_reason
+        if self.env.is_main:
+            logger.info("device: %s (%s)", self.device, device_reason)
+            logger.info("precision: %s (%s)", self.precision.precision, self.precision.reason)
+
+        torch.manual_seed(config.seed + self.env.rank)
+        self.raw_model.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.raw_model.optimizer_groups(config.weight_decay),
+            lr=config.lr,
+            betas=(config.beta1, config.beta2),
+            **({"fused": True} if self.device.startswith("cuda") else {}),
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
+        self.schedule = config.schedule()
+        self.step = 0
+        self.best_val_loss: float | None = None
+        if _resume_from is not None:
+            self._load_training_state(_resume_from)
+
+        self.model: nn.Module = self.raw_model
+        self._compiled = False
+        if config.compile:
+            self.model = self._try_compile(self.raw_model)
+        self.eval_model = self.model
+        if self.env.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
+            self.model = DDP(self.model, device_ids=ids)
+
+        tb = token_bytes
+        if tb is None and tokenizer is not None:
+            tb = tokenizer.token_bytes()
+        self.token_bytes = torch.as_tensor(np.asarray(tb, dtype=np.int64), device=self.device) if tb is not None else None
+
+    # ------------------------------------------------------------------ setup
+    def _check_compatible(self, data: BatchSource, tokenizer: Any) -> None:
+        vocab = self.raw_model.config.vocab_size
+        data_vocab = getattr(data, "vocab_size", None)
+        if data_vocab is not None and int(data_vocab) != int(vocab):
+            raise DataError(
+                f"the data was encoded with vocab_size {data_vocab} but the model has vocab_size {vocab}; "
+                "build the model with the tokenizer's vocab_size (or re-prepare the shards with this tokenizer)"
+            )
+        if tokenizer is not None:
+            ckpt.check_tokenizer_matches(vocab, tokenizer)
+        limit = self.raw_model.context_limit
+        if limit is not None and data.block_size > limit:
+            raise ConfigError(
+                f"the data gives windows of block_size {data.block_size} but the model attends to at most {limit}; "
+                "use the same --block_size for both"
+            )
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | os.PathLike[str],
+        data: BatchSource,
+        *,
+        overrides: dict[str, Any] | None = None,
+        which: str = "last",
+        tokenizer: Any = None,
+        token_bytes: np.ndarray | None = None,
+        show_progress: bool = True,
+    ) -> Trainer:
+        """Continue a run from its ``last`` checkpoint; ``overrides`` change TrainConfig fields (e.g. max_steps).
+
+        Validates the whole checkpoint (weights, optimizer state, metadata)
+        before anything is written.
+        """
+        run_dir = Path(run_dir)
+        run = ckpt.read_run(run_dir)
+        path = ckpt.resolve_checkpoint(run_dir, which)
+        model, info = ckpt.load_model_from_checkpoint(path)
+        ckpt.load_trainer_state(path)  # validate now: fail before writing anything
+        saved = TrainConfig.from_dict(info.meta["train_config"])
+        config = replace(saved, **(overrides or {}))
+        if config.max_steps != saved.max_steps and config.use_cosine:
+            logger.warning(
+                "max_steps changed from %d to %d: the cosine schedule is stretched from step %d on",
+                saved.max_steps, config.max_steps, info.step,
+            )
+        if info.step >= config.max_steps:
+            raise ConfigError(
+                f"{path} is at step {info.step}, already at max_steps {config.max_steps}; pass a larger --max_steps to train further"
+            )
+        if tokenizer is None and (run_dir / ckpt.TOKENIZER_DIR).is_dir():
+            tokenizer = ckpt.load_run_tokenizer(run_dir)
+        fp = run.get("tokenizer", {}).get("fingerprint")
+        data_fp = getattr(getattr(data, "meta", None), "tokenizer_fingerprint", None)
+        if fp and data_fp and fp != data_fp:
+            raise DataError(
+                "these shards were made with a different tokenizer than the run's (fingerprints differ); "
+                "prepare shards with the run's tokenizer/ directory"
+            )
+        return cls(
+            model,
+            data,
+            config,
+            run_dir,
+            tokenizer=tokenizer,
+            token_bytes=token_bytes,
+            run_info={k: v for k, v in run.items() if k not in ("format_version", "model", "train_config")},
+            show_progress=show_progress,
+            _resume_from=info,
+        )
+
+    def _load_training_state(self, info: ckpt.CheckpointInfo) -> None:
+        tensors = ckpt.load_trainer_state(info.path)
+        if "optimizer" in info.meta:
+            ckpt.load_optimizer_state(self.optimizer, tensors, info.meta["optimizer"])
+        scaler_state = info.meta.get("scaler")
+        if self.scaler is not None and scaler_state:
+            self.scaler.load_state_dict(scaler_state)
+        if self.env.is_main:
+            ckpt.restore_rng(tensors)
+        else:  # other ranks: a fresh, distinct stream per (seed, rank, step)
+            torch.manual_seed(hash((self.config.seed, self.env.rank, info.step)) & 0x7FFF_FFFF)
+        self.step = info.step
+        self.best_val_loss = info.meta.get("best_val_loss")
+        logger.info("resuming %s from step %d", info.path, self.step)
+
+    def _try_compile(self, model: nn.Module) -> nn.Module:
+        try:
+            compiled = torch.compile(model)
+        except Exception as exc:  # platform without a compiler toolchain
+            logger.warning("torch.compile unavailable (%s); training uncompiled", exc)
+            return model
+        self._compiled = True
+        return compiled
+
+    def _uncompile(self, exc: BaseException) -> None:
+        logger.warning("torch.compile failed on the first step (%s); falling back to eager mode", exc)
+        self._compiled = False
+        self.model = self.raw_model
+        self.eval_model = self.raw_model
+        if self.env.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
+            self.model = DDP(self.raw_model, device_ids=ids)
+
+    # ---------------------------------------------------------------- metadata
+    def _model_meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "config": self.raw_model.config.to_dict()}
+
+    def _write_run_files(self) -> None:
+        """run.json + tokenizer copy (fresh runs only, rank 0)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        info = dict(self.run_info)
+        if self.tokenizer is not None:
+            ckpt.copy_tokenizer(self.tokenizer, self.run_dir)
+            info["tokenizer"] = {
+                "path": ckpt.TOKENIZER_DIR,
+                "fingerprint": self.tokenizer.fingerprint,
+                "vocab_size": self.tokenizer.vocab_size,
+            }
+        ckpt.write_run(self.run_dir, {"model": self._model_meta(), "train_config": self.config.to_dict(), **info})
+
+    def save(self, *, val: EvalResult | None = None, best: bool = False) -> Path:
+        """Checkpoint the current step (rank 0 only; other ranks return the would-be path)."""
+        path = self.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.checkpoint_name(self.step)
+        if not self.env.is_main:
+            return path
+        meta = {
+            "model": self._model_meta(),
+            "train_config": self.config.to_dict(),
+            "best_val_loss": self.best_val_loss,
+            "val_loss": val.loss if val else None,
+            "val": val.to_dict() if val else None,
+            "precision": self.precision.precision,
+            "world_size": self.env.world_size,
+            "tokens_seen": self.step * self.tokens_per_step,
+            "tokenizer_fingerprint": getattr(self.tokenizer, "fingerprint", None),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
+        return ckpt.save_checkpoint(
+            self.run_dir, self.step, model=self.raw_model, meta=meta, optimizer=self.optimizer,
+            best=best, keep_last=self.config.keep_last,
+        )
+
+    @property
+    def tokens_per_step(self) -> int:
+        c = self.config
+        return c.batch_size * c.grad_accum_steps * self.data.block_size * self.env.world_size
+
+    # -------------------------------------------------------------------- eval
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", iters: int | None = None) -> EvalResult:
+        """Mean loss over ``iters`` fixed random windows (the same windows at every eval)."""
+        iters = iters or self.config.eval_iters
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        nats = torch.zeros((), dtype=torch.float64, device=self.device)
+        counted_nats = torch.zeros((), dtype=torch.float64, device=self.device)
+        nbytes = torch.zeros((), dtype=torch.float64, device=self.device)
+        n_tokens = 0
+        for i in range(iters):
+            rng = np.random.default_rng((self.config.seed, _EVAL_STREAM, self.env.rank, i))
+            x, y = self.data.get_batch(split, self.config.batch_size, rng)
+            with self.precision.autocast_context():
+                logits, _ = model(x)  # (B, T, Vp)
+            losses = token_nats(logits, y)  # (B*T,)
+            nats += losses.sum()
+            n_tokens += losses.numel()
+            if self.token_bytes is not None:
+                c, b = nats_and_bytes(losses, y, self.token_bytes)
+                counted_nats += c
+                nbytes += b
+        total, counted, total_bytes, count = all_reduce_sum(
+            [nats.item(), counted_nats.item(), nbytes.item(), float(n_tokens)], self.device
+        )
+        if was_training:
+            model.train()
+        loss = total / count
+        bpb = bits_per_byte(counted, int(total_bytes)) if self.token_bytes is not None and total_bytes > 0 else None
+        return EvalResult(loss=loss, perplexity=perplexity(loss), bits_per_byte=bpb, tokens=int(count))
+
+    # ------------------------------------------------------------------- train
+    def _micro_batches(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng((self.config.seed, self.env.rank, step))
+        for _ in range(self.config.grad_accum_steps):
+            yield self.data.get_batch("train", self.config.batch_size, rng)
+
+    def train_step(self) -> StepLog:
+        """One optimizer step (``grad_accum_steps`` micro-batches); advances ``self.step``."""
+        lr = self.schedule.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        no_sync = getattr(self.model, "no_sync", None) if self.env.is_distributed else None
+        loss = accumulate_gradients(
+            self.model,
+            self._micro_batches(self.step),
+            self.config.grad_accum_steps,
+            autocast=self.precision.autocast_context,
+            scaler=self.scaler,
+            no_sync=no_sync,
+        )
+        if self.config.grad_clip > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return StepLog(self.step, float(loss), lr)
+
+    def _log_eval(self, record: dict[str, Any]) -> None:
+        if self.env.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def fit(self, *, stop_at_step: int | None = None) -> TrainResult:
+        """Train until ``max_steps`` (or ``stop_at_step``), evaluating and checkpointing on the way.
+
+        Ctrl-C finishes the current step, saves a checkpoint and returns with
+        ``interrupted=True``.
+        """
+        from tqdm.auto import tqdm
+
+        end = self.config.max_steps if stop_at_step is None else min(stop_at_step, self.config.max_steps)
+        result = TrainResult(run_dir=self.run_dir, step=self.step, precision=self.precision, best_val_loss=self.best_val_loss)
+        if self.env.is_main and not ckpt.is_run_dir(self.run_dir):
+            self._write_run_files()
+        barrier()
+        self.raw_model.train()
+        bar = tqdm(
+            total=self.config.max_steps, initial=self.step, desc="training", unit="step",
+            disable=not (self.show_progress and self.env.is_main), dynamic_ncols=True,
+        )
+        t_start = time.perf_counter()
+        steps_run = 0
+        smooth: float | None = None
+        val: EvalResult | None = None
+        with _StopFlag() as stop:
+            while self.step < end:
+                if self._stop_requested(stop):
+                    result.interrupted = True
+                    break
+                try:
+                    log = self.train_step()
+                except Exception as exc:
+                    if self._compiled and steps_run == 0 and not isinstance(exc, (MemoryError,)):
+                        self.optimizer.zero_grad(set_to_none=True)
+                        self._uncompile(exc)
+                        continue
+                    raise
+                if not math.isfinite(log.loss):
+                    raise ConfigError(
+                        f"the loss became {log.loss} at step {log.step}; lower --lr (now {self.config.lr}) "
+                        "or use --precision fp32, then --resume from the last good checkpoint"
+                    )
+                steps_run += 1
+                result.history.append(log)
+                smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
+                elapsed = time.perf_counter() - t_start
+                tps = steps_run * self.tokens_per_step / max(elapsed, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{log.lr:.2e}", tok_s=f"{tps:,.0f}")
+                if self.step % self.config.eval_interval == 0 or self.step == end:
+                    val = self.evaluate("val")
+                    is_best = self.best_val_loss is None or val.loss < self.best_val_loss
+                    if is_best:
+                        self.best_val_loss = val.loss
+                    result.evals.append((self.step, val))
+                    if self.env.is_main:
+                        logger.info("step %d: train loss %.4f | val %s | %.0f tok/s", self.step, smooth, val, tps)
+                    self._log_eval({"step": self.step, "train_loss": smooth, "lr": log.lr, "tokens_per_sec": tps, **{f"val_{k}": v for k, v in val.to_dict().items()}})
+                    result.last_checkpoint = self.save(val=val, best=is_best)
+            saved_now = result.last_checkpoint is not None and result.last_checkpoint.name == ckpt.checkpoint_name(self.step)
+            if result.interrupted and not saved_now:
+                result.last_checkpoint = self.save(val=None, best=False)
+            if result.interrupted and self.env.is_main:
+                logger.warning("interrupted: saved %s; continue with `mtx train --resume %s`", result.last_checkpoint, self.run_dir)
+        bar.close()
+        elapsed = time.perf_counter() - t_start
+        result.step = self.step
+        result.best_val_loss = self.best_val_loss
+        result.tokens_per_sec = steps_run * self.tokens_per_step / max(elapsed, 1e-9)
+        return result
+
+    def _stop_requested(self, stop: _StopFlag) -> bool:
+        if not self.env.is_distributed:
+            return stop.requested
+        return all_reduce_sum([1.0 if stop.requested else 0.0], self.device)[0] > 0
