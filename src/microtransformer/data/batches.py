@@ -55,14 +55,7 @@ def create_causal_lm_inputs(
     labels)`` with no further shift; the last position and every position
     whose target is padding are ``-100``.
     """
-    enc = tokenizer(
-        list(texts),
-        max_length=max_length,
-        padding=True,
-        truncation=True,
-        add_special_tokens=add_special_tokens,
-        return_tensors="np",
-    )
+    enc = _padded_arrays(texts, tokenizer, max_length, add_special_tokens)
     ids = enc["input_ids"]  # (B, T)
     mask = enc["attention_mask"]  # (B, T)
     labels = np.full_like(ids, IGNORE_INDEX)
@@ -88,14 +81,7 @@ def create_mlm_inputs(
         raise ConfigError("masked-LM inputs need a mask token; train the tokenizer with '<|mask|>' or '[MASK]'")
     if not 0.0 < mlm_probability < 1.0:
         raise ConfigError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
-    enc = tokenizer(
-        list(texts),
-        max_length=max_length,
-        padding=True,
-        truncation=True,
-        add_special_tokens=add_special_tokens,
-        return_tensors="np",
-    )
+    enc = _padded_arrays(texts, tokenizer, max_length, add_special_tokens)
     ids = enc["input_ids"].copy()  # (B, T)
     rng = np.random.default_rng(seed)
     candidates = ids < tokenizer.n_ordinary  # special tokens (bos/eos/pad/...) are never picked
@@ -107,6 +93,21 @@ def create_mlm_inputs(
     ids[to_mask] = tokenizer.mask_id
     ids[to_random] = rng.integers(0, tokenizer.n_ordinary, size=int(to_random.sum()))
     return _finish({"input_ids": ids, "attention_mask": enc["attention_mask"], "labels": labels}, return_tensors)
+
+
+def _padded_arrays(
+    texts: Sequence[str], tokenizer: MicroTransformerTokenizer, max_length: int, add_special_tokens: bool
+) -> BatchEncoding:
+    """Right-padded, truncated numpy ``input_ids``/``attention_mask`` (both label builders start here)."""
+    return tokenizer(
+        list(texts),
+        max_length=max_length,
+        padding=True,
+        truncation=True,
+        add_special_tokens=add_special_tokens,
+        padding_side="right",
+        return_tensors="np",
+    )
 
 
 def _finish(arrays: dict[str, np.ndarray], return_tensors: TensorType) -> BatchEncoding:
