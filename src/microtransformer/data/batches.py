@@ -8,7 +8,6 @@ engine. Label positions the loss must ignore are ``-100`` (PyTorch's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
