@@ -398,3 +398,30 @@ def check_tokenizer_matches(model_vocab_size: int, tokenizer: Any, *, where: str
 
 def checkpoint_files(path: Path) -> Iterable[Path]:
     return (path / MODEL_FILE, path / STATE_FILE, path / META_FILE)
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    which: str = "best",
+    *,
+    tokenizer_path: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, Any, CheckpointInfo]:
+    """Model + tokenizer + checkpoint info from a run directory: all sampling needs.
+
+    The tokenizer is the run's own copy unless ``tokenizer_path`` is given;
+    either way its vocab must match the model's, else :class:`CheckpointError`.
+    """
+    run_dir = Path(run_dir)
+    read_run(run_dir)
+    if tokenizer_path is None and not (run_dir / TOKENIZER_DIR).is_dir():
+        raise CheckpointError(
+            f"{run_dir} has no {TOKENIZER_DIR}/ (the run was trained without a tokenizer); pass --tokenizer_path "
+            "with the tokenizer the data was encoded with"
+        )
+    path = resolve_checkpoint(run_dir, which)
+    model, info = load_model_from_checkpoint(path, map_location=device)
+    tok = load_run_tokenizer(run_dir, tokenizer_path)
+    check_tokenizer_matches(model.config.vocab_size, tok, where=str(tokenizer_path or run_dir / TOKENIZER_DIR))  # type: ignore[union-attr]
+    model.eval()
+    return model, tok, info

@@ -299,7 +299,7 @@ class Trainer:
         tb = token_bytes
         if tb is None and tokenizer is not None:
             tb = tokenizer.token_bytes()
-        self.token_bytes = torch.as_tensor(np.asarray(tb, dtype=np.int64), device=self.device) if tb is not None else None
+        self.token_bytes = torch.tensor(np.array(tb, dtype=np.int64), device=self.device) if tb is not None else None
 
     # ------------------------------------------------------------------ setup
     def _check_compatible(self, data: BatchSource, tokenizer: Any) -> None:
