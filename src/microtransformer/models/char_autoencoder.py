@@ -57,6 +57,7 @@ __all__ = [
     "ChunkAutoEncoder",
     "VectorDecoder",
     "chunks_to_tensor",
+    "evaluate_chunks",
     "load_autoencoder",
     "logits_to_chunks",
     "reconstruction_stats",
@@ -379,6 +380,52 @@ class ChunkAutoEncoder(nn.Module):
             out.extend(logits_to_chunks(self.decoder(codes)))
             idx.append(indices.cpu())
         return out, (torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long))
+
+
+@torch.no_grad()
+def evaluate_chunks(
+    model: ChunkAutoEncoder,
+    chunks: Sequence[bytes],
+    weights: Sequence[float] | None = None,
+    batch_size: int = 2048,
+) -> dict[str, float]:
+    """Network-alone reconstruction of ``chunks``, each weighted (e.g. by its count).
+
+    Returns ``loss`` (weighted mean cross-entropy per position),
+    ``char_accuracy`` (weighted over real bytes), ``exact_rate`` (weighted
+    share of chunks decoded exactly), ``distinct_codes`` and ``chunks``
+    (unique chunks evaluated). Runs in eval mode and restores the mode after.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    w_all = torch.ones(len(chunks)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    byte_c = byte_t = exact = loss_sum = w_sum = 0.0
+    codes = []
+    for i in range(0, len(chunks), batch_size):
+        x = chunks_to_tensor(chunks[i : i + batch_size], model.config.max_chunk_len).to(device)  # (b, T)
+        w = w_all[i : i + batch_size].to(device)  # (b,)
+        out = model(x)
+        pred = out.logits.argmax(-1)  # (b, T)
+        is_byte = x != END_ID
+        lengths = is_byte.sum(-1, keepdim=True)
+        must = torch.arange(x.shape[1], device=device).unsqueeze(0) <= lengths
+        correct = pred == x
+        per_loss = F.cross_entropy(out.logits.reshape(-1, N_SYMBOLS).float(), x.reshape(-1), reduction="none")
+        loss_sum += float((per_loss.view(x.shape).mean(-1).double() * w).sum())
+        byte_c += float(((correct & is_byte).sum(-1).double() * w).sum())
+        byte_t += float((is_byte.sum(-1).double() * w).sum())
+        exact += float(((correct | ~must).all(-1).double() * w).sum())
+        w_sum += float(w.sum())
+        codes.append(out.indices.cpu())
+    model.train(was_training)
+    return {
+        "loss": loss_sum / max(w_sum, 1e-12),
+        "char_accuracy": byte_c / max(byte_t, 1e-12),
+        "exact_rate": exact / max(w_sum, 1e-12),
+        "distinct_codes": float(torch.unique(torch.cat(codes)).numel()) if codes else 0.0,
+        "chunks": float(len(chunks)),
+    }
 
 
 def save_autoencoder(model: ChunkAutoEncoder, directory: PathLike, extra_config: Mapping[str, Any] | None = None) -> Path:

@@ -1,0 +1,569 @@
+"""Pre-train the chunk auto-encoder: dataset, sampler, loop, checkpoints, resume.
+
+The auto-encoder tokenizer needs a network that turns every frequent chunk
+into a code it decodes back exactly. This module trains that network on the
+chunks of a corpus.
+
+**Data.** Every document is cut at newlines into blocks of about
+``split_block_chars`` characters; a seeded coin sends each block to the
+validation split with probability ``val_fraction``. Blocks (not unique
+chunks) are split so that validation looks like new text: mostly chunks the
+model has seen, plus the unseen ones new text brings. Validation metrics are
+weighted by occurrence, i.e. they are what a tokenizer would see.
+
+**Sampling.** A batch draws *unique* training chunks with probability
+proportional to ``count ** sample_alpha`` (0.5 by default). Uniform over
+occurrences (alpha 1) spends most steps on ``" the"`` and ``","``; uniform over
+unique chunks (alpha 0) spends them on typos seen once. The square root keeps
+frequent chunks frequent without starving the tail the vocabulary also needs.
+
+**Checkpoints.** ``checkpoint_dir/checkpoint_step_{N}/`` holds
+``model.safetensors`` + ``config.json`` (loadable with
+:func:`~microtransformer.models.char_autoencoder.load_autoencoder`),
+``optimizer.safetensors`` (AdamW tensors, torch and sampler RNG) and
+``training_state.json`` (step, metrics, history; written last). Each
+directory is assembled under a temporary name and renamed into place, so an
+interrupted save never leaves a half checkpoint. The last ``keep_last`` step
+checkpoints are kept; ``checkpoint_best/`` is the one with the best
+validation char accuracy; ``checkpoint_dir/training_state.json`` mirrors the
+latest state.
+
+**Resume.** ``resume=ckpt/checkpoint_step_1000`` with ``steps=2000``
+continues at step 1001 with the same optimizer, RNG and sampler state and
+ends with ``checkpoint_step_2000``. The cosine schedule is planned over the
+current ``steps``; resuming with the original ``steps`` reproduces an
+uninterrupted run exactly.
+
+>>> result = pretrain_autoencoder(["some text " * 100], model_config=AutoEncoderConfig.preset("tiny"),
+...     config=PretrainConfig(steps=20), checkpoint_dir=None, progress=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from microtransformer.errors import CheckpointError, ConfigError, CorpusError
+from microtransformer.io import PathLike, atomic_write_bytes, atomic_write_json, read_json
+from microtransformer.models.char_autoencoder import (
+    AutoEncoderConfig,
+    ChunkAutoEncoder,
+    chunks_to_tensor,
+    evaluate_chunks,
+    load_autoencoder,
+    save_autoencoder,
+)
+from microtransformer.tokenization.chunking import iter_chunks
+from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
+from microtransformer.training.checkpoint import load_optimizer_state, optimizer_tensors, restore_rng, rng_tensors
+from microtransformer.training.schedule import cosine_lr_factor
+
+__all__ = [
+    "BEST_NAME",
+    "ChunkDataset",
+    "PretrainConfig",
+    "PretrainResult",
+    "checkpoint_step_name",
+    "list_step_checkpoints",
+    "load_pretrain_checkpoint",
+    "pretrain_autoencoder",
+]
+
+logger = logging.getLogger(__name__)
+
+BEST_NAME = "checkpoint_best"
+STATE_NAME = "training_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+STEP_PREFIX = "checkpoint_step_"
+
+
+def checkpoint_step_name(step: int) -> str:
+    return f"{STEP_PREFIX}{step}"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How to pre-train; stored in every checkpoint's ``config.json`` under ``"pretrain"``."""
+
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    sample_alpha: float = 0.5
+    val_fraction: float = 0.05
+    split_block_chars: int = 2048
+    val_max_unique: int = 20000
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    keep_last: int = 5
+    log_every: int = 50
+    seed: int = 0
+    pattern: str = GPT4_SPLIT_PATTERN
+
+    def __post_init__(self) -> None:
+        ints = ("steps", "batch_size", "eval_every", "checkpoint_every", "keep_last", "log_every", "split_block_chars", "val_max_unique")
+        for name in ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("weight_decay and grad_clip must be >= 0 (grad_clip 0 disables clipping)")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.sample_alpha <= 1.0:
+            raise ConfigError(f"sample_alpha must be in [0, 1] (0.5 = count^0.5), got {self.sample_alpha}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PretrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown pretrain config keys {sorted(unknown)}; known keys: {sorted(known)}")
+        return cls(**dict(d))
+
+
+@dataclass
+class ChunkDataset:
+    """Unique chunks with counts for the train and validation splits (most frequent first)."""
+
+    train_chunks: list[bytes]
+    train_counts: list[int]
+    val_chunks: list[bytes]
+    val_counts: list[int]
+    max_chunk_len: int
+
+    @classmethod
+    def from_counters(cls, train: Counter[bytes], val: Counter[bytes], max_chunk_len: int) -> ChunkDataset:
+        def ordered(c: Counter[bytes]) -> tuple[list[bytes], list[int]]:
+            items = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+            return [k for k, _ in items], [v for _, v in items]
+
+        tc, tn = ordered(train)
+        vc, vn = ordered(val)
+        return cls(tc, tn, vc, vn, max_chunk_len)
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Iterable[str],
+        *,
+        max_chunk_len: int = 16,
+        val_fraction: float = 0.05,
+        split_block_chars: int = 2048,
+        seed: int = 0,
+        pattern: str = GPT4_SPLIT_PATTERN,
+    ) -> ChunkDataset:
+        """Chunk ``documents`` and split newline-cut blocks into train/val (see module docstring)."""
+        rng = random.Random(seed)
+        train: Counter[bytes] = Counter()
+        val: Counter[bytes] = Counter()
+        for doc in documents:
+            if not isinstance(doc, str):
+                raise ConfigError(f"documents must be str, got {type(doc).__name__}")
+            pos, n = 0, len(doc)
+            while pos < n:
+                end = min(n, pos + split_block_chars)
+                if end < n:
+                    nl = doc.rfind("\n", pos, end)
+                    if nl > pos:
+                        end = nl + 1
+                target = val if (val_fraction > 0 and rng.random() < val_fraction) else train
+                target.update(iter_chunks(doc[pos:end], max_chunk_len=max_chunk_len, pattern=pattern))
+                pos = end
+        if not train:
+            if not val:
+                raise CorpusError("the corpus has no text to chunk; point --data_file/--data_dir at some text")
+            train, val = val, Counter()
+        if val_fraction > 0 and not val:
+            logger.warning("validation split is empty (corpus too small for val_fraction=%s); validating on train chunks", val_fraction)
+        return cls.from_counters(train, val, max_chunk_len)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over both splits: a resumed run warns when its data changed."""
+        h = hashlib.sha256()
+        for chunks, counts in ((self.train_chunks, self.train_counts), (self.val_chunks, self.val_counts)):
+            for c, n in zip(chunks, counts):
+                h.update(len(c).to_bytes(1, "little") + c + n.to_bytes(8, "little"))
+            h.update(b"|")
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        train_set = set(self.train_chunks)
+        val_occ = sum(self.val_counts)
+        unseen = sum(n for c, n in zip(self.val_chunks, self.val_counts) if c not in train_set)
+        return {
+            "train_unique": len(self.train_chunks),
+            "train_occurrences": sum(self.train_counts),
+            "val_unique": len(self.val_chunks),
+            "val_occurrences": val_occ,
+            "val_unseen_occurrence_rate": unseen / val_occ if val_occ else 0.0,
+            "max_chunk_len": self.max_chunk_len,
+            "fingerprint": self.fingerprint,
+        }
+
+    def validation_set(self, max_unique: int) -> tuple[list[bytes], list[int]]:
+        """The most frequent ``max_unique`` val chunks with counts (train chunks if val is empty)."""
+        if self.val_chunks:
+            return self.val_chunks[:max_unique], self.val_counts[:max_unique]
+        return self.train_chunks[:max_unique], self.train_counts[:max_unique]
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain_autoencoder` returns; ``model`` is the final model (eval mode)."""
+
+    model: ChunkAutoEncoder
+    step: int
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    best_val_char_accuracy: float | None
+    last_eval: dict[str, float] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------ checkpoints
+def list_step_checkpoints(checkpoint_dir: PathLike) -> list[Path]:
+    """Complete ``checkpoint_step_N`` directories, oldest step first."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith(STEP_PREFIX) and p.name[len(STEP_PREFIX) :].isdigit() and (p / STATE_NAME).is_file():
+            found.append((int(p.name[len(STEP_PREFIX) :]), p))
+    return [p for _, p in sorted(found)]
+
+
+def _write_checkpoint_dir(final: Path, write: Any) -> Path:
+    """Assemble a checkpoint under a temp name, then rename it over ``final`` (atomic)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_pretrain_checkpoint(path: PathLike) -> tuple[ChunkAutoEncoder, dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """``(model, config_json, training_state, optimizer_and_rng_tensors)`` of a step checkpoint."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a checkpoint_step_N directory from --checkpoint_dir")
+    if not (path / STATE_NAME).is_file():
+        raise CheckpointError(f"{path} has no {STATE_NAME}: the checkpoint is incomplete; resume from another checkpoint_step_N")
+    model = load_autoencoder(path)
+    try:
+        cfg = read_json(path / "config.json")
+        state = read_json(path / STATE_NAME)
+        int(state["step"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} has a damaged config.json or {STATE_NAME} ({exc})") from exc
+    tensors: dict[str, torch.Tensor] = {}
+    if (path / OPTIMIZER_NAME).is_file():
+        try:
+            tensors = load_file(str(path / OPTIMIZER_NAME))
+        except Exception as exc:
+            raise CheckpointError(f"{path / OPTIMIZER_NAME} is damaged ({exc}); resume from another checkpoint") from exc
+    return model, cfg, state, tensors
+
+
+# ------------------------------------------------------------------ training
+class _Trainer:
+    """State of one pre-training run (kept private: :func:`pretrain_autoencoder` is the API)."""
+
+    def __init__(
+        self,
+        dataset: ChunkDataset,
+        model_config: AutoEncoderConfig,
+        config: PretrainConfig,
+        checkpoint_dir: Path | None,
+        device: str,
+        extra_config: Mapping[str, Any] | None,
+    ) -> None:
+        if dataset.max_chunk_len != model_config.max_chunk_len:
+            raise ConfigError(
+                f"dataset chunks are capped at {dataset.max_chunk_len} bytes but the model's max_chunk_len is "
+                f"{model_config.max_chunk_len}; build the dataset with the model's max_chunk_len"
+            )
+        self.dataset, self.config, self.checkpoint_dir, self.device = dataset, config, checkpoint_dir, torch.device(device)
+        self.extra_config = dict(extra_config or {})
+        torch.manual_seed(config.seed)
+        self.model = ChunkAutoEncoder(model_config).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.sampler = torch.Generator().manual_seed(config.seed)
+        self.x_all = chunks_to_tensor(dataset.train_chunks, model_config.max_chunk_len)  # (N, T)
+        self.probs = torch.tensor(dataset.train_counts, dtype=torch.float64) ** config.sample_alpha  # (N,)
+        self.val_chunks, self.val_counts = dataset.validation_set(config.val_max_unique)
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+
+    # -- resume
+    def load(self, path: Path) -> None:
+        model, cfg, state, tensors = load_pretrain_checkpoint(path)
+        if model.config != self.model.config:
+            raise CheckpointError(
+                f"{path} was trained with a different model config; resume with the checkpoint's config "
+                "(the CLI does this when --config is left out)"
+            )
+        self.model.load_state_dict(model.state_dict())
+        if "optimizer" in state and tensors:
+            load_optimizer_state(self.optimizer, tensors, state["optimizer"])
+            for g in self.optimizer.param_groups:  # new run's hyper-parameters win (lr is set per step)
+                g["weight_decay"] = self.config.weight_decay
+        restore_rng(tensors)
+        if "rng.sampler" in tensors:
+            self.sampler.set_state(tensors["rng.sampler"])
+        self.step = int(state["step"])
+        self.best = state.get("best")
+        self.history = list(state.get("history", []))
+        self.evals = list(state.get("evals", []))
+        self.elapsed = float(state.get("elapsed_s", 0.0))
+        old_fp = state.get("dataset", {}).get("fingerprint")
+        if old_fp and old_fp != self.dataset.fingerprint:
+            logger.warning("resuming on different data than %s was trained on (dataset fingerprint changed)", path)
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    # -- one step
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        return c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=c.steps, min_ratio=c.min_lr_ratio)
+
+    def train_step(self) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        c = self.config
+        self.step += 1
+        lr = self.lr_at(self.step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        rows = torch.multinomial(self.probs, c.batch_size, replacement=True, generator=self.sampler)  # (B,)
+        x = self.x_all[rows].to(self.device)  # (B, T)
+        out = self.model(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        assert out.loss is not None
+        out.loss.backward()
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            pred = out.logits.argmax(-1)
+            is_byte = x != 256
+            acc = float(((pred == x) & is_byte).sum()) / max(int(is_byte.sum()), 1)
+        return out.loss.item(), acc, rows, out.indices.detach().cpu()
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = evaluate_chunks(self.model, self.val_chunks, self.val_counts)
+        record = {"step": self.step, **{f"val_{k}": v for k, v in metrics.items()}}
+        self.evals.append(record)
+        return metrics
+
+    # -- saving
+    def _config_json(self) -> dict[str, Any]:
+        return {"pretrain": self.config.to_dict(), **self.extra_config}
+
+    def _state_json(self) -> dict[str, Any]:
+        _, opt_json = optimizer_tensors(self.optimizer)
+        return {
+            "step": self.step,
+            "steps": self.config.steps,
+            "best": self.best,
+            "elapsed_s": round(self.elapsed, 3),
+            "dataset": self.dataset.summary(),
+            "history": self.history,
+            "evals": self.evals,
+            "optimizer": opt_json,
+        }
+
+    def _write(self, directory: Path) -> None:
+        from safetensors.torch import save
+
+        save_autoencoder(self.model, directory, extra_config=self._config_json())
+        opt_t, _ = optimizer_tensors(self.optimizer)
+        tensors = {**opt_t, **rng_tensors(), "rng.sampler": self.sampler.get_state()}
+        atomic_write_bytes(directory / OPTIMIZER_NAME, save(tensors))
+        atomic_write_json(directory / STATE_NAME, {**self._state_json(), "checkpoint": directory.name})  # last
+
+    def save(self, best: bool) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        root = self.checkpoint_dir
+        path = _write_checkpoint_dir(root / checkpoint_step_name(self.step), lambda d: self._write(d))
+        if best:
+            _write_checkpoint_dir(root / BEST_NAME, lambda d: self._write(d))
+        atomic_write_json(root / STATE_NAME, {**self._state_json(), "checkpoint": path.name})
+        for old in list_step_checkpoints(root)[: -self.config.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        logger.debug("saved %s%s", path, " (best)" if best else "")
+        return path
+
+
+def pretrain_autoencoder(
+    documents: Iterable[str] | None = None,
+    *,
+    dataset: ChunkDataset | None = None,
+    model_config: AutoEncoderConfig | None = None,
+    config: PretrainConfig | None = None,
+    checkpoint_dir: PathLike | None = None,
+    resume: PathLike | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    extra_config: Mapping[str, Any] | None = None,
+) -> PretrainResult:
+    """Train a :class:`ChunkAutoEncoder` on the chunks of ``documents`` (or a ready ``dataset``).
+
+    ``checkpoint_dir=None`` trains in memory only (used when a tokenizer is
+    trained in one call). ``resume`` continues a ``checkpoint_step_N``;
+    without an explicit ``model_config`` the checkpoint's config is used.
+    ``extra_config`` (JSON-able, e.g. where the corpus came from) is stored
+    in every checkpoint's ``config.json``.
+    """
+    config = config or PretrainConfig()
+    resume_path = Path(resume) if resume is not None else None
+    if resume_path is not None:
+        _, old_cfg, old_state, _ = load_pretrain_checkpoint(resume_path)
+        if model_config is None:
+            model_config = AutoEncoderConfig.from_dict(old_cfg["model"])
+        if int(old_state["step"]) >= config.steps:
+            raise ConfigError(
+                f"{resume_path} is already at step {old_state['step']}; pass --steps larger than that to train further"
+            )
+    model_config = model_config or AutoEncoderConfig()
+    if dataset is None:
+        if documents is None:
+            raise ConfigError("pass documents or a ChunkDataset to pre-train on")
+        dataset = ChunkDataset.from_documents(
+            documents,
+            max_chunk_len=model_config.max_chunk_len,
+            val_fraction=config.val_fraction,
+            split_block_chars=config.split_block_chars,
+            seed=config.seed,
+            pattern=config.pattern,
+        )
+    summary = dataset.summary()
+    logger.info(
+        "chunk dataset: %d unique train chunks (%d occurrences), %d unique val chunks (%d occurrences, %.1f%% unseen)",
+        summary["train_unique"], summary["train_occurrences"], summary["val_unique"], summary["val_occurrences"],
+        100 * summary["val_unseen_occurrence_rate"],
+    )
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    trainer = _Trainer(dataset, model_config, config, ckpt_dir, device, extra_config)
+    if resume_path is not None:
+        trainer.load(resume_path)
+    logger.info("auto-encoder: %d parameters, codebook %d codes", trainer.model.num_parameters(), trainer.model.codebook_size)
+
+    c = config
+    last_ckpt: Path | None = None
+    last_eval: dict[str, float] | None = None
+    window_codes: set[int] = set()
+    window_rows: set[int] = set()
+    sums = [0.0, 0.0, 0]
+    start = time.perf_counter()
+    t0_elapsed = trainer.elapsed
+    bar = tqdm(total=c.steps, initial=trainer.step, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        while trainer.step < c.steps:
+            loss, acc, rows, codes = trainer.train_step()
+            if not math.isfinite(loss):
+                raise CheckpointError(
+                    f"loss became {loss} at step {trainer.step}; lower --lr or resume from an earlier checkpoint"
+                )
+            sums[0] += loss
+            sums[1] += acc
+            sums[2] += 1
+            window_rows.update(rows.tolist())
+            window_codes.update(codes.tolist())
+            bar.update(1)
+            step = trainer.step
+            trainer.elapsed = t0_elapsed + time.perf_counter() - start
+            if step % c.log_every == 0 or step == c.steps:
+                record = {
+                    "step": step,
+                    "loss": sums[0] / sums[2],
+                    "char_accuracy": sums[1] / sums[2],
+                    "distinct_codes": len(window_codes),
+                    "distinct_chunks": len(window_rows),
+                    "lr": trainer.lr_at(step),
+                    "elapsed_s": round(trainer.elapsed, 3),
+                }
+                trainer.history.append(record)
+                bar.set_postfix(
+                    loss=f"{record['loss']:.3f}",
+                    acc=f"{record['char_accuracy']:.3f}",
+                    codes=f"{len(window_codes)}/{len(window_rows)}",
+                )
+                sums = [0.0, 0.0, 0]
+                window_codes.clear()
+                window_rows.clear()
+            is_ckpt = step % c.checkpoint_every == 0 or step == c.steps
+            if step % c.eval_every == 0 or is_ckpt:
+                last_eval = trainer.evaluate()
+                improved = trainer.best is None or last_eval["char_accuracy"] > trainer.best["val_char_accuracy"]
+                if improved:
+                    trainer.best = {"step": step, "val_char_accuracy": last_eval["char_accuracy"], "val_exact_rate": last_eval["exact_rate"]}
+                logger.info(
+                    "step %d: val char acc %.4f, exact %.4f, loss %.4f, %d codes for %d chunks%s",
+                    step, last_eval["char_accuracy"], last_eval["exact_rate"], last_eval["loss"],
+                    int(last_eval["distinct_codes"]), int(last_eval["chunks"]), " (best)" if improved else "",
+                )
+                if is_ckpt:
+                    last_ckpt = trainer.save(best=improved)
+                elif improved and ckpt_dir is not None:
+                    # best between checkpoints: keep it without waiting for the next step checkpoint
+                    _write_checkpoint_dir(ckpt_dir / BEST_NAME, lambda d: trainer._write(d))
+    finally:
+        bar.close()
+    trainer.model.eval()
+    best_dir = ckpt_dir / BEST_NAME if ckpt_dir is not None and (ckpt_dir / BEST_NAME).is_dir() else None
+    return PretrainResult(
+        model=trainer.model,
+        step=trainer.step,
+        last_checkpoint=last_ckpt,
+        best_checkpoint=best_dir,
+        best_val_char_accuracy=trainer.best["val_char_accuracy"] if trainer.best else None,
+        last_eval=last_eval,
+        history=trainer.history,
+        evals=trainer.evals,
+        seconds=time.perf_counter() - start,
+    )
