@@ -18,7 +18,7 @@ from microtransformer import __version__
 from microtransformer.errors import MicroTransformerError
 
 # Command-group modules under microtransformer.cli; each has register(subparsers).
-COMMAND_MODULES = ("tokenizer",)
+COMMAND_MODULES = ("tokenizer", "data", "train", "sample", "quickstart", "autoencoder")
 
 
 class _Parser(argparse.ArgumentParser):

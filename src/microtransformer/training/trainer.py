@@ -162,6 +162,7 @@ class TrainResult:
     evals: list[tuple[int, EvalResult]] = field(default_factory=list)
     best_val_loss: float | None = None
     interrupted: bool = False
+    time_limited: bool = False
     tokens_per_sec: float = 0.0
     precision: PrecisionChoice | None = None
     last_checkpoint: Path | None = None
@@ -523,11 +524,12 @@ class Trainer:
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def fit(self, *, stop_at_step: int | None = None) -> TrainResult:
+    def fit(self, *, stop_at_step: int | None = None, time_limit_s: float | None = None) -> TrainResult:
         """Train until ``max_steps`` (or ``stop_at_step``), evaluating and checkpointing on the way.
 
         Ctrl-C finishes the current step, saves a checkpoint and returns with
-        ``interrupted=True``.
+        ``interrupted=True``. ``time_limit_s`` stops (with an eval and a
+        checkpoint) once that much wall time has passed: ``time_limited=True``.
         """
         from tqdm.auto import tqdm
 
@@ -543,6 +545,7 @@ class Trainer:
         )
         t_start = time.perf_counter()
         steps_run = 0
+        train_time = 0.0
         smooth: float | None = None
         val: EvalResult | None = None
         with _StopFlag() as stop:
@@ -550,6 +553,7 @@ class Trainer:
                 if self._stop_requested(stop):
                     result.interrupted = True
                     break
+                t_step = time.perf_counter()
                 try:
                     log = self.train_step()
                 except Exception as exc:
@@ -564,12 +568,22 @@ class Trainer:
                         "or use --precision fp32, then --resume from the last good checkpoint"
                     )
                 steps_run += 1
+                train_time += time.perf_counter() - t_step
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
                 elapsed = time.perf_counter() - t_start
-                tps = steps_run * self.tokens_per_step / max(elapsed, 1e-9)
+                tps = steps_run * self.tokens_per_step / max(train_time, 1e-9)  # excludes eval/checkpoint time
                 bar.update(1)
                 bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{log.lr:.2e}", tok_s=f"{tps:,.0f}")
+                if time_limit_s is not None and self.step < end:
+                    over = elapsed > time_limit_s
+                    if self.env.is_distributed:  # every rank must agree to stop
+                        over = all_reduce_sum([1.0 if over else 0.0], self.device)[0] > 0
+                    if over:
+                        result.time_limited = True
+                        end = self.step
+                        if self.env.is_main:
+                            logger.warning("time limit of %.0f s reached at step %d; stopping", time_limit_s, self.step)
                 if self.step % self.config.eval_interval == 0 or self.step == end:
                     val = self.evaluate("val")
                     is_best = self.best_val_loss is None or val.loss < self.best_val_loss
@@ -586,10 +600,9 @@ class Trainer:
             if result.interrupted and self.env.is_main:
                 logger.warning("interrupted: saved %s; continue with `mtx train --resume %s`", result.last_checkpoint, self.run_dir)
         bar.close()
-        elapsed = time.perf_counter() - t_start
         result.step = self.step
         result.best_val_loss = self.best_val_loss
-        result.tokens_per_sec = steps_run * self.tokens_per_step / max(elapsed, 1e-9)
+        result.tokens_per_sec = steps_run * self.tokens_per_step / max(train_time, 1e-9)
         return result
 
     def _stop_requested(self, stop: _StopFlag) -> bool:

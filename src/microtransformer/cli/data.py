@@ -1,0 +1,51 @@
+"""``mtx data prepare``: encode a corpus once into token shards for training.
+
+``mtx data prepare --tokenizer_path tok/ --data_file input.txt --output_dir shards/``
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("data", help="prepare token shards for training")
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+    prep = sub.add_parser("prepare", help="encode a corpus into train.bin/val.bin + meta.json")
+    prep.add_argument("--tokenizer_path", required=True, help="a tokenizer saved by `mtx tokenizer train`")
+    add_corpus_args(prep)
+    prep.add_argument("--output_dir", required=True, help="where train.bin, val.bin and meta.json go")
+    prep.add_argument("--val_fraction", type=float, default=0.1, help="share of the text held out (by document)")
+    prep.add_argument("--num_threads", type=int, default=None, help="encoding threads (default: up to 8)")
+    prep.add_argument("--max_piece_chars", type=int, default=None, help="cut longer documents at paragraphs")
+    prep.add_argument("--overwrite", action="store_true", help="replace existing shards in --output_dir")
+    prep.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from microtransformer.data.shards import prepare_shards
+    from microtransformer.tokenization import MicroTransformerTokenizer
+
+    tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
+    corpus = corpus_from_args(args)
+    print(f"encoding {corpus.describe()} with {tok!r}")
+    meta = prepare_shards(
+        corpus,
+        tok,
+        args.output_dir,
+        val_fraction=args.val_fraction,
+        tokenizer_path=args.tokenizer_path,
+        max_piece_chars=args.max_piece_chars,
+        num_threads=args.num_threads,
+        overwrite=args.overwrite,
+    )
+    for name, info in meta.splits.items():
+        bpt = info.bytes / max(info.tokens, 1)
+        print(f"{name:<5} {info.tokens:>12,} tokens  {info.bytes:>12,} bytes  {info.documents:>7,} pieces  {bpt:.2f} bytes/token")
+    print(f"dtype {meta.dtype}; wrote {args.output_dir}/{{train.bin,val.bin,meta.json}}")
+    print(f"next: mtx train --shards_dir {args.output_dir} --out_dir runs/my_run")
+    return 0

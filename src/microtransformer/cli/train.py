@@ -1,0 +1,183 @@
+"""``mtx train``: train a GPT or LSTM language model, or continue one with ``--resume``.
+
+Data comes from prepared shards (``--shards_dir``) or, tutorial style, from
+text (``--data_file`` / ``--data_dir`` / ``--corpus``): then a tokenizer is
+trained (or ``--tokenizer_path`` used) and shards are written to
+``OUT_DIR/data`` first. The tutorial's flags work as they are, ``--n_embed``
+included (an alias of ``--n_embd``)::
+
+    mtx train --data_file input.txt --vocab_size 4096 --block_size 128 --n_layer 4 \\
+        --n_head 4 --n_embed 128 --batch_size 16 --max_steps 2000 --lr 1e-3 --use_cosine
+    mtx train --resume runs/my_run --max_steps 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from microtransformer.cli.tokenizer import add_corpus_args
+from microtransformer.errors import ConfigError
+
+# TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
+_TRAIN_FLAGS: dict[str, tuple[type, str]] = {
+    "max_steps": (int, "optimizer steps in total"),
+    "batch_size": (int, "sequences per micro-step (per process)"),
+    "grad_accum_steps": (int, "micro-steps per optimizer step"),
+    "lr": (float, "peak learning rate"),
+    "warmup_steps": (int, "linear warmup steps (with --use_cosine)"),
+    "weight_decay": (float, "AdamW decoupled weight decay (matrices only)"),
+    "grad_clip": (float, "clip the gradient norm (0 = off)"),
+    "eval_interval": (int, "evaluate and checkpoint every N steps"),
+    "eval_iters": (int, "batches per evaluation"),
+    "keep_last": (int, "step checkpoints to keep (plus best)"),
+    "seed": (int, "seed for init, data order and dropout"),
+}
+_DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (ignored with --resume: the checkpoint decides)")
+    g.add_argument("--model", choices=("gpt", "lstm"), default="gpt")
+    g.add_argument("--n_layer", type=int, default=4)
+    g.add_argument("--n_head", type=int, default=4)
+    g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=int, default=128, help="width (--n_embed is an alias)")
+    g.add_argument("--n_hidden", type=int, default=256, help="LSTM hidden size")
+    g.add_argument("--block_size", type=int, default=128, help="context length in tokens")
+    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--bias", action="store_true", help="biases in Linear/LayerNorm (GPT)")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    for name, (typ, help_) in _TRAIN_FLAGS.items():
+        g.add_argument(f"--{name}", type=typ, default=None, help=help_ + (f" (default {_DEFAULTS[name]})" if name in _DEFAULTS else ""))
+    g.add_argument("--use_cosine", action=argparse.BooleanOptionalAction, default=None, help="warmup + cosine decay (default: constant LR)")
+    g.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+                   help="auto: bf16 on CUDA, fp32 on CPU (bf16 autocast is slow on CPUs without bf16 units)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (falls back if it fails)")
+
+
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields the user gave explicitly."""
+    out = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    for name in ("use_cosine", "device", "precision", "compile"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="train a GPT/LSTM language model (or --resume one)")
+    g = p.add_argument_group("data: --shards_dir, or text + a tokenizer")
+    g.add_argument("--shards_dir", help="shards from `mtx data prepare`")
+    add_corpus_args(p)
+    g.add_argument("--tokenizer_path", help="tokenizer for text data (default: train one with --vocab_size)")
+    g.add_argument("--vocab_size", type=int, default=4096, help="vocab of the tokenizer trained on the text")
+    g.add_argument("--engine", default="bpe", help="engine of the tokenizer trained on the text")
+    g.add_argument("--val_fraction", type=float, default=0.1)
+    add_model_args(p)
+    add_train_args(p)
+    p.add_argument("--out_dir", default="runs/run", help="run directory (checkpoints, tokenizer copy, metrics)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly where it stopped")
+    p.set_defaults(func=run)
+
+
+def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path, Any]:
+    """Shards dir + tokenizer for a fresh run: given shards, or tokenizer + shards built from text."""
+    from microtransformer.cli.tokenizer import corpus_from_args
+    from microtransformer.data.shards import prepare_shards, read_meta
+    from microtransformer.tokenization import MicroTransformerTokenizer
+
+    if args.shards_dir:
+        meta = read_meta(args.shards_dir)
+        tok_path = args.tokenizer_path or meta.tokenizer_path
+        if not tok_path:
+            raise ConfigError(f"{args.shards_dir}/meta.json names no tokenizer; pass --tokenizer_path")
+        tok = MicroTransformerTokenizer.from_pretrained(tok_path)
+        if tok.fingerprint != meta.tokenizer_fingerprint:
+            raise ConfigError(
+                f"the tokenizer at {tok_path} is not the one {args.shards_dir} was encoded with (fingerprints differ); "
+                "pass the right --tokenizer_path or re-run `mtx data prepare`"
+            )
+        return Path(args.shards_dir), tok
+    corpus = corpus_from_args(args)
+    if args.tokenizer_path:
+        tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
+        tok_path = Path(args.tokenizer_path)
+    else:
+        print(f"training a {args.engine} tokenizer (vocab {args.vocab_size}) on {corpus.describe()}")
+        logging.getLogger("rustbpe").setLevel(logging.WARNING)  # per-merge progress lines
+        tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=args.vocab_size)
+        tok_path = tok.save(out_dir / "data" / "tokenizer")
+    shards = out_dir / "data"
+    prepare_shards(corpus, tok, shards, val_fraction=args.val_fraction, tokenizer_path=tok_path, overwrite=True)
+    return shards, tok
+
+
+def build_model_config(args: argparse.Namespace, vocab_size: int) -> Any:
+    from microtransformer.models import GPTConfig, LSTMConfig
+
+    if args.model == "gpt":
+        return GPTConfig(
+            vocab_size=vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+            block_size=args.block_size, dropout=args.dropout, bias=args.bias,
+        )
+    return LSTMConfig(
+        vocab_size=vocab_size, n_embd=args.n_embd, n_hidden=args.n_hidden, n_layer=args.n_layer,
+        block_size=args.block_size, dropout=args.dropout,
+    )
+
+
+def print_result(result: Any, run_dir: Path) -> None:
+    if result.evals:
+        step, ev = result.evals[-1]
+        print(f"step {step}: val {ev}")
+    print(f"trained to step {result.step} at {result.tokens_per_sec:,.0f} tokens/s ({result.precision.precision})")
+    print(f"run directory: {run_dir}")
+    print(f"  sample:   mtx sample --ckpt {run_dir} --prompt \"...\" --stream")
+    print(f"  continue: mtx train --resume {run_dir} --max_steps {result.step * 2}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from microtransformer.data.loader import ShardDataset
+    from microtransformer.models import build_model
+    from microtransformer.training.checkpoint import read_run
+    from microtransformer.training.trainer import TrainConfig, Trainer
+
+    overrides = train_overrides(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        run_info = read_run(run_dir)
+        shards = args.shards_dir or run_info.get("data", {}).get("shards_dir")
+        if not shards:
+            raise ConfigError(f"{run_dir}/run.json does not say where its data is; pass --shards_dir")
+        block = run_info["model"]["config"]["block_size"]
+        data = ShardDataset(shards, block)
+        trainer = Trainer.resume(run_dir, data, overrides=overrides)
+    else:
+        run_dir = Path(args.out_dir)
+        if (run_dir / "run.json").exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out_dir")
+        shards, tok = prepare_data_for_run(args, run_dir)
+        data = ShardDataset(shards, args.block_size)
+        model_config = build_model_config(args, tok.vocab_size)
+        model = build_model(args.model, model_config)
+        config = TrainConfig(**{**_DEFAULTS, "use_cosine": False, **overrides})
+        print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
+        trainer = Trainer(
+            model, data, config, run_dir, tokenizer=tok,
+            run_info={"data": {"shards_dir": str(Path(shards).resolve())}},
+        )
+    with logging_redirect_tqdm():
+        result = trainer.fit()
+    print_result(result, run_dir)
+    if result.interrupted:
+        return 130
+    return 0
+

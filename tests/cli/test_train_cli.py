@@ -1,0 +1,86 @@
+"""``mtx data prepare`` / ``train`` / ``sample`` / ``quickstart`` end to end, tiny and fast."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from microtransformer.cli.main import main
+
+TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embed", "32", "--block_size", "32"]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    from pydoc_data.topics import topics
+
+    path = tmp_path_factory.mktemp("text") / "input.txt"
+    path.write_text("".join(topics[k] for k in ("assignment", "if", "class", "for", "while", "try")), encoding="utf-8")
+    return path
+
+
+def test_tutorial_flags_train_sample_resume(tmp_path, text_file, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--data_file", str(text_file), "--vocab_size", "400", *TINY_MODEL, "--batch_size", "4",
+            "--grad_accum_steps", "2", "--max_steps", "4", "--warmup_steps", "1", "--lr", "3e-3", "--use_cosine",
+            "--dropout", "0.1", "--eval_interval", "2", "--eval_iters", "1", "--device", "cpu", "--out_dir", str(run)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "tokens/s" in out and f"mtx train --resume {run}" in out
+    assert (run / "run.json").is_file() and (run / "tokenizer" / "tokenizer_config.json").is_file()
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["model"]["config"]["n_embd"] == 32 and saved["train_config"]["use_cosine"] is True
+
+    # a second fresh run into the same dir is refused, nothing overwritten
+    before = (run / "last.json").read_bytes()
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err and (run / "last.json").read_bytes() == before
+
+    assert main(["train", "--resume", str(run), "--max_steps", "6"]) == 0
+    assert json.loads((run / "last.json").read_text())["step"] == 6
+    capsys.readouterr()
+
+    assert main(["sample", "--ckpt", str(run), "--prompt", "The ", "--max_new_tokens", "8", "--temperature", "0",
+                 "--top_k", "100000", "--seed", "1", "--stream"]) == 0
+    assert capsys.readouterr().out.startswith("The ")
+
+
+def test_data_prepare_then_train_from_shards(tmp_path, text_file, capsys):
+    tok = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--data_file", str(text_file), "--output_dir", str(tok), "--vocab_size", "300"]) == 0
+    shards = tmp_path / "shards"
+    assert main(["data", "prepare", "--tokenizer_path", str(tok), "--data_file", str(text_file),
+                 "--output_dir", str(shards), "--val_fraction", "0.2"]) == 0
+    meta = json.loads((shards / "meta.json").read_text())
+    assert meta["dtype"] == "uint16" and meta["splits"]["val"]["tokens"] > 0
+    capsys.readouterr()
+    # block_size larger than the val shard: typed error, nothing written
+    huge = str(meta["splits"]["val"]["tokens"] + 10)
+    run = tmp_path / "run"
+    assert main(["train", "--shards_dir", str(shards), "--block_size", huge, "--out_dir", str(run), "--max_steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "lower --block_size" in err and not run.exists()
+    assert main(["train", "--shards_dir", str(shards), "--model", "lstm", "--n_embd", "16", "--n_hidden", "32",
+                 "--block_size", "16", "--batch_size", "2", "--max_steps", "2", "--eval_iters", "1",
+                 "--device", "cpu", "--out_dir", str(run)]) == 0
+    assert main(["sample", "--ckpt", str(run), "--max_new_tokens", "5", "--seed", "0"]) == 0
+
+
+def test_sample_errors_are_typed(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["sample", "--ckpt", str(tmp_path / "empty")]) == 2
+    assert "run.json" in capsys.readouterr().err
+
+
+def test_quickstart_tiny(tmp_path, capsys):
+    out = tmp_path / "qs"
+    argv = ["quickstart", "--out_dir", str(out), "--vocab_size", "400", "--max_steps", "6", "--n_layer", "1",
+            "--n_embd", "32", "--block_size", "32", "--batch_size", "4", "--device", "cpu"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for needle in ("before", "after", "bits/byte", "perplexity", "mtx sample --ckpt", "mtx train --resume"):
+        assert needle in printed
+    assert (out / "run" / "best.json").is_file() and (out / "shards" / "meta.json").is_file()
+    assert main(argv) == 2  # refuses to overwrite without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
