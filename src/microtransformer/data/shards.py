@@ -11,10 +11,12 @@ fine (nanoGPT's format). Layout of ``output_dir``::
 Every document starts with one BOS (EOS if the tokenizer has no BOS), so the
 model learns where documents begin and sampling can start from BOS. The
 split is by documents, never mid-document, with one exception: a document
-longer than ``max_piece_chars`` (e.g. a single 1 MB text file, which has no
-other place to split) is first cut at paragraph boundaries into pieces.
-Pieces go to ``val`` whenever val holds less than ``val_fraction`` of the text
-seen so far, which interleaves val through the corpus (no "val is only the
+longer than ``max_piece_chars`` is first cut at paragraph boundaries into
+pieces; by default that happens only in corpora of fewer than 20 files (e.g.
+a single 1 MB book, which has no other place to split), see
+:func:`auto_piece_chars`.
+A piece goes to ``val`` when that brings val's share of the text seen so far
+closer to ``val_fraction``, which interleaves val through the corpus (no "val is only the
 last book" bias) and is deterministic and streaming.
 
 Memory stays bounded: documents are encoded in chunks of ~``chunk_chars``
@@ -50,6 +52,7 @@ SPLITS = ("train", "val")
 FORMAT_VERSION = 1
 DEFAULT_MAX_PIECE_CHARS = 1 << 20
 MIN_PIECE_CHARS = 16 << 10
+FEW_FILES = 20
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,20 @@ def split_long_document(text: str, max_chars: int) -> list[str]:
         start = cut
     pieces.append(text[start:])
     return pieces
+
+
+def auto_piece_chars(corpus: Corpus, val_fraction: float) -> int:
+    """Longest piece before a document is cut at paragraphs.
+
+    A corpus of many documents is split by whole documents (pieces of 1 MiB
+    only bound the memory of one encode call). A corpus of a few files (say,
+    one book) cannot hold out 10 % by whole documents, so its documents are cut
+    into ~1/4 of the val share (16 KiB..1 MiB) and the share comes out close.
+    """
+    if corpus.builtin_name is not None or len(corpus.files) >= FEW_FILES:
+        return DEFAULT_MAX_PIECE_CHARS
+    total = sum(p.stat().st_size for p in corpus.files)
+    return int(min(DEFAULT_MAX_PIECE_CHARS, max(MIN_PIECE_CHARS, total * max(val_fraction, 0.01) / 4)))
 
 
 def read_meta(shards_dir: str | os.PathLike[str]) -> ShardMeta:
@@ -196,8 +213,7 @@ def prepare_shards(
 ) -> ShardMeta:
     """Encode ``corpus`` into ``output_dir/{train,val}.bin`` + ``meta.json``; returns the meta.
 
-    ``max_piece_chars`` defaults to ~1/4 of the val share of a file corpus
-    (clamped to 16 KiB..1 MiB), so even a single-file corpus gets a val split.
+    ``max_piece_chars`` defaults to :func:`auto_piece_chars`.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -208,12 +224,7 @@ def prepare_shards(
     if sep is None:
         raise DataError("the tokenizer has neither a BOS nor an EOS token to separate documents; retrain it with the default special tokens")
     if max_piece_chars is None:
-        total = sum(p.stat().st_size for p in corpus.files) if corpus.files else 0
-        max_piece_chars = (
-            int(min(DEFAULT_MAX_PIECE_CHARS, max(MIN_PIECE_CHARS, total * max(val_fraction, 0.01) / 4)))
-            if total
-            else DEFAULT_MAX_PIECE_CHARS
-        )
+        max_piece_chars = auto_piece_chars(corpus, val_fraction)
     dtype = dtype_for_vocab(tokenizer.vocab_size)
     output_dir.mkdir(parents=True, exist_ok=True)
     writers = {s: _SplitWriter(output_dir, s, dtype) for s in SPLITS}
@@ -235,8 +246,9 @@ def prepare_shards(
         for text, first in _pieces(corpus, max_piece_chars):
             if not text:
                 continue
-            # val gets a piece whenever it holds less than its share of the text so far
-            split = "val" if seen["val"] < val_fraction * (seen["train"] + seen["val"]) else "train"
+            # a piece goes to val when that brings val's share of the text so far closer to val_fraction
+            target = val_fraction * (seen["train"] + seen["val"] + len(text))
+            split = "val" if abs(seen["val"] + len(text) - target) < abs(seen["val"] - target) else "train"
             seen[split] += len(text)
             batch.append((text, first, split))
             batch_chars += len(text)
