@@ -51,7 +51,7 @@ META_FILE = "meta.json"
 SPLITS = ("train", "val")
 FORMAT_VERSION = 1
 DEFAULT_MAX_PIECE_CHARS = 1 << 20
-MIN_PIECE_CHARS = 16 << 10
+MIN_PIECE_CHARS = 1 << 10
 FEW_FILES = 20
 
 
@@ -124,7 +124,7 @@ def auto_piece_chars(corpus: Corpus, val_fraction: float) -> int:
     A corpus of many documents is split by whole documents (pieces of 1 MiB
     only bound the memory of one encode call). A corpus of a few files (say,
     one book) cannot hold out 10 % by whole documents, so its documents are cut
-    into ~1/4 of the val share (16 KiB..1 MiB) and the share comes out close.
+    into ~1/4 of the val share (1 KiB..1 MiB) and the share comes out close.
     """
     if corpus.builtin_name is not None or len(corpus.files) >= FEW_FILES:
         return DEFAULT_MAX_PIECE_CHARS
