@@ -159,3 +159,47 @@ def test_single_process_without_torchrun(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     env = detect_distributed()
     assert env.world_size == 1 and env.is_main and not env.is_distributed
+
+
+class _InterruptingData:
+    """Wraps a data source and sends SIGINT to this process while step ``at`` draws its batch."""
+
+    def __init__(self, data, at: int) -> None:
+        self.data, self.at, self.calls = data, at, 0
+        self.block_size, self.vocab_size = data.block_size, data.vocab_size
+
+    def get_batch(self, split, batch_size, rng=None):
+        if split == "train":
+            self.calls += 1
+            if self.calls == self.at:
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGINT)
+        return self.data.get_batch(split, batch_size, rng)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path):
+    data = make_data()
+    cfg = make_config(max_steps=6, grad_accum_steps=1, eval_interval=100)
+    full = Trainer(make_model(), data, cfg, tmp_path / "full", show_progress=False).fit()
+    result = Trainer(make_model(), _InterruptingData(data, at=3), cfg, tmp_path / "run", show_progress=False).fit()
+    assert result.interrupted and result.step == 3
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["step"] == 3
+    rest = Trainer.resume(tmp_path / "run", data, show_progress=False).fit()
+    assert [s.loss for s in result.history + rest.history] == [s.loss for s in full.history]
+
+
+def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch):
+    class Broken(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+        def forward(self, *a, **k):
+            raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda m: Broken(m))
+    trainer = Trainer(make_model(), make_data(), make_config(max_steps=2, compile=True), tmp_path / "r", show_progress=False)
+    result = trainer.fit()
+    assert result.step == 2 and not trainer._compiled
