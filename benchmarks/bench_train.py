@@ -58,7 +58,10 @@ def bench_mode(precision: str, compile_model: bool, steps: int, warmup: int, dev
     torch.manual_seed(0)
     model = GPT(GPTConfig(**CONFIG)).to(device)
     params = model.num_params()
-    opt = torch.optim.AdamW(model.optimizer_groups(0.1), lr=3e-4, betas=(0.9, 0.95))
+    try:  # what Trainer uses: fused AdamW where available
+        opt = torch.optim.AdamW(model.optimizer_groups(0.1), lr=3e-4, betas=(0.9, 0.95), fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW(model.optimizer_groups(0.1), lr=3e-4, betas=(0.9, 0.95))
     fwd = model
     compile_note = ""
     if compile_model:

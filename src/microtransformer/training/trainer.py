@@ -197,6 +197,15 @@ def accumulate_gradients(
     return total
 
 
+def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, fused where torch supports it (CUDA; CPU since torch 2.4: ~2.5x faster step)."""
+    kwargs: dict[str, Any] = {"lr": config.lr, "betas": (config.beta1, config.beta2)}
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # older torch / unsupported device
+        return torch.optim.AdamW(groups, **kwargs)
+
+
 class _StopFlag:
     """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: abort at once."""
 
@@ -273,12 +282,7 @@ class Trainer:
 
         torch.manual_seed(config.seed + self.env.rank)
         self.raw_model.to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.raw_model.optimizer_groups(config.weight_decay),
-            lr=config.lr,
-            betas=(config.beta1, config.beta2),
-            **({"fused": True} if self.device.startswith("cuda") else {}),
-        )
+        self.optimizer = _adamw(self.raw_model.optimizer_groups(config.weight_decay), config)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
         self.schedule = config.schedule()
         self.step = 0
