@@ -118,6 +118,14 @@ def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path,
     return shards, tok
 
 
+def _portable(shards: Path, run_dir: Path) -> str:
+    """Shards inside the run dir are stored relative to it (the run dir can be moved), others absolute."""
+    try:
+        return str(shards.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(shards.resolve())
+
+
 def build_model_config(args: argparse.Namespace, vocab_size: int) -> Any:
     from microtransformer.models import GPTConfig, LSTMConfig
 
@@ -157,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         shards = args.shards_dir or run_info.get("data", {}).get("shards_dir")
         if not shards:
             raise ConfigError(f"{run_dir}/run.json does not say where its data is; pass --shards_dir")
+        if not Path(shards).is_absolute() and not args.shards_dir:
+            shards = run_dir / shards  # shards inside the run dir travel with it
         block = run_info["model"]["config"]["block_size"]
         data = ShardDataset(shards, block)
         trainer = Trainer.resume(run_dir, data, overrides=overrides)
@@ -172,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
         trainer = Trainer(
             model, data, config, run_dir, tokenizer=tok,
-            run_info={"data": {"shards_dir": str(Path(shards).resolve())}},
+            run_info={"data": {"shards_dir": _portable(Path(shards), run_dir)}},
         )
     with logging_redirect_tqdm():
         result = trainer.fit()
