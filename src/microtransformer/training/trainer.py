@@ -472,6 +472,7 @@ class Trainer:
         for i in range(iters):
             rng = np.random.default_rng((self.config.seed, _EVAL_STREAM, self.env.rank, i))
             x, y = self.data.get_batch(split, self.config.batch_size, rng)
+            x, y = x.to(self.device), y.to(self.device)
             with self.precision.autocast_context():
                 logits, _ = model(x)  # (B, T, Vp)
             losses = token_nats(logits, y)  # (B*T,)
@@ -494,7 +495,8 @@ class Trainer:
     def _micro_batches(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng((self.config.seed, self.env.rank, step))
         for _ in range(self.config.grad_accum_steps):
-            yield self.data.get_batch("train", self.config.batch_size, rng)
+            x, y = self.data.get_batch("train", self.config.batch_size, rng)
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
 
     def train_step(self) -> StepLog:
         """One optimizer step (``grad_accum_steps`` micro-batches); advances ``self.step``."""
