@@ -98,7 +98,7 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
 def split_long_document(text: str, max_chars: int) -> list[str]:
     """Cut ``text`` into pieces of at most ~``max_chars``, at blank lines, else newlines, else anywhere.
 
-    >>> split_long_document("a\\n\\nb\\n\\nc", 4)
+    >>> split_long_document("a\\n\\nb\\n\\nc", 3)
     ['a\\n\\n', 'b\\n\\n', 'c']
     """
     if len(text) <= max_chars:
