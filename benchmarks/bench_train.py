@@ -36,10 +36,10 @@ CONFIG = dict(n_layer=4, n_head=4, n_embd=256, block_size=256, vocab_size=8192, 
 BATCH = 16
 
 
-def matmul_peak(n: int = 2048, reps: int = 10, device: str = "cpu") -> float:
-    """Median fp32 FLOP/s of an ``n x n @ n x n`` matmul."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_peak(n: int = 2048, reps: int = 10, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """Median FLOP/s of an ``n x n @ n x n`` matmul in ``dtype``."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -81,7 +81,7 @@ def bench_mode(precision: str, compile_model: bool, steps: int, warmup: int, dev
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return loss.item()
 
     t_compile = time.perf_counter()
     try:
@@ -143,24 +143,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  done: {precision} {'compiled' if comp else 'eager'}", file=sys.stderr)
     peak_after = matmul_peak(device=device)
     peak = statistics.median([peak_before, peak_after])
+    peak_bf16 = matmul_peak(device=device, dtype=torch.bfloat16)
     print(f"fp32 matmul peak (2048^3, median of before/after runs): {peak / 1e9:.1f} GFLOP/s "
-          f"(before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f})")
+          f"(before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f}); bf16 matmul: {peak_bf16 / 1e9:.1f} GFLOP/s")
     print()
-    print("| precision | mode | median tokens/s | min..max | achieved GFLOP/s (6·N·tok/s) | MFU vs fp32 peak | note |")
-    print("|---|---|---:|---:|---:|---:|---|")
+    print("| precision | mode | median tokens/s | min..max | achieved GFLOP/s (6·N·tok/s) | MFU vs fp32 peak | vs own-dtype peak | note |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         mode = "torch.compile" if r["compiled"] else "eager"
         if "error" in r:
-            print(f"| {r['precision']} | {mode} | – | – | – | – | {r['error']} |")
+            print(f"| {r['precision']} | {mode} | – | – | – | – | – | {r['error']} |")
             continue
         flops = 6 * r["params"] * r["median_tok_s"]
         r["mfu"] = flops / peak
+        own = flops / (peak_bf16 if r["precision"] == "bf16" else peak)
         print(f"| {r['precision']} | {mode} | {r['median_tok_s']:,.0f} | {r['min_tok_s']:,.0f}..{r['max_tok_s']:,.0f} "
-              f"| {flops / 1e9:.1f} | {r['mfu']:.0%} | {r['note']} |")
+              f"| {flops / 1e9:.1f} | {r['mfu']:.0%} | {own:.0%} | {r['note']} |")
     print(f"\nparams N = {rows[0].get('params', 0):,} (non-embedding count excludes position embeddings); "
           f"{args.steps} timed steps per row after {args.warmup} warmup")
     if args.json:
-        print(json.dumps({"peak_flops": peak, "rows": rows}, indent=2))
+        print(json.dumps({"peak_flops": peak, "peak_flops_bf16": peak_bf16, "rows": rows}, indent=2))
     return 0
 
 

@@ -31,10 +31,11 @@ def test_grad_accumulation_equals_full_batch():
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_exact_resume_cpu_fp32(tmp_path):
-    """2N steps in one go == N steps, stop, resume for N: same losses to the last bit."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_exact_resume_cpu(tmp_path, precision):
+    """2N steps in one go == N steps, stop, resume for N: same losses to the last bit (fp32; bf16 autocast too)."""
     data = make_data()
-    cfg = make_config(max_steps=8, eval_interval=3)  # eval/save points that do not line up with N
+    cfg = make_config(max_steps=8, eval_interval=3, precision=precision)  # eval/save points not aligned with N
     full = Trainer(make_model(), data, cfg, tmp_path / "full", show_progress=False).fit()
 
     first = Trainer(make_model(), data, cfg, tmp_path / "split", show_progress=False).fit(stop_at_step=4)
