@@ -182,11 +182,20 @@ class MicroTransformerTokenizer:
         raise NotImplementedError
 
     def _encode_ordinary_batch(self, texts: Sequence[str], num_threads: int) -> list[list[int]]:
-        """Default: a thread pool over ``_encode_ordinary`` (engines override with native batching)."""
+        """Default: one contiguous slice of ``texts`` per thread (engines may override with native batching).
+
+        One task per slice, not per text: on many short texts the per-task
+        bookkeeping costs more than a second thread gains (measured with
+        tiktoken: 15-17 MB/s sliced vs 11 MB/s one task per text).
+        """
+        encode = self._encode_ordinary
         if num_threads <= 1 or len(texts) <= 1:
-            return [self._encode_ordinary(t) for t in texts]
-        with ThreadPoolExecutor(num_threads) as ex:
-            return list(ex.map(self._encode_ordinary, texts))
+            return [encode(t) for t in texts]
+        size = -(-len(texts) // num_threads)
+        slices = [texts[i : i + size] for i in range(0, len(texts), size)]
+        with ThreadPoolExecutor(len(slices)) as ex:
+            parts = list(ex.map(lambda part: [encode(t) for t in part], slices))
+        return [ids for part in parts for ids in part]
 
     def _decode_ordinary(self, ids: Sequence[int]) -> bytes:
         table = self._table

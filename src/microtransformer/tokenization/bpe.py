@@ -106,9 +106,6 @@ class BPETokenizer(MicroTransformerTokenizer):
     def _encode_ordinary(self, text: str) -> list[int]:
         return self._enc.encode_ordinary(text)
 
-    def _encode_ordinary_batch(self, texts: Sequence[str], num_threads: int) -> list[list[int]]:
-        return self._enc.encode_ordinary_batch(texts, num_threads=num_threads)
-
     def _decode_ordinary(self, ids: Sequence[int]) -> bytes:
         return self._enc.decode_bytes(ids)
 
