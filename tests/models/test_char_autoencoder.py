@@ -42,7 +42,8 @@ def test_chunks_to_tensor_and_back() -> None:
 @pytest.mark.parametrize("preset", ["design", "cpu", "tiny"])
 @pytest.mark.parametrize("pooling", ["flatten", "mean"])
 def test_shapes(preset: str, pooling: str) -> None:
-    cfg = dataclasses.replace(AutoEncoderConfig.preset(preset), pooling=pooling)
+    # digit embeddings on for flatten, off for mean: both decoder inputs get exercised
+    cfg = dataclasses.replace(AutoEncoderConfig.preset(preset), pooling=pooling, decoder_digit_embedding=pooling == "flatten")
     model = ChunkAutoEncoder(cfg)
     x = chunks_to_tensor(CHUNKS[:5], cfg.max_chunk_len)  # (5, 16)
     codes, idx = model.encoder(x)

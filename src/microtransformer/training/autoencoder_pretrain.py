@@ -496,9 +496,7 @@ def pretrain_autoencoder(
     c = config
     last_ckpt: Path | None = None
     last_eval: dict[str, float] | None = None
-    window_codes: set[int] = set()
-    window_rows: set[int] = set()
-    sums = [0.0, 0.0, 0]
+    sums = [0.0, 0.0, 0.0, 0.0, 0]  # loss, acc, distinct codes, distinct chunks (per batch), steps
     start = time.perf_counter()
     t0_elapsed = trainer.elapsed
     bar = tqdm(total=c.steps, initial=trainer.step, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
@@ -511,19 +509,20 @@ def pretrain_autoencoder(
                 )
             sums[0] += loss
             sums[1] += acc
-            sums[2] += 1
-            window_rows.update(rows.tolist())
-            window_codes.update(codes.tolist())
+            sums[2] += float(torch.unique(codes).numel())
+            sums[3] += float(torch.unique(rows).numel())
+            sums[4] += 1
             bar.update(1)
             step = trainer.step
             trainer.elapsed = t0_elapsed + time.perf_counter() - start
             if step % c.log_every == 0 or step == c.steps:
+                n = sums[4]
                 record = {
                     "step": step,
-                    "loss": sums[0] / sums[2],
-                    "char_accuracy": sums[1] / sums[2],
-                    "distinct_codes": len(window_codes),
-                    "distinct_chunks": len(window_rows),
+                    "loss": sums[0] / n,
+                    "char_accuracy": sums[1] / n,
+                    "distinct_codes": sums[2] / n,
+                    "distinct_chunks": sums[3] / n,
                     "lr": trainer.lr_at(step),
                     "elapsed_s": round(trainer.elapsed, 3),
                 }
@@ -531,11 +530,9 @@ def pretrain_autoencoder(
                 bar.set_postfix(
                     loss=f"{record['loss']:.3f}",
                     acc=f"{record['char_accuracy']:.3f}",
-                    codes=f"{len(window_codes)}/{len(window_rows)}",
+                    codes=f"{record['distinct_codes']:.0f}/{record['distinct_chunks']:.0f}",
                 )
-                sums = [0.0, 0.0, 0]
-                window_codes.clear()
-                window_rows.clear()
+                sums = [0.0, 0.0, 0.0, 0.0, 0]
             is_ckpt = step % c.checkpoint_every == 0 or step == c.steps
             if step % c.eval_every == 0 or is_ckpt:
                 last_eval = trainer.evaluate()

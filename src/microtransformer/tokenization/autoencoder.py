@@ -1,0 +1,411 @@
+"""The learned auto-encoder tokenizer (engine ``autoencoder``).
+
+A token is an FSQ code of the chunk auto-encoder
+(:mod:`microtransformer.models.char_autoencoder`): text is cut into word-like
+chunks (:mod:`.chunking`), the encoder maps a chunk to a code, the decoder
+maps the code back to bytes.
+
+Vocabulary (ids ``0 .. n_ordinary-1``):
+
+* ids ``0..255`` are the 256 single bytes, so any text can be encoded;
+* ids ``256..`` are codes, most frequent chunk first. A code enters the
+  vocabulary only if the network encodes a training chunk to it *and*
+  decodes it back to exactly that chunk, one chunk per code (verified when
+  the vocabulary is built, :func:`build_vocabulary`). Single-byte chunks are
+  left to the byte tokens.
+
+Encode, per chunk: cache hit (the verified chunk -> id table), else greedy
+longest match over vocabulary strings, else byte tokens. The network itself
+is only needed to *build* the table: a chunk outside the table cannot be
+reconstructed through a vocabulary code (that code decodes to its own,
+different chunk), so running it would only confirm the fallback.
+:meth:`AutoEncoderTokenizer.encode_with_network` does run it, and a test
+asserts both paths give the same ids. Decode: id -> bytes from the same
+table, which equals the decoder's output for that code
+(:meth:`AutoEncoderTokenizer.decode_with_network`). So
+``decode(encode(s)) == s`` for every string, by construction.
+
+Why the table and not the network at inference: importing torch alone costs
+~200 MB of RSS and a forward pass per chunk is slow; the table makes encode a
+dict lookup and keeps inference far below 100 MB. Torch is imported only for
+training, verification and the network paths.
+
+>>> tok = AutoEncoderTokenizer.from_checkpoint("ckpt/checkpoint_best", corpus, vocab_size=32768)  # doctest: +SKIP
+>>> tok.decode(tok.encode("hello world"))  # doctest: +SKIP
+'hello world'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from microtransformer.errors import ConfigError, TokenizerFormatError
+from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, iter_chunks
+from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
+
+if TYPE_CHECKING:  # torch stays out of import time
+    from microtransformer.models.char_autoencoder import ChunkAutoEncoder
+
+__all__ = ["AutoEncoderTokenizer", "VocabularyReport", "build_vocabulary"]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "autoencoder.safetensors"
+MODEL_CONFIG_FILE = "autoencoder_config.json"
+VOCAB_FILE = "vocab.json"
+VOCAB_FORMAT = 1
+N_BYTES = 256
+# In-engine training when no pre-trained checkpoint is given: small and quick
+# (a few seconds on a CPU). Real tokenizers come from `mtx autoencoder pretrain`
+# + `mtx autoencoder export`.
+DEFAULT_TRAIN_PRESET = "tiny"
+DEFAULT_TRAIN_STEPS = 600
+_FALLBACK_CACHE_MAX = 1 << 16
+
+
+@dataclass(frozen=True)
+class VocabularyReport:
+    """How the vocabulary was filled: what was tried and why chunks were rejected."""
+
+    requested: int
+    accepted: int
+    candidates_tried: int
+    candidates_total: int
+    rejected_mismatch: int  # the network did not reconstruct the chunk exactly
+    rejected_collision: int  # the chunk's code already belongs to a more frequent chunk
+    occurrence_coverage: float  # share of chunk occurrences whose chunk is in the vocabulary
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_vocabulary(
+    model: ChunkAutoEncoder,
+    chunk_counts: Counter[bytes] | dict[bytes, int],
+    n_codes: int,
+    *,
+    batch_size: int = 4096,
+    show_progress: bool = False,
+) -> tuple[list[int], list[bytes], VocabularyReport]:
+    """The ``n_codes`` most frequent multi-byte chunks the network reconstructs exactly.
+
+    Chunks are tried most frequent first (ties by bytes, so it is
+    deterministic); a chunk is accepted when ``decode(encode(chunk)) ==
+    chunk`` and its code is not taken yet. Returns ``(codes, chunks, report)``.
+    """
+    if n_codes < 0:
+        raise ConfigError(f"n_codes must be >= 0, got {n_codes}")
+    model.eval()
+    max_len = model.config.max_chunk_len
+    candidates = sorted((c for c in chunk_counts if 2 <= len(c) <= max_len), key=lambda c: (-chunk_counts[c], c))
+    total_occ = sum(chunk_counts.values())
+    codes: list[int] = []
+    chunks: list[bytes] = []
+    taken: set[int] = set()
+    mismatch = collision = tried = 0
+    bar = tqdm(total=n_codes, desc="building vocabulary", unit="code", disable=not show_progress)
+    try:
+        for start in range(0, len(candidates), batch_size):
+            if len(codes) >= n_codes:
+                break
+            batch = candidates[start : start + batch_size]
+            decoded, indices = model.reconstruct(batch, batch_size=batch_size)
+            for chunk, dec, code in zip(batch, decoded, indices.tolist()):
+                if len(codes) >= n_codes:
+                    break
+                tried += 1
+                if dec != chunk:
+                    mismatch += 1
+                elif code in taken:
+                    collision += 1
+                else:
+                    taken.add(code)
+                    codes.append(code)
+                    chunks.append(chunk)
+                    bar.update(1)
+    finally:
+        bar.close()
+    covered = sum(chunk_counts[c] for c in chunks) + sum(n for c, n in chunk_counts.items() if len(c) == 1)
+    report = VocabularyReport(
+        requested=n_codes,
+        accepted=len(codes),
+        candidates_tried=tried,
+        candidates_total=len(candidates),
+        rejected_mismatch=mismatch,
+        rejected_collision=collision,
+        occurrence_coverage=covered / total_occ if total_occ else 0.0,
+    )
+    logger.info(
+        "vocabulary: %d/%d codes accepted after trying %d of %d chunks (%d not reconstructed, %d code collisions); "
+        "%.1f%% of chunk occurrences are single tokens",
+        report.accepted, n_codes, tried, len(candidates), mismatch, collision, 100 * report.occurrence_coverage,
+    )
+    return codes, chunks, report
+
+
+class AutoEncoderTokenizer(MicroTransformerTokenizer):
+    """Engine ``autoencoder``: FSQ codes of a chunk auto-encoder as tokens (see module docstring)."""
+
+    engine_name = "autoencoder"
+    min_ordinary_vocab = N_BYTES
+
+    def __init__(
+        self,
+        *,
+        weights: bytes,
+        model_config: dict[str, Any],
+        codes: Sequence[int],
+        chunks: Sequence[bytes],
+        pattern: str | None = None,
+        engine_config: dict[str, Any] | None = None,
+    ) -> None:
+        if len(codes) != len(chunks):
+            raise TokenizerFormatError(f"vocabulary has {len(codes)} codes but {len(chunks)} chunks")
+        if len(set(codes)) != len(codes):
+            raise TokenizerFormatError("vocabulary maps two chunks to one code; rebuild it")
+        max_chunk_len = int(model_config.get("max_chunk_len", DEFAULT_MAX_CHUNK_LEN))
+        for c in chunks:
+            if not 2 <= len(c) <= max_chunk_len:
+                raise TokenizerFormatError(f"vocabulary chunk {c!r} is not 2..{max_chunk_len} bytes long")
+        self._weights = weights
+        self._model_config = dict(model_config)
+        self.max_chunk_len = max_chunk_len
+        self.codes: list[int] = [int(c) for c in codes]
+        self.chunks: list[bytes] = list(chunks)
+        self._model: ChunkAutoEncoder | None = None
+        self._split_pattern = pattern or GPT4_SPLIT_PATTERN
+        # chunk bytes -> id; the fallback cache memoizes greedy splits of unknown chunks
+        self._chunk_to_id: dict[bytes, int] = {c: N_BYTES + i for i, c in enumerate(self.chunks)}
+        self._code_to_id: dict[int, int] = {k: N_BYTES + i for i, k in enumerate(self.codes)}
+        self._fallback_cache: dict[bytes, tuple[int, ...]] = {}
+        cfg = {"max_chunk_len": max_chunk_len, "n_codes": len(self.codes)}
+        cfg.update(engine_config or {})
+        self._init_common(pattern=self._split_pattern, engine_config=cfg)
+
+    # ----------------------------------------------------------- the network
+    @property
+    def model(self) -> ChunkAutoEncoder:
+        """The auto-encoder (loaded on first use: this is where torch gets imported)."""
+        if self._model is None:
+            from safetensors.torch import load
+
+            from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder
+
+            model = ChunkAutoEncoder(AutoEncoderConfig.from_dict(self._model_config))
+            model.load_state_dict(load(self._weights))
+            self._model = model.eval()
+        return self._model
+
+    # ------------------------------------------------------ engine contract
+    @classmethod
+    def _train_engine(
+        cls,
+        texts: Iterable[str],
+        *,
+        n_ordinary: int,
+        pattern: str | None,
+        checkpoint: str | None = None,
+        model: ChunkAutoEncoder | None = None,
+        preset: str = DEFAULT_TRAIN_PRESET,
+        steps: int = DEFAULT_TRAIN_STEPS,
+        pretrain_options: dict[str, Any] | None = None,
+        show_progress: bool = False,
+        **options: Any,
+    ) -> AutoEncoderTokenizer:
+        """Count chunks, get a network (``checkpoint``, ``model`` or a quick in-memory pre-training), build the vocab."""
+        if options:
+            raise ConfigError(
+                f"unknown options for the autoencoder engine: {sorted(options)}; "
+                "use checkpoint=, model=, preset=, steps= or pretrain_options="
+            )
+        from microtransformer.models.char_autoencoder import AutoEncoderConfig, load_autoencoder
+        from microtransformer.training.autoencoder_pretrain import ChunkDataset, PretrainConfig, pretrain_autoencoder
+
+        split = pattern or GPT4_SPLIT_PATTERN
+        source: dict[str, Any] = {}
+        if checkpoint is not None:
+            model = load_autoencoder(checkpoint)
+            source["checkpoint"] = str(checkpoint)
+        if model is not None:
+            counts: Counter[bytes] = Counter()
+            for doc in texts:
+                counts.update(iter_chunks(doc, max_chunk_len=model.config.max_chunk_len, pattern=split))
+        else:
+            model_config = AutoEncoderConfig.preset(preset)
+            pcfg = PretrainConfig(**{"steps": steps, "pattern": split, "eval_every": steps, **(pretrain_options or {})})
+            dataset = ChunkDataset.from_documents(
+                texts, max_chunk_len=model_config.max_chunk_len, val_fraction=pcfg.val_fraction,
+                split_block_chars=pcfg.split_block_chars, seed=pcfg.seed, pattern=split,
+            )
+            result = pretrain_autoencoder(dataset=dataset, model_config=model_config, config=pcfg, checkpoint_dir=None, progress=show_progress)
+            model = result.model
+            counts = Counter(dict(zip(dataset.train_chunks, dataset.train_counts)))
+            counts.update(dict(zip(dataset.val_chunks, dataset.val_counts)))
+            source.update({"preset": preset, "steps": steps, "val_char_accuracy": result.best_val_char_accuracy})
+        tok = cls.from_model(model, counts, n_codes=max(0, n_ordinary - N_BYTES), pattern=split, show_progress=show_progress, source=source)
+        return tok
+
+    @classmethod
+    def from_model(
+        cls,
+        model: ChunkAutoEncoder,
+        chunk_counts: Counter[bytes] | dict[bytes, int],
+        *,
+        n_codes: int,
+        pattern: str | None = None,
+        show_progress: bool = False,
+        source: dict[str, Any] | None = None,
+    ) -> AutoEncoderTokenizer:
+        """Tokenizer from a trained model and chunk counts (no special tokens: the base adds them)."""
+        from safetensors.torch import save
+
+        codes, chunks, report = build_vocabulary(model, chunk_counts, n_codes, show_progress=show_progress)
+        weights = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+        engine_config = {"vocabulary": report.to_dict(), "source": dict(source or {})}
+        tok = cls(weights=weights, model_config=model.config.to_dict(), codes=codes, chunks=chunks, pattern=pattern, engine_config=engine_config)
+        tok._model = model.eval()
+        return tok
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        ids: list[int] = []
+        table = self._chunk_to_id
+        for chunk in iter_chunks(text, max_chunk_len=self.max_chunk_len, pattern=self._split_pattern):
+            i = table.get(chunk)
+            if i is not None:
+                ids.append(i)
+            elif len(chunk) == 1:
+                ids.append(chunk[0])
+            else:
+                ids.extend(self._fallback(chunk))
+        return ids
+
+    def encode_chunk(self, chunk: bytes) -> list[int]:
+        """Ids of one chunk's bytes: its vocabulary id, else the fallback split."""
+        i = self._chunk_to_id.get(chunk)
+        if i is not None:
+            return [i]
+        if len(chunk) == 1:
+            return [chunk[0]]
+        return list(self._fallback(chunk))
+
+    def _fallback(self, chunk: bytes) -> tuple[int, ...]:
+        """Greedy longest match over vocabulary strings, else single bytes (memoized)."""
+        hit = self._fallback_cache.get(chunk)
+        if hit is not None:
+            return hit
+        table = self._chunk_to_id
+        out: list[int] = []
+        pos, n = 0, len(chunk)
+        while pos < n:
+            for length in range(n - pos, 1, -1):
+                i = table.get(chunk[pos : pos + length])
+                if i is not None:
+                    out.append(i)
+                    pos += length
+                    break
+            else:
+                out.append(chunk[pos])
+                pos += 1
+        result = tuple(out)
+        if len(self._fallback_cache) < _FALLBACK_CACHE_MAX:
+            self._fallback_cache[chunk] = result
+        return result
+
+    def _ordinary_token_bytes(self) -> list[bytes]:
+        return [bytes([b]) for b in range(N_BYTES)] + self.chunks
+
+    def _engine_files(self) -> dict[str, bytes]:
+        vocab = {
+            "format_version": VOCAB_FORMAT,
+            "max_chunk_len": self.max_chunk_len,
+            "first_id": N_BYTES,
+            "codes": self.codes,
+            "chunks_hex": [c.hex() for c in self.chunks],
+        }
+        return {
+            WEIGHTS_FILE: self._weights,
+            MODEL_CONFIG_FILE: json.dumps({"model": self._model_config}, indent=2, sort_keys=True).encode("utf-8"),
+            VOCAB_FILE: json.dumps(vocab, sort_keys=True).encode("utf-8"),
+        }
+
+    @classmethod
+    def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> AutoEncoderTokenizer:
+        try:
+            vocab = json.loads(files[VOCAB_FILE])
+            model_cfg = json.loads(files[MODEL_CONFIG_FILE])["model"]
+            weights = files[WEIGHTS_FILE]
+        except KeyError as exc:
+            raise TokenizerFormatError(f"the autoencoder tokenizer is missing {exc}; re-export it") from exc
+        if int(vocab.get("format_version", 1)) > VOCAB_FORMAT:
+            raise TokenizerFormatError("vocab.json was written by a newer microtransformer; upgrade to load it")
+        engine_config = {k: v for k, v in dict(config.get("engine_config", {})).items() if k not in ("max_chunk_len", "n_codes")}
+        return cls(
+            weights=weights,
+            model_config=model_cfg,
+            codes=vocab["codes"],
+            chunks=[bytes.fromhex(h) for h in vocab["chunks_hex"]],
+            pattern=config.get("pattern"),
+            engine_config=engine_config,
+        )
+
+    # ------------------------------------------------- the network paths
+    def encode_with_network(self, text: str) -> list[int]:
+        """Ordinary-text encode that runs the encoder and decoder for every chunk.
+
+        Per chunk: the encoder's code, if it is in the vocabulary and the
+        decoder reconstructs this exact chunk from it, else the same fallback
+        as :meth:`encode`. Equals ``encode_ordinary`` (a test checks it); it
+        exists to show the table is a cache of the network, not a different
+        tokenizer.
+        """
+        chunks = list(iter_chunks(text, max_chunk_len=self.max_chunk_len, pattern=self._split_pattern))
+        if not chunks:
+            return []
+        decoded, codes = self.model.reconstruct(chunks)
+        ids: list[int] = []
+        for chunk, dec, code in zip(chunks, decoded, codes.tolist()):
+            i = self._code_to_id.get(code)
+            if i is not None and dec == chunk:
+                ids.append(i)
+            elif len(chunk) == 1:
+                ids.append(chunk[0])
+            else:
+                ids.extend(self._fallback(chunk))
+        return ids
+
+    def decode_with_network(self, ids: Sequence[int]) -> bytes:
+        """Bytes of ordinary ids with every code token decoded by the decoder network."""
+        ids = list(ids)
+        self._check_ids(ids)
+        code_ids = [i for i in ids if N_BYTES <= i < self.n_ordinary]
+        decoded = dict(zip(code_ids, self.model.decode_indices([self.codes[i - N_BYTES] for i in code_ids]))) if code_ids else {}
+        out = []
+        for i in ids:
+            if i < N_BYTES:
+                out.append(bytes([i]))
+            elif i < self.n_ordinary:
+                out.append(decoded[i])
+            else:
+                out.append(self._specials.id_to_content[i].encode("utf-8"))
+        return b"".join(out)
+
+    def verify(self) -> list[int]:
+        """Ids whose table bytes differ from the decoder's output (empty when the cache is exact)."""
+        if not self.codes:
+            return []
+        decoded = self.model.decode_indices(self.codes)
+        return [N_BYTES + i for i, (c, d) in enumerate(zip(self.chunks, decoded)) if c != d]
+
+    def code_of(self, token_id: int) -> int | None:
+        """The FSQ codebook index behind an ordinary id (None for byte tokens and specials)."""
+        if N_BYTES <= token_id < self.n_ordinary:
+            return self.codes[token_id - N_BYTES]
+        return None

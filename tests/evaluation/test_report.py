@@ -1,0 +1,25 @@
+"""HTML report: self-contained, tables and embedded PNGs."""
+
+from __future__ import annotations
+
+from microtransformer.evaluation.codebook import analyze_codebook
+from microtransformer.evaluation.reconstruction import evaluate_model
+from microtransformer.evaluation.report import build_report, write_report
+
+from conftest import SENTENCES
+
+
+def test_report_has_tables_and_plots(tiny_model, tiny_counts, tmp_path) -> None:
+    result = evaluate_model(tiny_model, sentences=SENTENCES, phase="after")
+    state = {
+        "step": 20,
+        "history": [{"step": s, "loss": 1.0 / s, "char_accuracy": s / 20} for s in (10, 20)],
+        "evals": [{"step": 20, "val_loss": 0.1, "val_char_accuracy": 0.9, "val_exact_rate": 0.8}],
+    }
+    analysis = analyze_codebook(tiny_model, tiny_counts, ks=(4, 16))
+    html = build_report(results={"before": result, "after": result}, training_state=state, codebook=analysis)
+    assert html.startswith("<!doctype html>") and html.count("data:image/png;base64,") == 2
+    assert "before" in html and "sentences_perfect" in html and "grid_utilization" in html
+    assert "<script" not in html and "http" not in html  # self-contained
+    path = write_report(tmp_path / "r.html", results={"after": result})
+    assert path.read_text().count("<img") == 0 and "hello world" in path.read_text()

@@ -1,0 +1,135 @@
+"""The ``autoencoder`` engine: verified vocabulary, cache == network, and the shared engine contract."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
+from microtransformer.tokenization import MicroTransformerTokenizer
+from microtransformer.tokenization.autoencoder import N_BYTES, AutoEncoderTokenizer, build_vocabulary
+from microtransformer.tokenization.chunking import count_chunks
+
+# Reuse the one contract every engine passes (tests/tokenization/test_contract.py).
+sys.path.insert(0, str(Path(__file__).parent))
+contract = importlib.import_module("test_contract")
+
+WORDS = (
+    "the of and to a in is it you that he was for on are with as his they be at one have this from or had by "
+    "hot word but what some we can out other were all there when up use your how said an each she which do "
+    "their time if will way about many then them write would like so these her long make thing see him two"
+).split()
+DOCS = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(40)) + ".\n" for i in range(60)]
+VOCAB = 256 + 60 + 12  # bytes + codes + default special tokens
+
+
+def _train_model() -> ChunkAutoEncoder:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    counts = count_chunks(DOCS)
+    chunks = sorted(counts, key=lambda c: (-counts[c], c))
+    model = ChunkAutoEncoder(AutoEncoderConfig.preset("tiny"))
+    x = chunks_to_tensor(chunks, 16)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(400):
+        loss = model(x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> ChunkAutoEncoder:
+    return _train_model()
+
+
+@pytest.fixture(scope="module")
+def tok(model: ChunkAutoEncoder) -> MicroTransformerTokenizer:
+    return MicroTransformerTokenizer.train_from_iterator(DOCS, engine="autoencoder", vocab_size=VOCAB, model=model)
+
+
+# --- the shared contract (its vocab-accounting test is restated below for this vocab size)
+test_roundtrip_property = contract.test_roundtrip_property
+test_roundtrip_tricky = contract.test_roundtrip_tricky
+test_save_load_identical = contract.test_save_load_identical
+test_pickle = contract.test_pickle
+test_special_injection_refused_by_default = contract.test_special_injection_refused_by_default
+test_batch_equals_single = contract.test_batch_equals_single
+test_padding_truncation_masks = contract.test_padding_truncation_masks
+test_token_lookup = contract.test_token_lookup
+test_chat_rendering_mask = contract.test_chat_rendering_mask
+
+
+def test_vocab_accounting(tok: AutoEncoderTokenizer) -> None:
+    assert isinstance(tok, AutoEncoderTokenizer)
+    assert tok.vocab_size == VOCAB == tok.n_ordinary + len(tok.special_tokens)
+    sizes = tok.token_bytes()
+    text = contract.TRICKY[5] + contract.TRICKY[11] + DOCS[0]
+    ids = tok.encode(text)
+    assert int(sizes[ids].sum()) == len(text.encode("utf-8"))
+
+
+def test_vocabulary_is_verified_one_chunk_per_code(tok: AutoEncoderTokenizer, model: ChunkAutoEncoder) -> None:
+    assert len(tok.codes) == 60 == len(set(tok.codes))
+    assert all(len(c) >= 2 for c in tok.chunks)
+    decoded, codes = model.reconstruct(tok.chunks)
+    assert decoded == tok.chunks and codes.tolist() == tok.codes
+    assert tok.verify() == []  # the table equals the decoder's output for every code
+    # most frequent first
+    counts = count_chunks(DOCS)
+    freqs = [counts[c] for c in tok.chunks]
+    assert freqs == sorted(freqs, reverse=True)
+
+
+def test_cached_path_equals_network_path(tok: AutoEncoderTokenizer) -> None:
+    texts = [DOCS[3], "the word said, there were many things to write: hotter 123 ünïcode 🙂", "", "xyz the qq"]
+    for t in texts:
+        ids = tok.encode(t)
+        assert tok.encode_with_network(t) == ids
+        assert tok.decode_with_network(ids) == t.encode("utf-8") == tok.decode_bytes(ids)
+    # frequent words are single code tokens
+    ids = tok.encode(" the")
+    assert len(ids) == 1 and ids[0] >= N_BYTES and tok.code_of(ids[0]) is not None
+    assert tok.code_of(65) is None
+
+
+def test_fallback_greedy_longest_match(tok: AutoEncoderTokenizer) -> None:
+    # " thethe" is not a chunk of the corpus: longest vocabulary prefix " the", then "th"... or bytes
+    ids = tok.encode(" thethe")
+    assert tok.decode(ids) == " thethe"
+    assert ids[0] == tok.token_to_id(b" the")
+    assert tok.encode_chunk(b"zq") == [ord("z"), ord("q")]
+
+
+def test_loaded_tokenizer_keeps_network(tok: AutoEncoderTokenizer, tmp_path: Path) -> None:
+    tok.save(tmp_path)
+    loaded = MicroTransformerTokenizer.from_pretrained(tmp_path)
+    assert isinstance(loaded, AutoEncoderTokenizer)
+    assert loaded._model is None  # torch model is built lazily
+    assert loaded.verify() == []
+    assert loaded.encode_with_network(DOCS[1]) == tok.encode(DOCS[1])
+
+
+def test_build_vocabulary_report(model: ChunkAutoEncoder) -> None:
+    counts = Counter(count_chunks(DOCS))
+    counts[b" zzzzqqq"] = 1000  # frequent but never trained: must be rejected, not guessed
+    codes, chunks, report = build_vocabulary(model, counts, 500)
+    assert b" zzzzqqq" not in chunks
+    assert report.rejected_mismatch >= 1 and report.accepted == len(codes) == len(chunks)
+    assert 0.0 < report.occurrence_coverage <= 1.0
+
+
+def test_in_engine_training_without_checkpoint() -> None:
+    torch.set_num_threads(1)
+    tok = MicroTransformerTokenizer.train_from_iterator(
+        DOCS, engine="autoencoder", vocab_size=300, steps=30, pretrain_options={"batch_size": 32, "log_every": 10}
+    )
+    assert tok.decode(tok.encode(DOCS[0])) == DOCS[0]
+    with pytest.raises(Exception, match="unknown options"):
+        MicroTransformerTokenizer.train_from_iterator(DOCS, engine="autoencoder", vocab_size=300, bogus=1)
