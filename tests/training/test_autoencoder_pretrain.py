@@ -122,3 +122,28 @@ def test_in_memory_training_improves() -> None:
     assert result.last_checkpoint is None and result.best_checkpoint is None
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.last_eval is not None and result.last_eval["char_accuracy"] > 0.6
+
+
+def test_max_seconds_stops_with_a_checkpoint(tmp_path: Path) -> None:
+    result = pretrain_autoencoder(DOCS, model_config=TINY, config=small_config(steps=1000, max_seconds=1e-9),
+                                  checkpoint_dir=tmp_path, progress=False)
+    assert result.step == 1
+    assert [p.name for p in list_step_checkpoints(tmp_path)] == ["checkpoint_step_1"]
+    with pytest.raises(ConfigError):
+        PretrainConfig(max_seconds=-1)
+
+
+def test_encoder_freezes_after_its_fraction(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = small_config(steps=20, encoder_fraction=0.5, checkpoint_every=5)
+    pretrain_autoencoder(DOCS, model_config=TINY, config=cfg, checkpoint_dir=tmp_path, progress=False)
+    s10 = load_file(str(tmp_path / "checkpoint_step_10" / "model.safetensors"))
+    s20 = load_file(str(tmp_path / "checkpoint_step_20" / "model.safetensors"))
+    enc = [k for k in s10 if k.startswith("encoder.")]
+    dec = [k for k in s10 if k.startswith("decoder.")]
+    assert enc and all(torch.equal(s10[k], s20[k]) for k in enc)  # frozen after step 10
+    assert any(not torch.equal(s10[k], s20[k]) for k in dec)  # the decoder keeps learning
+    state = json.loads((tmp_path / "checkpoint_step_20" / "training_state.json").read_text())
+    assert state["history"][-1]["encoder_lr"] == 0.0 < state["history"][-1]["lr"]
+    with pytest.raises(ConfigError):
+        PretrainConfig(encoder_fraction=0.0)

@@ -82,7 +82,7 @@ class AutoEncoderConfig:
     The defaults are the design's: embed 64, channels (128, 256, 256), kernels
     3, strides (1, 2, 2), flatten pooling, LayerNorm, levels
     ``[8, 8, 8, 8, 8, 5, 5, 5]`` (4,096,000 codes); the decoder (not fixed
-    by the design) is a 2-layer MLP of width 512 with digit embeddings (see
+    by the design) is a 2-layer MLP of width 1024 with digit embeddings (see
     :class:`VectorDecoder`). ``preset("cpu")`` is a smaller model that trains
     faster on a laptop CPU.
     """
@@ -96,7 +96,7 @@ class AutoEncoderConfig:
     norm: str = "layer"
     levels: tuple[int, ...] = DESIGN_LEVELS
     fsq_eps: float = 1e-3
-    decoder_hidden: int = 512
+    decoder_hidden: int = 1024
     decoder_layers: int = 2
     decoder_pos_dim: int = 64
     decoder_digit_embedding: bool = True

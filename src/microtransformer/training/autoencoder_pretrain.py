@@ -32,7 +32,25 @@ latest state.
 continues at step 1001 with the same optimizer, RNG and sampler state and
 ends with ``checkpoint_step_2000``. The cosine schedule is planned over the
 current ``steps``; resuming with the original ``steps`` reproduces an
-uninterrupted run exactly.
+uninterrupted run exactly. ``max_seconds`` stops a run early (with a
+checkpoint) when a wall-clock budget is spent.
+
+**Freezing the codes.** With ``encoder_fraction < 1`` the encoder's
+learning rate decays to zero over that share of the steps and the encoder
+is then frozen (no encoder backward pass: the later steps are faster); the
+decoder keeps training on fixed codes. Why: a code flips when *any* of its
+8 dimensions crosses a rounding boundary, so while the encoder trains the
+codes keep moving and the decoder chases them — in a measured run 82% of
+the 2,000 most frequent chunks changed code between steps 6,000 and 6,359.
+Freezing halfway raised val char accuracy in ~100 s of CPU from 0.78 to
+0.87 on the shared books. Chunks that collide at the freeze stay collided;
+``mtx autoencoder analyze`` counts them.
+
+**Batch size.** 64 by default: on a CPU the cost per *sample* is the same
+from batch 64 to 256 (~0.23 ms each for the design model, one thread), so
+small batches give four times the updates per minute, and updates are what
+memorizing chunks needs (val char accuracy 0.81 after 3000 steps of 64 vs
+0.74 after 1000 steps of 256, about the same wall time).
 
 >>> result = pretrain_autoencoder(["some text " * 100], model_config=AutoEncoderConfig.preset("tiny"),
 ...     config=PretrainConfig(steps=20), checkpoint_dir=None, progress=False)  # doctest: +SKIP
@@ -100,7 +118,7 @@ class PretrainConfig:
     """How to pre-train; stored in every checkpoint's ``config.json`` under ``"pretrain"``."""
 
     steps: int = 1000
-    batch_size: int = 256
+    batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 200
@@ -115,6 +133,9 @@ class PretrainConfig:
     keep_last: int = 5
     log_every: int = 50
     seed: int = 0
+    max_seconds: float = 0.0
+    encoder_fraction: float = 1.0
+    decoder_lr_mult: float = 1.0
     pattern: str = GPT4_SPLIT_PATTERN
 
     def __post_init__(self) -> None:
@@ -133,6 +154,12 @@ class PretrainConfig:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not 0.0 <= self.sample_alpha <= 1.0:
             raise ConfigError(f"sample_alpha must be in [0, 1] (0.5 = count^0.5), got {self.sample_alpha}")
+        if not 0.0 < self.encoder_fraction <= 1.0:
+            raise ConfigError(f"encoder_fraction must be in (0, 1] (1 = train the encoder throughout), got {self.encoder_fraction}")
+        if not (self.decoder_lr_mult > 0 and math.isfinite(self.decoder_lr_mult)):
+            raise ConfigError(f"decoder_lr_mult must be a positive number, got {self.decoder_lr_mult}")
+        if not (self.max_seconds >= 0 and math.isfinite(self.max_seconds)):
+            raise ConfigError(f"max_seconds must be >= 0 (0 = no time limit), got {self.max_seconds}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -309,6 +336,18 @@ def load_pretrain_checkpoint(path: PathLike) -> tuple[ChunkAutoEncoder, dict[str
 
 
 # ------------------------------------------------------------------ training
+def _adamw(model: ChunkAutoEncoder, config: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW with two groups (encoder, decoder), fused where torch supports it (~15% faster on CPU)."""
+    groups = [
+        {"params": list(model.encoder.parameters()), "name": "encoder"},
+        {"params": list(model.decoder.parameters()), "name": "decoder"},
+    ]
+    try:
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
 class _Trainer:
     """State of one pre-training run (kept private: :func:`pretrain_autoencoder` is the API)."""
 
@@ -330,12 +369,13 @@ class _Trainer:
         self.extra_config = dict(extra_config or {})
         torch.manual_seed(config.seed)
         self.model = ChunkAutoEncoder(model_config).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = _adamw(self.model, config)
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.x_all = chunks_to_tensor(dataset.train_chunks, model_config.max_chunk_len)  # (N, T)
         self.probs = torch.tensor(dataset.train_counts, dtype=torch.float64) ** config.sample_alpha  # (N,)
         self.val_chunks, self.val_counts = dataset.validation_set(config.val_max_unique)
         self.step = 0
+        self._encoder_trainable = True
         self.best: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []
@@ -369,15 +409,35 @@ class _Trainer:
 
     # -- one step
     def lr_at(self, step: int) -> float:
+        """Decoder learning rate at ``step`` (1-based): warmup + cosine over ``steps``."""
         c = self.config
-        return c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=c.steps, min_ratio=c.min_lr_ratio)
+        return c.decoder_lr_mult * c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=c.steps, min_ratio=c.min_lr_ratio)
+
+    @property
+    def encoder_steps(self) -> int:
+        return self.config.steps if self.config.encoder_fraction >= 1.0 else max(1, round(self.config.encoder_fraction * self.config.steps))
+
+    def encoder_lr_at(self, step: int) -> float:
+        """Encoder learning rate: like the decoder's, but with ``encoder_fraction < 1`` it decays to
+        zero over that share of the steps and the encoder is then frozen."""
+        c = self.config
+        if c.encoder_fraction >= 1.0:
+            return c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=c.steps, min_ratio=c.min_lr_ratio)
+        if step > self.encoder_steps:
+            return 0.0
+        return c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=self.encoder_steps, min_ratio=0.0)
 
     def train_step(self) -> tuple[float, float, torch.Tensor, torch.Tensor]:
         c = self.config
         self.step += 1
-        lr = self.lr_at(self.step)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        enc_lr = self.encoder_lr_at(self.step)
+        self.optimizer.param_groups[0]["lr"] = enc_lr
+        self.optimizer.param_groups[1]["lr"] = self.lr_at(self.step)
+        frozen = enc_lr == 0.0
+        if frozen == self._encoder_trainable:  # freeze/unfreeze: no encoder backward while frozen
+            self.model.encoder.requires_grad_(not frozen)
+            self._encoder_trainable = not frozen
+        self.model.encoder.train(not frozen)  # frozen: fixed codes (BatchNorm uses its running stats)
         rows = torch.multinomial(self.probs, c.batch_size, replacement=True, generator=self.sampler)  # (B,)
         x = self.x_all[rows].to(self.device)  # (B, T)
         out = self.model(x)
@@ -515,7 +575,8 @@ def pretrain_autoencoder(
             bar.update(1)
             step = trainer.step
             trainer.elapsed = t0_elapsed + time.perf_counter() - start
-            if step % c.log_every == 0 or step == c.steps:
+            out_of_time = c.max_seconds > 0 and time.perf_counter() - start >= c.max_seconds
+            if step % c.log_every == 0 or step == c.steps or out_of_time:
                 n = sums[4]
                 record = {
                     "step": step,
@@ -524,6 +585,7 @@ def pretrain_autoencoder(
                     "distinct_codes": sums[2] / n,
                     "distinct_chunks": sums[3] / n,
                     "lr": trainer.lr_at(step),
+                    "encoder_lr": trainer.encoder_lr_at(step),
                     "elapsed_s": round(trainer.elapsed, 3),
                 }
                 trainer.history.append(record)
@@ -533,7 +595,7 @@ def pretrain_autoencoder(
                     codes=f"{record['distinct_codes']:.0f}/{record['distinct_chunks']:.0f}",
                 )
                 sums = [0.0, 0.0, 0.0, 0.0, 0]
-            is_ckpt = step % c.checkpoint_every == 0 or step == c.steps
+            is_ckpt = step % c.checkpoint_every == 0 or step == c.steps or out_of_time
             if step % c.eval_every == 0 or is_ckpt:
                 last_eval = trainer.evaluate()
                 improved = trainer.best is None or last_eval["char_accuracy"] > trainer.best["val_char_accuracy"]
@@ -549,6 +611,12 @@ def pretrain_autoencoder(
                 elif improved and ckpt_dir is not None:
                     # best between checkpoints: keep it without waiting for the next step checkpoint
                     _write_checkpoint_dir(ckpt_dir / BEST_NAME, lambda d: trainer._write(d))
+            if out_of_time:
+                logger.warning(
+                    "stopping at step %d of %d: max_seconds=%s reached (resume with --resume to continue)",
+                    step, c.steps, c.max_seconds,
+                )
+                break
     finally:
         bar.close()
     trainer.model.eval()
