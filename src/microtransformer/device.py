@@ -171,7 +171,12 @@ def choose_precision(device: str, requested: str = "auto", *, cpu_bf16_auto: boo
 
 
 def set_num_threads_from_env() -> None:
-    """Honour ``MTX_NUM_THREADS`` (useful on shared machines) if set."""
+    """Honour ``MTX_NUM_THREADS`` if set.
+
+    Why: on a shared 2-core machine where a neighbour keeps one core busy,
+    every OpenMP region waits for the descheduled second thread; there one
+    thread trained the benchmark GPT ~1.8x faster than two (docs/benchmarks.md).
+    """
     value = os.environ.get("MTX_NUM_THREADS")
     if value:
         import torch

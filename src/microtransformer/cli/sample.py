@@ -29,10 +29,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.device import choose_device
+    from microtransformer.device import choose_device, set_num_threads_from_env
     from microtransformer.sampling import SamplingConfig, generate, stream
     from microtransformer.training.checkpoint import load_run
 
+    set_num_threads_from_env()  # MTX_NUM_THREADS=1 helps when a neighbour holds a core
     device, _ = choose_device(args.device)
     model, tok, info = load_run(args.ckpt, args.checkpoint, tokenizer_path=args.tokenizer_path, device=device)
     print(f"# {info.path} (step {info.step}, {info.meta['model']['kind']}), {tok!r}", file=sys.stderr)

@@ -151,6 +151,8 @@ def print_result(result: Any, run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from microtransformer.device import set_num_threads_from_env
+
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from microtransformer.data.loader import ShardDataset
@@ -158,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from microtransformer.training.checkpoint import read_run
     from microtransformer.training.trainer import TrainConfig, Trainer
 
+    set_num_threads_from_env()  # MTX_NUM_THREADS=1 helps when a neighbour holds a core
     overrides = train_overrides(args)
     if args.resume:
         run_dir = Path(args.resume)
