@@ -12,6 +12,17 @@ from microtransformer.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageMode
 from microtransformer.sampling import SamplingConfig, generate, generate_ids, sample_next_token, stream
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine an OpenMP
+    barrier waiting for a descheduled thread costs ~8 ms per op (one test took 31 s)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
 # ----------------------------------------------------------- next-token rules
 def test_temperature_zero_is_argmax_and_top_k_is_clamped():
     logits = torch.randn(3, 50)
