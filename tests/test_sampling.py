@@ -22,7 +22,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 # ----------------------------------------------------------- next-token rules
 def test_temperature_zero_is_argmax_and_top_k_is_clamped():
     logits = torch.randn(3, 50)

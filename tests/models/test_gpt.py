@@ -19,7 +19,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 def tiny(vocab_size: int = 100, **kw) -> GPT:
     torch.manual_seed(0)
     cfg = dict(vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=32)

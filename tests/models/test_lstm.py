@@ -19,7 +19,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 def test_config_validation():
     with pytest.raises(ConfigError):
         LSTMConfig(vocab_size=10, n_hidden=0)

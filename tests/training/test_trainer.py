@@ -28,7 +28,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 def test_grad_accumulation_equals_full_batch():
     data = make_data()
     x, y = data.get_batch("train", 8, np.random.default_rng(1))
