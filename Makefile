@@ -10,8 +10,7 @@ install:
 	$(INSTALL)
 
 quickstart: install
-	$(MTX) tokenizer train --corpus builtin --output_dir runs/quickstart/tokenizer --vocab_size 4096
-	$(MTX) tokenizer test --tokenizer_path runs/quickstart/tokenizer
+	$(MTX) quickstart --out_dir runs/quickstart --overwrite
 
 test: install
 	$(PYTHON) -m pytest -q
