@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,6 +24,8 @@ DOCS = [
     "\n".join(f"hello world number {i}; it's a test of chunks and codes!" for i in [j % 5 for j in range(60)]),
 ]
 TINY = AutoEncoderConfig.preset("tiny")
+# with a small code memory, so its SparseAdam state is checkpointed and resumed too
+TINY_MEM = dataclasses.replace(TINY, decoder_memory_size=512, decoder_memory_dim=8)
 
 
 def small_config(**kw) -> PretrainConfig:
@@ -59,7 +62,7 @@ def test_config_validation() -> None:
 def test_checkpoints_keep_last_best_and_exact_resume(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     ckpt = tmp_path / "ckpt"
-    full = pretrain_autoencoder(DOCS, model_config=TINY, config=small_config(keep_last=2), checkpoint_dir=ckpt,
+    full = pretrain_autoencoder(DOCS, model_config=TINY_MEM, config=small_config(keep_last=2), checkpoint_dir=ckpt,
                                 progress=False, extra_config={"data": {"corpus": "test"}})
     names = sorted(p.name for p in ckpt.iterdir())
     assert names == ["checkpoint_best", "checkpoint_step_15", "checkpoint_step_20", "training_state.json"]
@@ -75,11 +78,13 @@ def test_checkpoints_keep_last_best_and_exact_resume(tmp_path: Path) -> None:
     assert json.loads((final / "config.json").read_text())["data"] == {"corpus": "test"}
     assert not list(ckpt.glob(".tmp-*"))
     loaded = load_autoencoder(final)
-    assert loaded.config == TINY
+    assert loaded.config == TINY_MEM
+    opt = load_file(str(final / "optimizer.safetensors"))
+    assert any(k.startswith("memory_optimizer.state.") for k in opt)
 
     # resume from an earlier run's step 10 with the same plan -> bit-identical step 20
     ckpt2 = tmp_path / "ckpt2"
-    pretrain_autoencoder(DOCS, model_config=TINY, config=small_config(steps=10), checkpoint_dir=ckpt2, progress=False)
+    pretrain_autoencoder(DOCS, model_config=TINY_MEM, config=small_config(steps=10), checkpoint_dir=ckpt2, progress=False)
     # the first run planned 10 steps; continue the *same plan* of a 20-step run from run 1's step 15
     resumed = pretrain_autoencoder(DOCS, config=small_config(), resume=ckpt / "checkpoint_step_15",
                                    checkpoint_dir=tmp_path / "ckpt3", progress=False)

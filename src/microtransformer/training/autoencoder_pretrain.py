@@ -20,7 +20,8 @@ frequent chunks frequent without starving the tail the vocabulary also needs.
 **Checkpoints.** ``checkpoint_dir/checkpoint_step_{N}/`` holds
 ``model.safetensors`` + ``config.json`` (loadable with
 :func:`~microtransformer.models.char_autoencoder.load_autoencoder`),
-``optimizer.safetensors`` (AdamW tensors, torch and sampler RNG) and
+``optimizer.safetensors`` (AdamW and the code memory's SparseAdam tensors,
+torch and sampler RNG) and
 ``training_state.json`` (step, metrics, history; written last). Each
 directory is assembled under a temporary name and renamed into place, so an
 interrupted save never leaves a half checkpoint. The last ``keep_last`` step
@@ -136,6 +137,7 @@ class PretrainConfig:
     max_seconds: float = 0.0
     encoder_fraction: float = 1.0
     decoder_lr_mult: float = 1.0
+    memory_lr: float = 0.03
     pattern: str = GPT4_SPLIT_PATTERN
 
     def __post_init__(self) -> None:
@@ -156,6 +158,8 @@ class PretrainConfig:
             raise ConfigError(f"sample_alpha must be in [0, 1] (0.5 = count^0.5), got {self.sample_alpha}")
         if not 0.0 < self.encoder_fraction <= 1.0:
             raise ConfigError(f"encoder_fraction must be in (0, 1] (1 = train the encoder throughout), got {self.encoder_fraction}")
+        if not (self.memory_lr > 0 and math.isfinite(self.memory_lr)):
+            raise ConfigError(f"memory_lr must be a positive number, got {self.memory_lr}")
         if not (self.decoder_lr_mult > 0 and math.isfinite(self.decoder_lr_mult)):
             raise ConfigError(f"decoder_lr_mult must be a positive number, got {self.decoder_lr_mult}")
         if not (self.max_seconds >= 0 and math.isfinite(self.max_seconds)):
@@ -336,11 +340,19 @@ def load_pretrain_checkpoint(path: PathLike) -> tuple[ChunkAutoEncoder, dict[str
 
 
 # ------------------------------------------------------------------ training
+def _memory_params(model: ChunkAutoEncoder) -> list[torch.nn.Parameter]:
+    return [model.decoder.memory.weight] if model.decoder.memory is not None else []
+
+
 def _adamw(model: ChunkAutoEncoder, config: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW with two groups (encoder, decoder), fused where torch supports it (~15% faster on CPU)."""
+    """AdamW with two groups (encoder, decoder), fused where torch supports it (~15% faster on CPU).
+
+    The decoder's code memory (sparse gradients) is left to :class:`torch.optim.SparseAdam`.
+    """
+    memory = {id(p) for p in _memory_params(model)}
     groups = [
         {"params": list(model.encoder.parameters()), "name": "encoder"},
-        {"params": list(model.decoder.parameters()), "name": "decoder"},
+        {"params": [p for p in model.decoder.parameters() if id(p) not in memory], "name": "decoder"},
     ]
     try:
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
@@ -370,6 +382,9 @@ class _Trainer:
         torch.manual_seed(config.seed)
         self.model = ChunkAutoEncoder(model_config).to(self.device)
         self.optimizer = _adamw(self.model, config)
+        memory = _memory_params(self.model)
+        self.memory_optimizer = torch.optim.SparseAdam(memory, lr=config.memory_lr) if memory else None
+        self._dense_params = [p for p in self.model.parameters() if all(p is not q for q in memory)]
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.x_all = chunks_to_tensor(dataset.train_chunks, model_config.max_chunk_len)  # (N, T)
         self.probs = torch.tensor(dataset.train_counts, dtype=torch.float64) ** config.sample_alpha  # (N,)
@@ -392,6 +407,10 @@ class _Trainer:
         self.model.load_state_dict(model.state_dict())
         if "optimizer" in state and tensors:
             load_optimizer_state(self.optimizer, tensors, state["optimizer"])
+            if self.memory_optimizer is not None and "memory_optimizer" in state:
+                prefix = "memory_"
+                mem = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+                load_optimizer_state(self.memory_optimizer, mem, state["memory_optimizer"])
             for g in self.optimizer.param_groups:  # new run's hyper-parameters win (lr is set per step)
                 g["weight_decay"] = self.config.weight_decay
         restore_rng(tensors)
@@ -408,10 +427,14 @@ class _Trainer:
         logger.info("resumed from %s at step %d", path, self.step)
 
     # -- one step
-    def lr_at(self, step: int) -> float:
-        """Decoder learning rate at ``step`` (1-based): warmup + cosine over ``steps``."""
+    def lr_factor(self, step: int) -> float:
+        """Warmup + cosine multiplier at ``step`` (1-based) over ``steps``."""
         c = self.config
-        return c.decoder_lr_mult * c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=c.steps, min_ratio=c.min_lr_ratio)
+        return cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=c.steps, min_ratio=c.min_lr_ratio)
+
+    def lr_at(self, step: int) -> float:
+        """Decoder learning rate at ``step`` (the code memory uses ``memory_lr`` on the same schedule)."""
+        return self.config.decoder_lr_mult * self.config.lr * self.lr_factor(step)
 
     @property
     def encoder_steps(self) -> int:
@@ -433,6 +456,8 @@ class _Trainer:
         enc_lr = self.encoder_lr_at(self.step)
         self.optimizer.param_groups[0]["lr"] = enc_lr
         self.optimizer.param_groups[1]["lr"] = self.lr_at(self.step)
+        if self.memory_optimizer is not None:
+            self.memory_optimizer.param_groups[0]["lr"] = self.config.memory_lr * self.lr_factor(self.step)
         frozen = enc_lr == 0.0
         if frozen == self._encoder_trainable:  # freeze/unfreeze: no encoder backward while frozen
             self.model.encoder.requires_grad_(not frozen)
@@ -442,11 +467,15 @@ class _Trainer:
         x = self.x_all[rows].to(self.device)  # (B, T)
         out = self.model(x)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.memory_optimizer is not None:
+            self.memory_optimizer.zero_grad(set_to_none=True)
         assert out.loss is not None
         out.loss.backward()
         if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self._dense_params, c.grad_clip)
         self.optimizer.step()
+        if self.memory_optimizer is not None:
+            self.memory_optimizer.step()
         with torch.no_grad():
             pred = out.logits.argmax(-1)
             is_byte = x != 256
@@ -465,7 +494,11 @@ class _Trainer:
 
     def _state_json(self) -> dict[str, Any]:
         _, opt_json = optimizer_tensors(self.optimizer)
+        extra = {}
+        if self.memory_optimizer is not None:
+            extra["memory_optimizer"] = optimizer_tensors(self.memory_optimizer)[1]
         return {
+            **extra,
             "step": self.step,
             "steps": self.config.steps,
             "best": self.best,
@@ -481,6 +514,8 @@ class _Trainer:
 
         save_autoencoder(self.model, directory, extra_config=self._config_json())
         opt_t, _ = optimizer_tensors(self.optimizer)
+        if self.memory_optimizer is not None:
+            opt_t.update({f"memory_{k}": v for k, v in optimizer_tensors(self.memory_optimizer)[0].items()})
         tensors = {**opt_t, **rng_tensors(), "rng.sampler": self.sampler.get_state()}
         atomic_write_bytes(directory / OPTIMIZER_NAME, save(tensors))
         atomic_write_json(directory / STATE_NAME, {**self._state_json(), "checkpoint": directory.name})  # last
