@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
 from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.autoencoder import N_BYTES, AutoEncoderTokenizer, build_vocabulary
-from microtransformer.tokenization.chunking import count_chunks
+from microtransformer.tokenization.chunking import count_chunks, iter_chunks
 
 # Reuse the one contract every engine passes (tests/tokenization/test_contract.py).
 sys.path.insert(0, str(Path(__file__).parent))
@@ -133,3 +134,11 @@ def test_in_engine_training_without_checkpoint() -> None:
     assert tok.decode(tok.encode(DOCS[0])) == DOCS[0]
     with pytest.raises(Exception, match="unknown options"):
         MicroTransformerTokenizer.train_from_iterator(DOCS, engine="autoencoder", vocab_size=300, bogus=1)
+
+
+@given(text=contract.TEXTS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fast_encode_equals_chunk_by_chunk_reference(tok: AutoEncoderTokenizer, text: str) -> None:
+    """The findall fast path == iter_chunks + encode_chunk, the slow reference."""
+    reference = [i for chunk in iter_chunks(text) for i in tok.encode_chunk(chunk)]
+    assert tok.encode_ordinary(text) == reference

@@ -44,11 +44,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import regex
 from tqdm.auto import tqdm
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
-from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, iter_chunks
+from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, iter_chunks, split_piece
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 if TYPE_CHECKING:  # torch stays out of import time
@@ -184,6 +185,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         self.chunks: list[bytes] = list(chunks)
         self._model: ChunkAutoEncoder | None = None
         self._split_pattern = pattern or GPT4_SPLIT_PATTERN
+        self._regex = regex.compile(self._split_pattern)
         # chunk bytes -> id; the fallback cache memoizes greedy splits of unknown chunks
         self._chunk_to_id: dict[bytes, int] = {c: N_BYTES + i for i, c in enumerate(self.chunks)}
         self._code_to_id: dict[int, int] = {k: N_BYTES + i for i, k in enumerate(self.codes)}
@@ -279,16 +281,31 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         return tok
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        ids: list[int] = []
         table = self._chunk_to_id
-        for chunk in iter_chunks(text, max_chunk_len=self.max_chunk_len, pattern=self._split_pattern):
+        max_len = self.max_chunk_len
+        pieces = self._regex.findall(text)
+        try:
+            encoded = [p.encode("utf-8") for p in pieces]
+        except UnicodeEncodeError:
+            encoded = None
+        if encoded is None or sum(map(len, pieces)) != len(text):
+            # a pattern with gaps, or text chunking must reject: the general path
+            chunks: Iterable[bytes] = iter_chunks(text, max_chunk_len=max_len, pattern=self._split_pattern)
+        else:
+            chunks = encoded
+        ids: list[int] = []
+        append, extend = ids.append, ids.extend
+        for chunk in chunks:
             i = table.get(chunk)
             if i is not None:
-                ids.append(i)
+                append(i)
             elif len(chunk) == 1:
-                ids.append(chunk[0])
+                append(chunk[0])
+            elif len(chunk) > max_len:
+                for part in split_piece(chunk.decode("utf-8"), max_len):
+                    extend(self.encode_chunk(part))
             else:
-                ids.extend(self._fallback(chunk))
+                extend(self._fallback(chunk))
         return ids
 
     def encode_chunk(self, chunk: bytes) -> list[int]:
