@@ -38,3 +38,10 @@ def test_collisions_are_counted(tiny_model, tiny_counts) -> None:
     assert a["tokenizer"]["vocab_codes"] == 1
     assert a["summary"]["codes_with_collisions"] == 0  # the tiny model separates its training chunks
     assert all(exact)
+
+
+def test_single_bytes_are_always_one_token(tiny_model, tiny_counts) -> None:
+    held = Counter({b",": 4, b" zzzz": 1})
+    a = analyze_codebook(tiny_model, tiny_counts, ks=(1,), heldout_counts=held, vocab_codes=[])
+    assert abs(a["tokenizer"]["coverage_heldout"] - 0.8) < 1e-9  # "," is a byte token, " zzzz" falls back
+    assert a["tokenizer"]["vocab_codes_used_heldout"] == 0

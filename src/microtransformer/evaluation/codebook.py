@@ -5,8 +5,9 @@ chunk by its count gives code frequencies. From those:
 
 * **distinct codes** and **collisions**: a code shared by several unique
   chunks can decode to at most one of them; the others need the fallback.
-* **coverage when pruned to top-k**: keep the ``k`` most frequent codes as
-  the vocabulary; an occurrence is *covered* when its chunk's code is kept
+* **coverage when pruned to top-k**: keep the ``k`` codes most used by
+  multi-byte chunks as the vocabulary; an occurrence is *covered* (one
+  token) when its chunk is a single byte (a byte token) or its code is kept
   and the decoder reconstructs exactly that chunk. ``fallback_rate = 1 -
   coverage`` (over all chunk occurrences).
 
@@ -66,11 +67,18 @@ def _usage(
     exact_of: Mapping[bytes, bool],
     counts: Mapping[bytes, int],
 ) -> tuple[float, int]:
-    """(coverage of occurrences, number of vocab codes emitted at least once)."""
+    """(coverage of occurrences, number of vocab codes emitted at least once).
+
+    A single-byte chunk is always one token (every vocabulary has the 256
+    byte tokens), so it counts as covered and never uses a code.
+    """
     total = sum(counts.values())
     covered = 0
     used: set[int] = set()
     for c, n in counts.items():
+        if len(c) == 1:
+            covered += n
+            continue
         k = code_of[c]
         if k in vocab and exact_of[c]:
             covered += n
@@ -109,11 +117,17 @@ def analyze_codebook(
     total = sum(chunk_counts.values())
     collided = {k: m for k, m in members.items() if len(m) > 1}
     ranked = [k for k, _ in freq.most_common()]
+    # the top-k vocabularies rank codes by multi-byte occurrences: single bytes are byte tokens
+    multi: Counter[int] = Counter()
+    for c, n in chunk_counts.items():
+        if len(c) > 1:
+            multi[code_of[c]] += n
+    vocab_ranked = [k for k, _ in multi.most_common()]
     exact_occ = sum(n for c, n in chunk_counts.items() if exact_of[c])
 
     rows = []
     for k in sorted(set(ks)):
-        vocab = set(ranked[:k])
+        vocab = set(vocab_ranked[:k])
         cov_train, _ = _usage(vocab, code_of, exact_of, chunk_counts)
         cov_held, used = _usage(vocab, code_of, exact_of, held)
         rows.append(
@@ -175,7 +189,8 @@ def analyze_codebook(
             "grid_utilization": "distinct codes used by the corpus chunks / prod(levels)",
             "vocab_utilization": "share of the pruned vocabulary's codes emitted at least once on held-out text "
             "(code kept and the decoder reconstructs that exact chunk)",
-            "coverage": "share of chunk occurrences whose code is kept and decodes to exactly that chunk",
+            "coverage": "share of chunk occurrences that are one token: a single byte, or a kept code that decodes "
+            "to exactly that chunk",
             "fallback_rate": "1 - coverage",
         },
     }
