@@ -176,7 +176,11 @@ def build_report(
     if training_state:
         curves = _curves(training_state)
         if curves:
-            parts.append(f"<h2>Training curves (step {training_state.get('step', '?')})</h2>{curves}")
+            parts.append(
+                f"<h2>Training curves (step {training_state.get('step', '?')})</h2>{curves}"
+                "<p>Train figures are over batches sampled by count<sup>alpha</sup> (rare chunks over-represented); "
+                "val figures are weighted by occurrence, as a tokenizer sees text.</p>"
+            )
     if codebook:
         parts.append("<h2>Codebook</h2>")
         parts.append(_compare_table({"value": {"summary": codebook.get("summary", {})}}))
