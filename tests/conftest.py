@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 
 # No example database in the working tree: tests never write into the repo.
@@ -27,3 +28,13 @@ def shared_data_dir() -> Path:
 def shakespeare_200k(shared_data_dir: Path) -> str:
     """First 200 KB of tinyshakespeare (ASCII, so 200,000 characters)."""
     return (shared_data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests use tiny tensors that gain nothing from threads, and on a shared 2-core machine an
+    OpenMP barrier waiting for a descheduled thread costs ~8 ms per op (one test took 31 s)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

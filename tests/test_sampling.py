@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -11,15 +10,6 @@ from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel
 from microtransformer.sampling import SamplingConfig, generate, generate_ids, sample_next_token, stream
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine an OpenMP
-    barrier waiting for a descheduled thread costs ~8 ms per op (one test took 31 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------- next-token rules

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,33 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 def atomic_write_json(path: PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as pretty, key-sorted JSON (diff-friendly)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def atomic_replace_dir(final: PathLike, write: Callable[[Path], None]) -> Path:
+    """Build a directory under a temporary name with ``write(tmp)``, then rename it to ``final``.
+
+    A reader sees either the old directory or the complete new one, never a
+    half-written one; an existing ``final`` (the same step saved again) is
+    swapped out and removed only after the new one is in place.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stamp = f"{os.getpid()}-{time.monotonic_ns()}"
+    tmp = final.parent / f".tmp-{final.name}-{stamp}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{stamp}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
 
 
 def read_json(path: PathLike) -> Any:

@@ -9,15 +9,6 @@ from microtransformer.errors import ConfigError
 from microtransformer.models import LSTMConfig, LSTMLanguageModel, build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine an OpenMP
-    barrier waiting for a descheduled thread costs ~8 ms per op (one test took 31 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_config_validation():
     with pytest.raises(ConfigError):

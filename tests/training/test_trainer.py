@@ -18,15 +18,6 @@ from microtransformer.training.trainer import TrainConfig, Trainer, accumulate_g
 from lm_testkit import VOCAB, make_config, make_data, make_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine an OpenMP
-    barrier waiting for a descheduled thread costs ~8 ms per op (one test took 31 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_grad_accumulation_equals_full_batch():
     data = make_data()

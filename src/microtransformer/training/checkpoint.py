@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from microtransformer.errors import CheckpointError
-from microtransformer.io import atomic_write_json, read_json
+from microtransformer.io import atomic_replace_dir, atomic_write_json, read_json
 from microtransformer.models import build_model, config_from_dict, unwrap_model
 
 logger = logging.getLogger(__name__)
@@ -277,10 +276,8 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = checkpoint_name(step)
-    final = root / name
-    tmp = root / f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         weights, aliases = model_tensors(model)
         _save_safetensors(tmp / MODEL_FILE, weights, {"format": "pt"})
         state: dict[str, torch.Tensor] = dict(rng_tensors())
@@ -292,16 +289,9 @@ def save_checkpoint(
         state.update(extra_tensors or {})
         _save_safetensors(tmp / STATE_FILE, state)
         atomic_write_json(tmp / META_FILE, full_meta)  # last: marks the checkpoint complete
-        if final.exists():  # the same step saved again (e.g. Ctrl-C right after an eval)
-            old = root / f".old-{name}-{os.getpid()}-{time.monotonic_ns()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    # an existing step dir (e.g. Ctrl-C right after an eval saved it) is swapped out atomically
+    final = atomic_replace_dir(root / name, write)
     pointer = {"checkpoint": f"{CHECKPOINTS_DIR}/{name}", "step": step, "val_loss": meta.get("val_loss")}
     atomic_write_json(run_dir / "last.json", pointer)
     if best:
