@@ -126,6 +126,27 @@ def test_build_vocabulary_report(model: ChunkAutoEncoder) -> None:
     assert 0.0 < report.occurrence_coverage <= 1.0
 
 
+def test_pieces_fill_a_vocabulary_the_chunks_cannot(model: ChunkAutoEncoder) -> None:
+    # " the" is no chunk here, only a prefix of an untrained word: it can enter only as a piece
+    counts = Counter(count_chunks(DOCS))
+    del counts[b" the"]
+    counts[b" thezzq"] = 500
+    n_codes = len(counts) + 20  # more codes than whole chunks
+    codes, chunks, report = build_vocabulary(model, counts, n_codes)
+    assert report.pieces_accepted >= 1 and report.pieces_tried >= report.pieces_accepted
+    assert b" the" in chunks[len(chunks) - report.pieces_accepted :]
+    assert b" thezzq" not in chunks
+    decoded, got = model.reconstruct(chunks)  # pieces are verified like whole chunks
+    assert decoded == chunks and got.tolist() == codes and len(set(codes)) == len(codes)
+    _, no_pieces, r0 = build_vocabulary(model, counts, n_codes, pieces=False)
+    assert r0.pieces_tried == 0 and b" the" not in no_pieces and len(no_pieces) == len(chunks) - report.pieces_accepted
+    # the fallback uses the piece: " thezzq" -> " the" + bytes, and round-trips
+    tok = AutoEncoderTokenizer.from_model(model, counts, n_codes=n_codes)
+    ids = tok.encode(" thezzq")
+    assert ids[0] == tok.token_to_id(b" the") and len(ids) == 4
+    assert tok.decode(ids) == " thezzq" and tok.encode_with_network(" thezzq") == ids
+
+
 def test_in_engine_training_without_checkpoint() -> None:
     torch.set_num_threads(1)
     tok = MicroTransformerTokenizer.train_from_iterator(

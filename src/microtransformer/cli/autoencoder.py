@@ -272,6 +272,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"vocab size:      {tok.vocab_size} (256 bytes + {len(tok.codes)} codes + {len(tok.special_tokens)} special)")
     print(f"chunks tried:    {vocab.get('candidates_tried')} of {vocab.get('candidates_total')} "
           f"({vocab.get('rejected_mismatch')} not reconstructed, {vocab.get('rejected_collision')} collisions)")
+    print(f"pieces:          {vocab.get('pieces_accepted', 0)} sub-chunk pieces accepted of {vocab.get('pieces_tried', 0)} tried")
     print(f"coverage:        {100 * vocab.get('occurrence_coverage', 0):.2f}% of chunk occurrences are one token")
     print(f"time:            {time.perf_counter() - start:.1f} s")
     print(f"saved to:        {out}")

@@ -13,6 +13,10 @@ Vocabulary (ids ``0 .. n_ordinary-1``):
   decodes it back to exactly that chunk, one chunk per code (verified when
   the vocabulary is built, :func:`build_vocabulary`). Single-byte chunks are
   left to the byte tokens.
+* when the whole chunks run out before the vocabulary is full, the rest is
+  filled with *pieces*: prefixes and suffixes of the chunks that did not get
+  a code, most useful first, verified the same way. The greedy fallback then
+  splits an unknown word into a few pieces instead of single bytes.
 
 Encode, per chunk: cache hit (the verified chunk -> id table), else greedy
 longest match over vocabulary strings, else byte tokens. The network itself
@@ -55,7 +59,7 @@ from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 if TYPE_CHECKING:  # torch stays out of import time
     from microtransformer.models.char_autoencoder import ChunkAutoEncoder
 
-__all__ = ["AutoEncoderTokenizer", "VocabularyReport", "build_vocabulary"]
+__all__ = ["AutoEncoderTokenizer", "VocabularyReport", "build_vocabulary", "piece_candidates"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +89,49 @@ class VocabularyReport:
     rejected_mismatch: int  # the network did not reconstruct the chunk exactly
     rejected_collision: int  # the chunk's code already belongs to a more frequent chunk
     occurrence_coverage: float  # share of chunk occurrences whose chunk is in the vocabulary
+    pieces_tried: int = 0  # sub-chunk pieces tried after the whole chunks ran out
+    pieces_accepted: int = 0  # pieces the network reconstructs exactly, on a free code
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def piece_candidates(
+    chunk_counts: Counter[bytes] | dict[bytes, int],
+    accepted: set[bytes],
+    *,
+    max_len: int,
+) -> list[bytes]:
+    """Prefixes and suffixes of the chunks outside the vocabulary, most useful first.
+
+    A piece's score is the number of chunk *occurrences* outside ``accepted``
+    that start or end with it: those are exactly the chunks the greedy
+    fallback must split, so the score counts the times it could use the
+    piece. Pieces already in ``chunk_counts`` are left out (they were
+    candidates as whole chunks), and so are pieces that cut a UTF-8
+    character in two. Ties: longer first, then by bytes (deterministic).
+
+    >>> piece_candidates({b" walking": 3, b" talking": 2, b" walk": 9}, {b" walk"}, max_len=16)[:3]
+    [b'alking', b'lking', b'king']
+    """
+    score: Counter[bytes] = Counter()
+    for chunk, n in chunk_counts.items():
+        if chunk in accepted or not 3 <= len(chunk) <= max_len:
+            continue
+        for length in range(2, len(chunk)):
+            score[chunk[:length]] += n
+            score[chunk[-length:]] += n
+    # ties: the longer piece first (it saves more tokens), then by bytes
+    return sorted((p for p in score if p not in chunk_counts and _is_utf8_boundary(p)), key=lambda p: (-score[p], -len(p), p))
+
+
+def _is_utf8_boundary(piece: bytes) -> bool:
+    """Whether ``piece`` starts and ends on UTF-8 character boundaries (so a piece is text, not half a character)."""
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def build_vocabulary(
@@ -95,6 +139,8 @@ def build_vocabulary(
     chunk_counts: Counter[bytes] | dict[bytes, int],
     n_codes: int,
     *,
+    pieces: bool = True,
+    max_pieces: int = 65536,
     batch_size: int = 4096,
     show_progress: bool = False,
 ) -> tuple[list[int], list[bytes], VocabularyReport]:
@@ -102,7 +148,12 @@ def build_vocabulary(
 
     Chunks are tried most frequent first (ties by bytes, so it is
     deterministic); a chunk is accepted when ``decode(encode(chunk)) ==
-    chunk`` and its code is not taken yet. Returns ``(codes, chunks, report)``.
+    chunk`` and its code is not taken yet. If every chunk has been tried and
+    codes are left, ``pieces=True`` tries prefixes/suffixes of the chunks
+    left out (:func:`piece_candidates`, the ``max_pieces`` best) under the
+    same check, so that the fallback splits unknown words into pieces rather
+    than bytes. Returns
+    ``(codes, chunks, report)``; whole chunks come first, then pieces.
     """
     if n_codes < 0:
         raise ConfigError(f"n_codes must be >= 0, got {n_codes}")
@@ -113,43 +164,53 @@ def build_vocabulary(
     codes: list[int] = []
     chunks: list[bytes] = []
     taken: set[int] = set()
-    mismatch = collision = tried = 0
+    stats = {"mismatch": 0, "collision": 0, "tried": 0}
     bar = tqdm(total=n_codes, desc="building vocabulary", unit="code", disable=not show_progress)
-    try:
-        for start in range(0, len(candidates), batch_size):
+
+    def try_all(strings: list[bytes]) -> None:
+        for start in range(0, len(strings), batch_size):
             if len(codes) >= n_codes:
-                break
-            batch = candidates[start : start + batch_size]
+                return
+            batch = strings[start : start + batch_size]
             decoded, indices = model.reconstruct(batch, batch_size=batch_size)
             for chunk, dec, code in zip(batch, decoded, indices.tolist()):
                 if len(codes) >= n_codes:
-                    break
-                tried += 1
+                    return
+                stats["tried"] += 1
                 if dec != chunk:
-                    mismatch += 1
+                    stats["mismatch"] += 1
                 elif code in taken:
-                    collision += 1
+                    stats["collision"] += 1
                 else:
                     taken.add(code)
                     codes.append(code)
                     chunks.append(chunk)
                     bar.update(1)
+
+    try:
+        try_all(candidates)
+        n_whole, tried_whole = len(codes), stats["tried"]
+        if pieces and len(codes) < n_codes:
+            try_all(piece_candidates(chunk_counts, set(chunks), max_len=max_len)[:max_pieces])
     finally:
         bar.close()
-    covered = sum(chunk_counts[c] for c in chunks) + sum(n for c, n in chunk_counts.items() if len(c) == 1)
+    covered = sum(chunk_counts.get(c, 0) for c in chunks) + sum(n for c, n in chunk_counts.items() if len(c) == 1)
     report = VocabularyReport(
         requested=n_codes,
         accepted=len(codes),
-        candidates_tried=tried,
+        candidates_tried=tried_whole,
         candidates_total=len(candidates),
-        rejected_mismatch=mismatch,
-        rejected_collision=collision,
+        rejected_mismatch=stats["mismatch"],
+        rejected_collision=stats["collision"],
         occurrence_coverage=covered / total_occ if total_occ else 0.0,
+        pieces_tried=stats["tried"] - tried_whole,
+        pieces_accepted=len(codes) - n_whole,
     )
     logger.info(
-        "vocabulary: %d/%d codes accepted after trying %d of %d chunks (%d not reconstructed, %d code collisions); "
-        "%.1f%% of chunk occurrences are single tokens",
-        report.accepted, n_codes, tried, len(candidates), mismatch, collision, 100 * report.occurrence_coverage,
+        "vocabulary: %d/%d codes accepted after trying %d of %d chunks and %d pieces (%d not reconstructed, "
+        "%d code collisions; %d pieces accepted); %.1f%% of chunk occurrences are single tokens",
+        report.accepted, n_codes, tried_whole, len(candidates), report.pieces_tried, report.rejected_mismatch,
+        report.rejected_collision, report.pieces_accepted, 100 * report.occurrence_coverage,
     )
     return codes, chunks, report
 
