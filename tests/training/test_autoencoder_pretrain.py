@@ -152,3 +152,30 @@ def test_encoder_freezes_after_its_fraction(tmp_path: Path) -> None:
     assert state["history"][-1]["encoder_lr"] == 0.0 < state["history"][-1]["lr"]
     with pytest.raises(ConfigError):
         PretrainConfig(encoder_fraction=0.0)
+
+
+def test_piece_share_trains_on_sub_chunk_pieces() -> None:
+    from microtransformer.training.autoencoder_pretrain import _training_pieces
+
+    torch.set_num_threads(1)
+    ds = ChunkDataset.from_documents(DOCS, val_fraction=0.2, split_block_chars=200, seed=0)
+    cfg = small_config(steps=300, eval_every=300, checkpoint_every=300, log_every=100, batch_size=64, warmup_steps=20,
+                       min_lr_ratio=1.0, piece_share=0.3, n_pieces=40)
+    pieces = _training_pieces(ds, cfg, 16)
+    assert len(pieces) == 40 and pieces == _training_pieces(ds, cfg, 16)  # deterministic, so resume sees the same list
+    assert not {p for p, _ in pieces} & set(ds.train_chunks)  # pieces, not chunks already trained on
+    assert _training_pieces(ds, dataclasses.replace(cfg, piece_share=0.0), 16) == []
+    strings = [p for p, _ in pieces]
+
+    def piece_exact(piece_share: float) -> float:
+        result = pretrain_autoencoder(dataset=ds, model_config=TINY, config=dataclasses.replace(cfg, piece_share=piece_share),
+                                      checkpoint_dir=None, progress=False)
+        decoded, _ = result.model.reconstruct(strings)
+        return sum(d == s for d, s in zip(decoded, strings)) / len(strings)
+
+    with_pieces, without = piece_exact(0.3), piece_exact(0.0)
+    assert with_pieces > without + 0.3, (with_pieces, without)
+    with pytest.raises(ConfigError):
+        PretrainConfig(piece_share=1.0)
+    with pytest.raises(ConfigError):
+        PretrainConfig(n_pieces=-1)

@@ -59,7 +59,7 @@ from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 if TYPE_CHECKING:  # torch stays out of import time
     from microtransformer.models.char_autoencoder import ChunkAutoEncoder
 
-__all__ = ["AutoEncoderTokenizer", "VocabularyReport", "build_vocabulary", "piece_candidates"]
+__all__ = ["AutoEncoderTokenizer", "VocabularyReport", "build_vocabulary", "piece_candidates", "piece_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,23 +96,17 @@ class VocabularyReport:
         return dict(self.__dict__)
 
 
-def piece_candidates(
+def piece_scores(
     chunk_counts: Counter[bytes] | dict[bytes, int],
-    accepted: set[bytes],
+    accepted: set[bytes] | frozenset[bytes] = frozenset(),
     *,
     max_len: int,
-) -> list[bytes]:
-    """Prefixes and suffixes of the chunks outside the vocabulary, most useful first.
+) -> Counter[bytes]:
+    """For every prefix/suffix (2 bytes up to one byte short of the chunk) of the chunks outside ``accepted``:
+    the number of chunk occurrences that start or end with it.
 
-    A piece's score is the number of chunk *occurrences* outside ``accepted``
-    that start or end with it: those are exactly the chunks the greedy
-    fallback must split, so the score counts the times it could use the
-    piece. Pieces already in ``chunk_counts`` are left out (they were
-    candidates as whole chunks), and so are pieces that cut a UTF-8
-    character in two. Ties: longer first, then by bytes (deterministic).
-
-    >>> piece_candidates({b" walking": 3, b" talking": 2, b" walk": 9}, {b" walk"}, max_len=16)[:3]
-    [b'alking', b'lking', b'king']
+    >>> piece_scores({b" walking": 3, b"ing": 1}, max_len=16)[b"ing"]
+    3
     """
     score: Counter[bytes] = Counter()
     for chunk, n in chunk_counts.items():
@@ -121,6 +115,29 @@ def piece_candidates(
         for length in range(2, len(chunk)):
             score[chunk[:length]] += n
             score[chunk[-length:]] += n
+    return score
+
+
+def piece_candidates(
+    chunk_counts: Counter[bytes] | dict[bytes, int],
+    accepted: set[bytes] | frozenset[bytes] = frozenset(),
+    *,
+    max_len: int,
+) -> list[bytes]:
+    """Prefixes and suffixes of the chunks outside the vocabulary, most useful first.
+
+    A piece's score (:func:`piece_scores`) is the number of chunk
+    *occurrences* outside ``accepted`` that start or end with it: those are
+    exactly the chunks the greedy fallback must split, so the score counts
+    the times it could use the piece. Pieces already in ``chunk_counts`` are
+    left out (they were candidates as whole chunks), and so are pieces that
+    cut a UTF-8 character in two. Ties: longer first, then by bytes
+    (deterministic).
+
+    >>> piece_candidates({b" walking": 3, b" talking": 2, b" walk": 9}, {b" walk"}, max_len=16)[:3]
+    [b'alking', b'lking', b'king']
+    """
+    score = piece_scores(chunk_counts, accepted, max_len=max_len)
     # ties: the longer piece first (it saves more tokens), then by bytes
     return sorted((p for p in score if p not in chunk_counts and _is_utf8_boundary(p)), key=lambda p: (-score[p], -len(p), p))
 

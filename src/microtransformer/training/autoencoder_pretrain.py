@@ -86,6 +86,7 @@ from microtransformer.models.char_autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
+from microtransformer.tokenization.autoencoder import piece_candidates, piece_scores
 from microtransformer.tokenization.chunking import iter_chunks
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 from microtransformer.training.checkpoint import load_optimizer_state, optimizer_tensors, restore_rng, rng_tensors
@@ -138,6 +139,8 @@ class PretrainConfig:
     encoder_fraction: float = 1.0
     decoder_lr_mult: float = 1.0
     memory_lr: float = 0.03
+    piece_share: float = 0.0
+    n_pieces: int = 16384
     pattern: str = GPT4_SPLIT_PATTERN
 
     def __post_init__(self) -> None:
@@ -164,6 +167,10 @@ class PretrainConfig:
             raise ConfigError(f"decoder_lr_mult must be a positive number, got {self.decoder_lr_mult}")
         if not (self.max_seconds >= 0 and math.isfinite(self.max_seconds)):
             raise ConfigError(f"max_seconds must be >= 0 (0 = no time limit), got {self.max_seconds}")
+        if not 0.0 <= self.piece_share < 1.0:
+            raise ConfigError(f"piece_share must be in [0, 1) (0 = whole chunks only), got {self.piece_share}")
+        if not isinstance(self.n_pieces, int) or isinstance(self.n_pieces, bool) or self.n_pieces < 0:
+            raise ConfigError(f"n_pieces must be an int >= 0, got {self.n_pieces!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -360,6 +367,24 @@ def _adamw(model: ChunkAutoEncoder, config: PretrainConfig) -> torch.optim.AdamW
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _training_pieces(dataset: ChunkDataset, config: PretrainConfig, max_len: int) -> list[tuple[bytes, int]]:
+    """Sub-chunk pieces to train on beside the whole chunks, with their scores (empty unless ``piece_share > 0``).
+
+    The ``n_pieces`` best prefixes/suffixes of the training chunks
+    (:func:`~microtransformer.tokenization.autoencoder.piece_candidates`, all
+    chunks counted), so that the export can verify them into the vocabulary:
+    a network trained on whole chunks only reconstructs well under 1 % of
+    such pieces. Derived from the dataset and config alone, so a resumed run
+    gets the same list.
+    """
+    if config.piece_share <= 0 or config.n_pieces == 0:
+        return []
+    counts = dict(zip(dataset.train_chunks, dataset.train_counts))
+    score = piece_scores(counts, max_len=max_len)
+    ranked = piece_candidates(counts, max_len=max_len)[: config.n_pieces]
+    return [(p, score[p]) for p in ranked]
+
+
 class _Trainer:
     """State of one pre-training run (kept private: :func:`pretrain_autoencoder` is the API)."""
 
@@ -386,8 +411,13 @@ class _Trainer:
         self.memory_optimizer = torch.optim.SparseAdam(memory, lr=config.memory_lr) if memory else None
         self._dense_params = [p for p in self.model.parameters() if all(p is not q for q in memory)]
         self.sampler = torch.Generator().manual_seed(config.seed)
-        self.x_all = chunks_to_tensor(dataset.train_chunks, model_config.max_chunk_len)  # (N, T)
-        self.probs = torch.tensor(dataset.train_counts, dtype=torch.float64) ** config.sample_alpha  # (N,)
+        self.pieces = _training_pieces(dataset, config, model_config.max_chunk_len)
+        self.x_all = chunks_to_tensor(dataset.train_chunks + [p for p, _ in self.pieces], model_config.max_chunk_len)  # (N+P, T)
+        probs = torch.tensor(dataset.train_counts, dtype=torch.float64) ** config.sample_alpha  # (N,)
+        if self.pieces:
+            piece_probs = torch.tensor([n for _, n in self.pieces], dtype=torch.float64) ** config.sample_alpha  # (P,)
+            probs = torch.cat([probs / probs.sum() * (1 - config.piece_share), piece_probs / piece_probs.sum() * config.piece_share])
+        self.probs = probs  # (N+P,)
         self.val_chunks, self.val_counts = dataset.validation_set(config.val_max_unique)
         self.step = 0
         self._encoder_trainable = True
