@@ -147,6 +147,22 @@ def test_pieces_fill_a_vocabulary_the_chunks_cannot(model: ChunkAutoEncoder) -> 
     assert tok.decode(ids) == " thezzq" and tok.encode_with_network(" thezzq") == ids
 
 
+def test_piece_fraction_keeps_codes_for_pieces(model: ChunkAutoEncoder) -> None:
+    counts = Counter(count_chunks(DOCS))
+    del counts[b" the"]
+    counts[b" thezzq"] = 500
+    # 30 codes, 6 kept for pieces: whole chunks alone could fill all 30, yet " the" gets in as a piece
+    codes, chunks, report = build_vocabulary(model, counts, 30, piece_fraction=0.2)
+    assert len(codes) == 30 and b" the" in chunks and 1 <= report.pieces_accepted <= 6
+    whole = [c for c in chunks if c in counts]
+    assert whole[:24] == build_vocabulary(model, counts, 24)[1]  # the first 24 are the plain top-24
+    decoded, got = model.reconstruct(chunks)
+    assert decoded == chunks and got.tolist() == codes
+    assert b" the" not in build_vocabulary(model, counts, 30)[1]  # piece_fraction 0: whole chunks fill it
+    with pytest.raises(Exception, match="piece_fraction"):
+        build_vocabulary(model, counts, 30, piece_fraction=1.5)
+
+
 def test_in_engine_training_without_checkpoint() -> None:
     torch.set_num_threads(1)
     tok = MicroTransformerTokenizer.train_from_iterator(

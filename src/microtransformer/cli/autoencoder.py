@@ -70,6 +70,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--vocab_size", type=int, default=32768, help="total vocab: 256 bytes + codes + special tokens")
     e.add_argument("--output_dir", required=True)
     e.add_argument("--special_tokens", nargs="*", default=None, help="default: bos/eos/pad/mask + chat tokens")
+    e.add_argument("--piece_fraction", type=float, default=0.0,
+                   help="share of the codes kept for verified sub-chunk pieces (useful after pretrain --piece_share)")
     _add_corpus(e, recorded_default=True)
     e.add_argument("--num_threads", type=int, default=None)
     e.set_defaults(func=run_export)
@@ -266,6 +268,7 @@ def run_export(args: argparse.Namespace) -> int:
         special_tokens=args.special_tokens,
         pattern=pattern,
         checkpoint=str(ckpt),
+        piece_fraction=args.piece_fraction,
         show_progress=True,
     )
     out = tok.save(args.output_dir)

@@ -157,23 +157,28 @@ def build_vocabulary(
     n_codes: int,
     *,
     pieces: bool = True,
+    piece_fraction: float = 0.0,
     max_pieces: int = 65536,
     batch_size: int = 4096,
     show_progress: bool = False,
 ) -> tuple[list[int], list[bytes], VocabularyReport]:
-    """The ``n_codes`` most frequent multi-byte chunks the network reconstructs exactly.
+    """The ``n_codes`` most frequent multi-byte chunks the network reconstructs exactly (and pieces).
 
     Chunks are tried most frequent first (ties by bytes, so it is
     deterministic); a chunk is accepted when ``decode(encode(chunk)) ==
-    chunk`` and its code is not taken yet. If every chunk has been tried and
-    codes are left, ``pieces=True`` tries prefixes/suffixes of the chunks
-    left out (:func:`piece_candidates`, the ``max_pieces`` best) under the
-    same check, so that the fallback splits unknown words into pieces rather
-    than bytes. Returns
-    ``(codes, chunks, report)``; whole chunks come first, then pieces.
+    chunk`` and its code is not taken yet. ``piece_fraction`` of the codes
+    are kept for *pieces*: once whole chunks have filled the rest (or run
+    out), ``pieces=True`` tries prefixes/suffixes of the chunks left out
+    (:func:`piece_candidates`, the ``max_pieces`` best) under the same
+    check, so that the fallback splits unknown words into pieces rather
+    than bytes; codes the pieces leave free go back to whole chunks.
+    Pieces only pass the check if pre-training sampled them
+    (``PretrainConfig.piece_share``). Returns ``(codes, chunks, report)``.
     """
     if n_codes < 0:
         raise ConfigError(f"n_codes must be >= 0, got {n_codes}")
+    if not 0.0 <= piece_fraction <= 1.0:
+        raise ConfigError(f"piece_fraction must be in [0, 1] (share of the codes kept for pieces), got {piece_fraction}")
     model.eval()
     max_len = model.config.max_chunk_len
     candidates = sorted((c for c in chunk_counts if 2 <= len(c) <= max_len), key=lambda c: (-chunk_counts[c], c))
@@ -184,15 +189,18 @@ def build_vocabulary(
     stats = {"mismatch": 0, "collision": 0, "tried": 0}
     bar = tqdm(total=n_codes, desc="building vocabulary", unit="code", disable=not show_progress)
 
-    def try_all(strings: list[bytes]) -> None:
+    def try_all(strings: list[bytes], limit: int) -> int:
+        """Try ``strings`` in order until ``limit`` codes are taken; returns how many were tried."""
+        done = 0
         for start in range(0, len(strings), batch_size):
-            if len(codes) >= n_codes:
-                return
+            if len(codes) >= limit:
+                break
             batch = strings[start : start + batch_size]
             decoded, indices = model.reconstruct(batch, batch_size=batch_size)
             for chunk, dec, code in zip(batch, decoded, indices.tolist()):
-                if len(codes) >= n_codes:
-                    return
+                if len(codes) >= limit:
+                    break
+                done += 1
                 stats["tried"] += 1
                 if dec != chunk:
                     stats["mismatch"] += 1
@@ -203,12 +211,18 @@ def build_vocabulary(
                     codes.append(code)
                     chunks.append(chunk)
                     bar.update(1)
+        return done
 
+    n_pieces_target = round(piece_fraction * n_codes) if pieces else 0
     try:
-        try_all(candidates)
-        n_whole, tried_whole = len(codes), stats["tried"]
+        used = try_all(candidates, n_codes - n_pieces_target)
+        tried_whole, n_whole = used, len(codes)
         if pieces and len(codes) < n_codes:
-            try_all(piece_candidates(chunk_counts, set(chunks), max_len=max_len)[:max_pieces])
+            try_all(piece_candidates(chunk_counts, set(chunks), max_len=max_len)[:max_pieces], n_codes)
+        n_pieces = len(codes) - n_whole
+        pieces_tried = stats["tried"] - tried_whole
+        if len(codes) < n_codes:  # codes the pieces left free: back to whole chunks
+            tried_whole += try_all(candidates[used:], n_codes)
     finally:
         bar.close()
     covered = sum(chunk_counts.get(c, 0) for c in chunks) + sum(n for c, n in chunk_counts.items() if len(c) == 1)
@@ -220,8 +234,8 @@ def build_vocabulary(
         rejected_mismatch=stats["mismatch"],
         rejected_collision=stats["collision"],
         occurrence_coverage=covered / total_occ if total_occ else 0.0,
-        pieces_tried=stats["tried"] - tried_whole,
-        pieces_accepted=len(codes) - n_whole,
+        pieces_tried=pieces_tried,
+        pieces_accepted=n_pieces,
     )
     logger.info(
         "vocabulary: %d/%d codes accepted after trying %d of %d chunks and %d pieces (%d not reconstructed, "
@@ -299,6 +313,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         preset: str = DEFAULT_TRAIN_PRESET,
         steps: int = DEFAULT_TRAIN_STEPS,
         pretrain_options: dict[str, Any] | None = None,
+        piece_fraction: float = 0.0,
         show_progress: bool = False,
         **options: Any,
     ) -> AutoEncoderTokenizer:
@@ -306,7 +321,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         if options:
             raise ConfigError(
                 f"unknown options for the autoencoder engine: {sorted(options)}; "
-                "use checkpoint=, model=, preset=, steps= or pretrain_options="
+                "use checkpoint=, model=, preset=, steps=, pretrain_options= or piece_fraction="
             )
         from microtransformer.models.char_autoencoder import AutoEncoderConfig, load_autoencoder
         from microtransformer.training.autoencoder_pretrain import ChunkDataset, PretrainConfig, pretrain_autoencoder
@@ -334,7 +349,10 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
             counts = Counter(dict(zip(dataset.train_chunks, dataset.train_counts)))
             counts.update(dict(zip(dataset.val_chunks, dataset.val_counts)))
             source.update({"preset": preset, "steps": steps, "val_char_accuracy": result.best_val_char_accuracy})
-        tok = cls.from_model(model, counts, n_codes=max(0, n_ordinary - N_BYTES), pattern=split, show_progress=show_progress, source=source)
+        tok = cls.from_model(
+            model, counts, n_codes=max(0, n_ordinary - N_BYTES), pattern=split, piece_fraction=piece_fraction,
+            show_progress=show_progress, source=source,
+        )
         return tok
 
     @classmethod
@@ -345,13 +363,14 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         *,
         n_codes: int,
         pattern: str | None = None,
+        piece_fraction: float = 0.0,
         show_progress: bool = False,
         source: dict[str, Any] | None = None,
     ) -> AutoEncoderTokenizer:
         """Tokenizer from a trained model and chunk counts (no special tokens: the base adds them)."""
         from safetensors.torch import save
 
-        codes, chunks, report = build_vocabulary(model, chunk_counts, n_codes, show_progress=show_progress)
+        codes, chunks, report = build_vocabulary(model, chunk_counts, n_codes, piece_fraction=piece_fraction, show_progress=show_progress)
         weights = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
         engine_config = {"vocabulary": report.to_dict(), "source": dict(source or {})}
         tok = cls(weights=weights, model_config=model.config.to_dict(), codes=codes, chunks=chunks, pattern=pattern, engine_config=engine_config)
