@@ -63,7 +63,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -77,7 +76,7 @@ import torch
 from tqdm.auto import tqdm
 
 from microtransformer.errors import CheckpointError, ConfigError, CorpusError
-from microtransformer.io import PathLike, atomic_write_bytes, atomic_write_json, read_json
+from microtransformer.io import PathLike, atomic_replace_dir, atomic_write_bytes, atomic_write_json, read_json
 from microtransformer.models.char_autoencoder import (
     AutoEncoderConfig,
     ChunkAutoEncoder,
@@ -299,26 +298,6 @@ def list_step_checkpoints(checkpoint_dir: PathLike) -> list[Path]:
         if p.is_dir() and p.name.startswith(STEP_PREFIX) and p.name[len(STEP_PREFIX) :].isdigit() and (p / STATE_NAME).is_file():
             found.append((int(p.name[len(STEP_PREFIX) :]), p))
     return [p for _, p in sorted(found)]
-
-
-def _write_checkpoint_dir(final: Path, write: Any) -> Path:
-    """Assemble a checkpoint under a temp name, then rename it over ``final`` (atomic)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if final.exists():
-            old = final.parent / f".old-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 def load_pretrain_checkpoint(path: PathLike) -> tuple[ChunkAutoEncoder, dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
@@ -554,9 +533,9 @@ class _Trainer:
         if self.checkpoint_dir is None:
             return None
         root = self.checkpoint_dir
-        path = _write_checkpoint_dir(root / checkpoint_step_name(self.step), lambda d: self._write(d))
+        path = atomic_replace_dir(root / checkpoint_step_name(self.step), lambda d: self._write(d))
         if best:
-            _write_checkpoint_dir(root / BEST_NAME, lambda d: self._write(d))
+            atomic_replace_dir(root / BEST_NAME, lambda d: self._write(d))
         atomic_write_json(root / STATE_NAME, {**self._state_json(), "checkpoint": path.name})
         for old in list_step_checkpoints(root)[: -self.config.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -675,7 +654,7 @@ def pretrain_autoencoder(
                     last_ckpt = trainer.save(best=improved)
                 elif improved and ckpt_dir is not None:
                     # best between checkpoints: keep it without waiting for the next step checkpoint
-                    _write_checkpoint_dir(ckpt_dir / BEST_NAME, lambda d: trainer._write(d))
+                    atomic_replace_dir(ckpt_dir / BEST_NAME, lambda d: trainer._write(d))
             if out_of_time:
                 logger.warning(
                     "stopping at step %d of %d: max_seconds=%s reached (resume with --resume to continue)",
