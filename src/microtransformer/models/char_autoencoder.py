@@ -32,7 +32,6 @@ integer codes.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,8 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from microtransformer.config import JSONConfig
 from microtransformer.errors import CheckpointError, ConfigError
-from microtransformer.io import PathLike, atomic_write_bytes, atomic_write_json, read_json
+from microtransformer.io import (
+    PathLike,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+)
 from microtransformer.models.fsq import DESIGN_LEVELS, FSQ
 
 __all__ = [
@@ -77,7 +82,7 @@ _NORMS = ("layer", "batch", "none")
 
 
 @dataclass(frozen=True)
-class AutoEncoderConfig:
+class AutoEncoderConfig(JSONConfig):
     """Architecture of :class:`ChunkAutoEncoder`; stored as JSON in every checkpoint.
 
     The defaults are the design's: embed 64, channels (128, 256, 256), kernels
@@ -150,18 +155,6 @@ class AutoEncoderConfig:
     @property
     def code_dim(self) -> int:
         return len(self.levels)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AutoEncoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown auto-encoder config keys {sorted(unknown)}; known keys: {sorted(known)}")
-        return cls(**dict(d))
 
     @classmethod
     def preset(cls, name: str) -> AutoEncoderConfig:

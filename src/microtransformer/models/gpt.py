@@ -26,13 +26,14 @@ Two details differ from the textbook:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from microtransformer.config import JSONConfig
 from microtransformer.errors import ConfigError
 
 VOCAB_PAD_MULTIPLE = 64
@@ -44,7 +45,7 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(JSONConfig):
     """Hyper-parameters of :class:`GPT`; stored as JSON in every checkpoint.
 
     ``vocab_size`` is the tokenizer's true size (special tokens included);
@@ -80,17 +81,6 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown GPTConfig fields {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
 
 
 class KVCache:

@@ -19,19 +19,20 @@ training windows.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from microtransformer.config import JSONConfig
 from microtransformer.errors import ConfigError
 from microtransformer.models.gpt import _check_positive_int, _decay_groups
 
 
 @dataclass(frozen=True)
-class LSTMConfig:
+class LSTMConfig(JSONConfig):
     """Hyper-parameters of :class:`LSTMLanguageModel` (JSON in checkpoints)."""
 
     vocab_size: int
@@ -46,17 +47,6 @@ class LSTMConfig:
             _check_positive_int(name, getattr(self, name))
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LSTMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown LSTMConfig fields {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
 
 
 class LSTMState:

@@ -59,7 +59,6 @@ memorizing chunks needs (val char accuracy 0.81 after 3000 steps of 64 vs
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
@@ -75,8 +74,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from microtransformer.config import JSONConfig
 from microtransformer.errors import CheckpointError, ConfigError, CorpusError
-from microtransformer.io import PathLike, atomic_replace_dir, atomic_write_bytes, atomic_write_json, read_json
+from microtransformer.io import (
+    PathLike,
+    atomic_replace_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+)
 from microtransformer.models.char_autoencoder import (
     AutoEncoderConfig,
     ChunkAutoEncoder,
@@ -88,7 +94,12 @@ from microtransformer.models.char_autoencoder import (
 from microtransformer.tokenization.autoencoder import piece_candidates, piece_scores
 from microtransformer.tokenization.chunking import iter_chunks
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
-from microtransformer.training.checkpoint import load_optimizer_state, optimizer_tensors, restore_rng, rng_tensors
+from microtransformer.training.checkpoint import (
+    load_optimizer_state,
+    optimizer_tensors,
+    restore_rng,
+    rng_tensors,
+)
 from microtransformer.training.schedule import cosine_lr_factor
 
 __all__ = [
@@ -115,7 +126,7 @@ def checkpoint_step_name(step: int) -> str:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(JSONConfig):
     """How to pre-train; stored in every checkpoint's ``config.json`` under ``"pretrain"``."""
 
     steps: int = 1000
@@ -172,17 +183,6 @@ class PretrainConfig:
             raise ConfigError(f"n_pieces must be an int >= 0, got {self.n_pieces!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PretrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown pretrain config keys {sorted(unknown)}; known keys: {sorted(known)}")
-        return cls(**dict(d))
 
 
 @dataclass

@@ -32,7 +32,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,9 +40,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from microtransformer.device import PRECISIONS, PrecisionChoice, choose_device, choose_precision
+from microtransformer.config import JSONConfig
+from microtransformer.device import (
+    PRECISIONS,
+    PrecisionChoice,
+    choose_device,
+    choose_precision,
+)
 from microtransformer.errors import CheckpointError, ConfigError, DataError
-from microtransformer.evaluation.metrics import bits_per_byte, nats_and_bytes, perplexity, token_nats
+from microtransformer.evaluation.metrics import (
+    bits_per_byte,
+    nats_and_bytes,
+    perplexity,
+    token_nats,
+)
 from microtransformer.models import unwrap_model
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -71,7 +82,7 @@ class BatchSource(Protocol):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JSONConfig):
     """Optimisation settings; stored as JSON in every checkpoint.
 
     ``batch_size`` is per micro-step and per process; one optimizer step sees
@@ -117,17 +128,6 @@ class TrainConfig:
 
     def schedule(self) -> LRSchedule:
         return LRSchedule(self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
