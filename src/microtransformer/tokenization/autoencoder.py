@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
-from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, iter_chunks, split_piece
+from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, count_chunks, iter_chunks, split_piece
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 if TYPE_CHECKING:  # torch stays out of import time
@@ -332,9 +332,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
             model = load_autoencoder(checkpoint)
             source["checkpoint"] = str(checkpoint)
         if model is not None:
-            counts: Counter[bytes] = Counter()
-            for doc in texts:
-                counts.update(iter_chunks(doc, max_chunk_len=model.config.max_chunk_len, pattern=split))
+            counts = count_chunks(texts, max_chunk_len=model.config.max_chunk_len, pattern=split)
         else:
             model_config = AutoEncoderConfig.preset(preset)
             pcfg = PretrainConfig(
