@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from microtransformer.errors import CheckpointError
-from microtransformer.io import atomic_replace_dir, atomic_write_json, read_json
+from microtransformer.io import atomic_replace_dir, atomic_write_bytes, atomic_write_json, read_json
 from microtransformer.models import build_model, config_from_dict, unwrap_model
 
 logger = logging.getLogger(__name__)
@@ -130,11 +130,7 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save
 
-    data = save(tensors, metadata=metadata)
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
