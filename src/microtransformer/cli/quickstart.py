@@ -17,7 +17,6 @@ results are the same on every machine that finishes.
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -72,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     set_num_threads_from_env()  # MTX_NUM_THREADS=1 helps when a neighbour holds a core
     out = Path(args.out_dir)
     _prepare_out_dir(out, args.overwrite)
-    logging.getLogger("rustbpe").setLevel(logging.WARNING)  # its per-merge progress lines drown the summary
     t0 = time.perf_counter()
     corpus = Corpus.builtin()
 
@@ -143,5 +141,5 @@ def run(args: argparse.Namespace) -> int:
     print("next:")
     print(f"  mtx sample --ckpt {run_dir} --prompt \"The \" --stream")
     print(f"  mtx train --resume {run_dir} --max_steps {max(result.step * 2, max_steps)}")
-    print(f"  mtx train --data_file your.txt --vocab_size 4096 --out_dir runs/mine --max_steps 2000 --use_cosine")
+    print("  mtx train --data_file your.txt --vocab_size 4096 --out_dir runs/mine --max_steps 2000 --use_cosine")
     return 130 if result.interrupted else 0

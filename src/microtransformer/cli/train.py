@@ -14,7 +14,6 @@ included (an alias of ``--n_embd``)::
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,6 @@ def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path,
         tok_path = Path(args.tokenizer_path)
     else:
         print(f"training a {args.engine} tokenizer (vocab {args.vocab_size}) on {corpus.describe()}")
-        logging.getLogger("rustbpe").setLevel(logging.WARNING)  # per-merge progress lines
         tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=args.vocab_size)
         tok_path = tok.save(out_dir / "data" / "tokenizer")
     shards = out_dir / "data"
