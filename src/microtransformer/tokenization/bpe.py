@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 import rustbpe
@@ -112,9 +113,9 @@ class BPETokenizer(MicroTransformerTokenizer):
     def _ordinary_token_bytes(self) -> list[bytes]:
         return self._ranks
 
-    @property
+    @cached_property
     def merges(self) -> list[tuple[int, int]]:
-        """Merges in order; merge i created token ``256 + i``."""
+        """Merges in order; merge i created token ``256 + i`` (derived once: save, fingerprint and pickle use it)."""
         return recover_merges(self._ranks)
 
     def _engine_files(self) -> dict[str, bytes]:
