@@ -96,7 +96,8 @@ class Corpus:
             raise CorpusError(f"the corpus {self.source!r} has no text files")
 
     @classmethod
-    def builtin_corpus(cls, name: str = "builtin") -> Corpus:
+    def builtin(cls, name: str = "builtin") -> Corpus:
+        """The built-in corpus: ``"builtin"`` (the stdlib's help topics, the default) or ``"builtin-code"``."""
         return cls(builtin_name=name, source=name)
 
     @classmethod
@@ -124,7 +125,7 @@ class Corpus:
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], errors: Errors = "strict") -> Corpus:
         if str(path) in BUILTIN_CORPORA:
-            return cls.builtin_corpus(str(path))
+            return cls.builtin(str(path))
         return cls.from_dir(path, errors) if Path(path).is_dir() else cls.from_file(path, errors)
 
     @classmethod
@@ -143,12 +144,7 @@ class Corpus:
             return cls.from_file(data_file, errors)
         if data_dir:
             return cls.from_dir(data_dir, errors)
-        return cls.builtin_corpus(corpus or "builtin")
-
-    @classmethod
-    def builtin(cls) -> Corpus:
-        """The default corpus: the stdlib's help topics."""
-        return cls.builtin_corpus("builtin")
+        return cls.builtin(corpus or "builtin")
 
     def iter_documents(self, progress: bool = False) -> Iterator[str]:
         """Yield documents one at a time; a tqdm bar over bytes read when ``progress``."""
