@@ -146,15 +146,19 @@ class Corpus:
             return cls.from_dir(data_dir, errors)
         return cls.builtin(corpus or "builtin")
 
+    @property
+    def file_bytes(self) -> int | None:
+        """Size on disk of the corpus files (None for the built-in corpus): progress bars and split sizing."""
+        return sum(p.stat().st_size for p in self.files) if self.files else None
+
     def iter_documents(self, progress: bool = False) -> Iterator[str]:
         """Yield documents one at a time; a tqdm bar over bytes read when ``progress``."""
         if self.builtin_name is not None:
             docs = builtin_documents(include_sources=self.builtin_name == "builtin-code")
             yield from tqdm(docs, desc="reading corpus", unit="doc", disable=not progress)
             return
-        total = sum(p.stat().st_size for p in self.files)
         skipped = 0
-        with tqdm(total=total, desc="reading corpus", unit="B", unit_scale=True, disable=not progress) as bar:
+        with tqdm(total=self.file_bytes, desc="reading corpus", unit="B", unit_scale=True, disable=not progress) as bar:
             for path in self.files:
                 try:
                     text = read_text_file(path, self.errors)

@@ -128,7 +128,7 @@ def auto_piece_chars(corpus: Corpus, val_fraction: float) -> int:
     """
     if corpus.builtin_name is not None or len(corpus.files) >= FEW_FILES:
         return DEFAULT_MAX_PIECE_CHARS
-    total = sum(p.stat().st_size for p in corpus.files)
+    total = corpus.file_bytes or 0
     return int(min(DEFAULT_MAX_PIECE_CHARS, max(MIN_PIECE_CHARS, total * max(val_fraction, 0.01) / 4)))
 
 
@@ -229,8 +229,7 @@ def prepare_shards(
     output_dir.mkdir(parents=True, exist_ok=True)
     writers = {s: _SplitWriter(output_dir, s, dtype) for s in SPLITS}
     seen = {"train": 0, "val": 0}
-    total_bytes = sum(p.stat().st_size for p in corpus.files) if corpus.files else None
-    bar = tqdm(total=total_bytes, desc="encoding shards", unit="B", unit_scale=True, disable=not show_progress)
+    bar = tqdm(total=corpus.file_bytes, desc="encoding shards", unit="B", unit_scale=True, disable=not show_progress)
 
     def flush(batch: list[tuple[str, bool, str]]) -> None:
         ids_list = tokenizer.encode_batch([t for t, _, _ in batch], num_threads=num_threads)
