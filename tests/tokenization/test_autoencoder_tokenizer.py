@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 
 from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.tokenization.autoencoder import N_BYTES, AutoEncoderTokenizer, build_vocabulary
+from microtransformer.tokenization.autoencoder import N_BYTES, AutoEncoderTokenizer
+from microtransformer.tokenization.autoencoder_vocab import build_vocabulary
 from microtransformer.tokenization.chunking import count_chunks, iter_chunks
 
 # Reuse the one contract every engine passes (tests/tokenization/test_contract.py).

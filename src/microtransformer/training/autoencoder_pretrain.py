@@ -91,7 +91,7 @@ from microtransformer.models.char_autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
-from microtransformer.tokenization.autoencoder import piece_candidates, piece_scores
+from microtransformer.tokenization.autoencoder_vocab import piece_candidates, piece_scores
 from microtransformer.tokenization.chunking import iter_chunks
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 from microtransformer.training.checkpoint import (
@@ -350,7 +350,7 @@ def _training_pieces(dataset: ChunkDataset, config: PretrainConfig, max_len: int
     """Sub-chunk pieces to train on beside the whole chunks, with their scores (empty unless ``piece_share > 0``).
 
     The ``n_pieces`` best prefixes/suffixes of the training chunks
-    (:func:`~microtransformer.tokenization.autoencoder.piece_candidates`, all
+    (:func:`~microtransformer.tokenization.autoencoder_vocab.piece_candidates`, all
     chunks counted), so that the export can verify them into the vocabulary:
     a network trained on whole chunks only reconstructs well under 1 % of
     such pieces. Derived from the dataset and config alone, so a resumed run

@@ -1,0 +1,195 @@
+"""Which codes become the auto-encoder tokenizer's vocabulary.
+
+The network gives every chunk a code; the vocabulary keeps only codes that
+decode back to exactly the string that produced them (one string per code),
+because only those make ``decode(encode(s)) == s`` hold without running the
+network. Which verified strings to keep is the other half: the whole chunks
+most often seen, then sub-chunk *pieces* (prefixes/suffixes) that let the
+greedy fallback split an unknown word into a few tokens instead of bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from microtransformer.errors import ConfigError
+
+if TYPE_CHECKING:  # torch stays out of import time
+    from microtransformer.models.char_autoencoder import ChunkAutoEncoder
+
+__all__ = ["VocabularyReport", "build_vocabulary", "piece_candidates", "piece_scores"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VocabularyReport:
+    """How the vocabulary was filled: what was tried and why chunks were rejected."""
+
+    requested: int
+    accepted: int
+    candidates_tried: int
+    candidates_total: int
+    rejected_mismatch: int  # the network did not reconstruct the chunk exactly
+    rejected_collision: int  # the chunk's code already belongs to a more frequent chunk
+    occurrence_coverage: float  # share of chunk occurrences whose chunk is in the vocabulary
+    pieces_tried: int = 0  # sub-chunk pieces tried after the whole chunks ran out
+    pieces_accepted: int = 0  # pieces the network reconstructs exactly, on a free code
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def piece_scores(
+    chunk_counts: Counter[bytes] | dict[bytes, int],
+    accepted: set[bytes] | frozenset[bytes] = frozenset(),
+    *,
+    max_len: int,
+) -> Counter[bytes]:
+    """For every prefix/suffix (2 bytes up to one byte short of the chunk) of the chunks outside ``accepted``:
+    the number of chunk occurrences that start or end with it.
+
+    >>> piece_scores({b" walking": 3, b"ing": 1}, max_len=16)[b"ing"]
+    3
+    """
+    score: Counter[bytes] = Counter()
+    for chunk, n in chunk_counts.items():
+        if chunk in accepted or not 3 <= len(chunk) <= max_len:
+            continue
+        for length in range(2, len(chunk)):
+            score[chunk[:length]] += n
+            score[chunk[-length:]] += n
+    return score
+
+
+def piece_candidates(
+    chunk_counts: Counter[bytes] | dict[bytes, int],
+    accepted: set[bytes] | frozenset[bytes] = frozenset(),
+    *,
+    max_len: int,
+) -> list[bytes]:
+    """Prefixes and suffixes of the chunks outside the vocabulary, most useful first.
+
+    A piece's score (:func:`piece_scores`) is the number of chunk
+    *occurrences* outside ``accepted`` that start or end with it: those are
+    exactly the chunks the greedy fallback must split, so the score counts
+    the times it could use the piece. Pieces already in ``chunk_counts`` are
+    left out (they were candidates as whole chunks), and so are pieces that
+    cut a UTF-8 character in two. Ties: longer first, then by bytes
+    (deterministic).
+
+    >>> piece_candidates({b" walking": 3, b" talking": 2, b" walk": 9}, {b" walk"}, max_len=16)[:3]
+    [b'alking', b'lking', b'king']
+    """
+    score = piece_scores(chunk_counts, accepted, max_len=max_len)
+    # ties: the longer piece first (it saves more tokens), then by bytes
+    return sorted((p for p in score if p not in chunk_counts and _is_utf8_boundary(p)), key=lambda p: (-score[p], -len(p), p))
+
+
+def _is_utf8_boundary(piece: bytes) -> bool:
+    """Whether ``piece`` starts and ends on UTF-8 character boundaries (so a piece is text, not half a character)."""
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def build_vocabulary(
+    model: ChunkAutoEncoder,
+    chunk_counts: Counter[bytes] | dict[bytes, int],
+    n_codes: int,
+    *,
+    pieces: bool = True,
+    piece_fraction: float = 0.0,
+    max_pieces: int = 65536,
+    batch_size: int = 4096,
+    show_progress: bool = False,
+) -> tuple[list[int], list[bytes], VocabularyReport]:
+    """The ``n_codes`` most frequent multi-byte chunks the network reconstructs exactly (and pieces).
+
+    Chunks are tried most frequent first (ties by bytes, so it is
+    deterministic); a chunk is accepted when ``decode(encode(chunk)) ==
+    chunk`` and its code is not taken yet. ``piece_fraction`` of the codes
+    are kept for *pieces*: once whole chunks have filled the rest (or run
+    out), ``pieces=True`` tries prefixes/suffixes of the chunks left out
+    (:func:`piece_candidates`, the ``max_pieces`` best) under the same
+    check, so that the fallback splits unknown words into pieces rather
+    than bytes; codes the pieces leave free go back to whole chunks.
+    Pieces only pass the check if pre-training sampled them
+    (``PretrainConfig.piece_share``). Returns ``(codes, chunks, report)``.
+    """
+    if n_codes < 0:
+        raise ConfigError(f"n_codes must be >= 0, got {n_codes}")
+    if not 0.0 <= piece_fraction <= 1.0:
+        raise ConfigError(f"piece_fraction must be in [0, 1] (share of the codes kept for pieces), got {piece_fraction}")
+    model.eval()
+    max_len = model.config.max_chunk_len
+    candidates = sorted((c for c in chunk_counts if 2 <= len(c) <= max_len), key=lambda c: (-chunk_counts[c], c))
+    total_occ = sum(chunk_counts.values())
+    codes: list[int] = []
+    chunks: list[bytes] = []
+    taken: set[int] = set()
+    stats = {"mismatch": 0, "collision": 0, "tried": 0}
+    bar = tqdm(total=n_codes, desc="building vocabulary", unit="code", disable=not show_progress)
+
+    def try_all(strings: list[bytes], limit: int) -> int:
+        """Try ``strings`` in order until ``limit`` codes are taken; returns how many were tried."""
+        done = 0
+        for start in range(0, len(strings), batch_size):
+            if len(codes) >= limit:
+                break
+            batch = strings[start : start + batch_size]
+            decoded, indices = model.reconstruct(batch, batch_size=batch_size)
+            for chunk, dec, code in zip(batch, decoded, indices.tolist()):
+                if len(codes) >= limit:
+                    break
+                done += 1
+                stats["tried"] += 1
+                if dec != chunk:
+                    stats["mismatch"] += 1
+                elif code in taken:
+                    stats["collision"] += 1
+                else:
+                    taken.add(code)
+                    codes.append(code)
+                    chunks.append(chunk)
+                    bar.update(1)
+        return done
+
+    n_pieces_target = round(piece_fraction * n_codes) if pieces else 0
+    try:
+        used = try_all(candidates, n_codes - n_pieces_target)
+        tried_whole, n_whole = used, len(codes)
+        if pieces and len(codes) < n_codes:
+            try_all(piece_candidates(chunk_counts, set(chunks), max_len=max_len)[:max_pieces], n_codes)
+        n_pieces = len(codes) - n_whole
+        pieces_tried = stats["tried"] - tried_whole
+        if len(codes) < n_codes:  # codes the pieces left free: back to whole chunks
+            tried_whole += try_all(candidates[used:], n_codes)
+    finally:
+        bar.close()
+    covered = sum(chunk_counts.get(c, 0) for c in chunks) + sum(n for c, n in chunk_counts.items() if len(c) == 1)
+    report = VocabularyReport(
+        requested=n_codes,
+        accepted=len(codes),
+        candidates_tried=tried_whole,
+        candidates_total=len(candidates),
+        rejected_mismatch=stats["mismatch"],
+        rejected_collision=stats["collision"],
+        occurrence_coverage=covered / total_occ if total_occ else 0.0,
+        pieces_tried=pieces_tried,
+        pieces_accepted=n_pieces,
+    )
+    logger.info(
+        "vocabulary: %d/%d codes accepted after trying %d of %d chunks and %d pieces (%d not reconstructed, "
+        "%d code collisions; %d pieces accepted); %.1f%% of chunk occurrences are single tokens",
+        report.accepted, n_codes, tried_whole, len(candidates), report.pieces_tried, report.rejected_mismatch,
+        report.rejected_collision, report.pieces_accepted, 100 * report.occurrence_coverage,
+    )
+    return codes, chunks, report
