@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 from collections import Counter
 from pathlib import Path
@@ -12,8 +13,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
+from microtransformer.errors import TokenizerFormatError, TokenizerNotFoundError
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.tokenization.autoencoder import N_BYTES, AutoEncoderTokenizer
+from microtransformer.tokenization.autoencoder import N_BYTES, WEIGHTS_FILE, AutoEncoderTokenizer
+from microtransformer.tokenization.base import _JOIN_BLOCK, CONFIG_FILE, LazyFile
 from microtransformer.tokenization.autoencoder_vocab import build_vocabulary
 from microtransformer.tokenization.chunking import count_chunks, iter_chunks
 
@@ -116,6 +119,89 @@ def test_loaded_tokenizer_keeps_network(tok: AutoEncoderTokenizer, tmp_path: Pat
     assert loaded._model is None  # torch model is built lazily
     assert loaded.verify() == []
     assert loaded.encode_with_network(DOCS[1]) == tok.encode(DOCS[1])
+
+
+
+# --- the weights are a lazy file: loading and encode/decode never read them
+def _count_weight_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every full read of a weights file (Path.read_bytes, which LazyFile.read uses)."""
+    reads: list[str] = []
+    read_bytes = Path.read_bytes
+
+    def recording(self: Path) -> bytes:
+        if self.name == WEIGHTS_FILE:
+            reads.append(str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", recording)
+    return reads
+
+
+def test_weights_read_only_when_the_network_is_used(
+    tok: AutoEncoderTokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tok.save(tmp_path)
+    reads = _count_weight_reads(monkeypatch)
+    loaded = MicroTransformerTokenizer.from_pretrained(tmp_path)
+    assert isinstance(loaded, AutoEncoderTokenizer)
+    assert isinstance(loaded._weights, LazyFile) and loaded._weights.path == tmp_path / WEIGHTS_FILE
+    text = DOCS[2] + "the word said, hotter ünïcode 🙂 xyz"
+    ids = loaded.encode(text)
+    assert loaded.decode(ids) == text and loaded.fingerprint == tok.fingerprint
+    assert reads == [] and loaded._model is None
+    assert loaded.encode_with_network(text) == ids == tok.encode(text)
+    assert reads == [str(tmp_path / WEIGHTS_FILE)]  # read once, verified, and not kept as bytes
+    assert isinstance(loaded._weights, LazyFile)
+    # a pickle (DataLoader workers) keeps the weights lazy too
+    clone = pickle.loads(pickle.dumps(loaded))
+    assert isinstance(clone._weights, LazyFile) and clone.fingerprint == tok.fingerprint
+    assert clone.encode(text) == ids and len(reads) == 1
+    assert clone.decode_with_network(ids) == text.encode("utf-8")
+
+
+def test_weights_damaged_after_loading(tok: AutoEncoderTokenizer, tmp_path: Path) -> None:
+    tok.save(tmp_path)
+    loaded = MicroTransformerTokenizer.from_pretrained(tmp_path)
+    weights = tmp_path / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert loaded.decode(loaded.encode(DOCS[0])) == DOCS[0]  # the table needs no weights
+    with pytest.raises(TokenizerFormatError, match=f"{WEIGHTS_FILE} is damaged"):
+        loaded.encode_with_network(DOCS[0])
+    with pytest.raises(TokenizerFormatError, match=f"{WEIGHTS_FILE} is damaged"):
+        loaded.save(tmp_path / "copy")
+    with pytest.raises(TokenizerFormatError, match=f"{WEIGHTS_FILE} is damaged"):  # the streamed check at load
+        MicroTransformerTokenizer.from_pretrained(tmp_path)
+    weights.unlink()
+    with pytest.raises(TokenizerNotFoundError, match=f"{WEIGHTS_FILE} is missing"):
+        loaded.verify()
+    with pytest.raises(TokenizerNotFoundError, match=f"{WEIGHTS_FILE} is missing"):
+        MicroTransformerTokenizer.from_pretrained(tmp_path)
+
+
+def test_save_load_save_identical_files(tok: AutoEncoderTokenizer, tmp_path: Path) -> None:
+    first, second = tok.save(tmp_path / "a"), tmp_path / "b"
+    loaded = MicroTransformerTokenizer.from_pretrained(first)
+    loaded.save(second)
+    assert isinstance(loaded._weights, LazyFile)  # save read the file, it did not keep it
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and WEIGHTS_FILE in names and CONFIG_FILE in names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    again = MicroTransformerTokenizer.from_pretrained(second)
+    assert tok.fingerprint == loaded.fingerprint == again.fingerprint
+    assert again.verify() == []
+
+
+
+def test_long_decode_joins_in_blocks(tok: AutoEncoderTokenizer) -> None:
+    text = "".join(DOCS) * 6 + "ünïcode 🙂"
+    ids = tok.encode(text)
+    assert len(ids) > 2 * _JOIN_BLOCK
+    assert tok.decode_bytes(ids) == b"".join(tok.id_to_bytes(i) for i in ids) == text.encode("utf-8")
+    with_special = ids[:_JOIN_BLOCK + 5] + [tok.bos_id] + ids[_JOIN_BLOCK + 5 :]
+    assert tok.decode(with_special, skip_special_tokens=True) == text
 
 
 def test_build_vocabulary_report(model: ChunkAutoEncoder) -> None:

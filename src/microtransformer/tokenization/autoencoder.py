@@ -51,7 +51,7 @@ import regex
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.autoencoder_vocab import build_vocabulary
-from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.base import EngineFile, LazyFile, MicroTransformerTokenizer
 from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, count_chunks, iter_chunks, split_piece
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
@@ -82,11 +82,13 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
 
     engine_name = "autoencoder"
     min_ordinary_vocab = N_BYTES
+    # encode/decode use the table: the 27 MB of weights are read only when the network is used
+    lazy_files = frozenset({WEIGHTS_FILE})
 
     def __init__(
         self,
         *,
-        weights: bytes,
+        weights: bytes | LazyFile,
         model_config: dict[str, Any],
         codes: Sequence[int],
         chunks: Sequence[bytes],
@@ -101,7 +103,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         for c in chunks:
             if not 2 <= len(c) <= max_chunk_len:
                 raise TokenizerFormatError(f"vocabulary chunk {c!r} is not 2..{max_chunk_len} bytes long")
-        self._weights = weights
+        self._weights: bytes | LazyFile = weights  # a LazyFile after from_pretrained: read by `model`
         self._model_config = dict(model_config)
         self.max_chunk_len = max_chunk_len
         self.codes: list[int] = [int(c) for c in codes]
@@ -120,14 +122,19 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
     # ----------------------------------------------------------- the network
     @property
     def model(self) -> ChunkAutoEncoder:
-        """The auto-encoder (loaded on first use: this is where torch gets imported)."""
+        """The auto-encoder (loaded on first use: this is where torch gets imported and saved weights are read).
+
+        A lazy weights file is read and verified here and not kept as bytes:
+        the model holds the weights, and ``save`` reads the file again.
+        """
         if self._model is None:
             from safetensors.torch import load
 
             from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder
 
+            weights = self._weights.read() if isinstance(self._weights, LazyFile) else self._weights
             model = ChunkAutoEncoder(AutoEncoderConfig.from_dict(self._model_config))
-            model.load_state_dict(load(self._weights))
+            model.load_state_dict(load(weights))
             self._model = model.eval()
         return self._model
 
@@ -269,7 +276,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
     def _ordinary_token_bytes(self) -> list[bytes]:
         return [bytes([b]) for b in range(N_BYTES)] + self.chunks
 
-    def _engine_files(self) -> dict[str, bytes]:
+    def _engine_files(self) -> dict[str, EngineFile]:
         vocab = {
             "format_version": VOCAB_FORMAT,
             "max_chunk_len": self.max_chunk_len,
@@ -284,7 +291,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         }
 
     @classmethod
-    def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> AutoEncoderTokenizer:
+    def _from_engine_files(cls, files: dict[str, EngineFile], config: dict[str, Any]) -> AutoEncoderTokenizer:
         try:
             vocab = json.loads(files[VOCAB_FILE])
             model_cfg = json.loads(files[MODEL_CONFIG_FILE])["model"]
