@@ -17,7 +17,7 @@ from microtransformer.errors import TokenizerFormatError, TokenizerNotFoundError
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.autoencoder import N_BYTES, WEIGHTS_FILE, AutoEncoderTokenizer
 from microtransformer.tokenization.base import _JOIN_BLOCK, CONFIG_FILE, LazyFile
-from microtransformer.tokenization.autoencoder_vocab import build_vocabulary
+from microtransformer.tokenization.autoencoder_vocab import build_vocabulary, greedy_split
 from microtransformer.tokenization.chunking import count_chunks, iter_chunks
 
 # Reuse the one contract every engine passes (tests/tokenization/test_contract.py).
@@ -86,10 +86,12 @@ def test_vocabulary_is_verified_one_chunk_per_code(tok: AutoEncoderTokenizer, mo
     decoded, codes = model.reconstruct(tok.chunks)
     assert decoded == tok.chunks and codes.tolist() == tok.codes
     assert tok.verify() == []  # the table equals the decoder's output for every code
-    # most frequent first
+    # most used first when the training chunks are encoded (the compression strategy's order)
     counts = count_chunks(DOCS)
-    freqs = [counts[c] for c in tok.chunks]
-    assert freqs == sorted(freqs, reverse=True)
+    table = set(tok.chunks)
+    usage = Counter(p for c, n in counts.items() for p in greedy_split(c, table) * n if len(p) > 1)
+    uses = [usage[c] for c in tok.chunks]
+    assert uses == sorted(uses, reverse=True) and uses[-1] > 0
 
 
 def test_cached_path_equals_network_path(tok: AutoEncoderTokenizer) -> None:
@@ -219,16 +221,16 @@ def test_pieces_fill_a_vocabulary_the_chunks_cannot(model: ChunkAutoEncoder) -> 
     del counts[b" the"]
     counts[b" thezzq"] = 500
     n_codes = len(counts) + 20  # more codes than whole chunks
-    codes, chunks, report = build_vocabulary(model, counts, n_codes)
+    codes, chunks, report = build_vocabulary(model, counts, n_codes, strategy="frequency")
     assert report.pieces_accepted >= 1 and report.pieces_tried >= report.pieces_accepted
     assert b" the" in chunks[len(chunks) - report.pieces_accepted :]
     assert b" thezzq" not in chunks
     decoded, got = model.reconstruct(chunks)  # pieces are verified like whole chunks
     assert decoded == chunks and got.tolist() == codes and len(set(codes)) == len(codes)
-    _, no_pieces, r0 = build_vocabulary(model, counts, n_codes, pieces=False)
+    _, no_pieces, r0 = build_vocabulary(model, counts, n_codes, strategy="frequency", pieces=False)
     assert r0.pieces_tried == 0 and b" the" not in no_pieces and len(no_pieces) == len(chunks) - report.pieces_accepted
     # the fallback uses the piece: " thezzq" -> " the" + bytes, and round-trips
-    tok = AutoEncoderTokenizer.from_model(model, counts, n_codes=n_codes)
+    tok = AutoEncoderTokenizer.from_model(model, counts, n_codes=n_codes, strategy="frequency")
     ids = tok.encode(" thezzq")
     assert ids[0] == tok.token_to_id(b" the") and len(ids) == 4
     assert tok.decode(ids) == " thezzq" and tok.encode_with_network(" thezzq") == ids
@@ -239,15 +241,15 @@ def test_piece_fraction_keeps_codes_for_pieces(model: ChunkAutoEncoder) -> None:
     del counts[b" the"]
     counts[b" thezzq"] = 500
     # 30 codes, 6 kept for pieces: whole chunks alone could fill all 30, yet " the" gets in as a piece
-    codes, chunks, report = build_vocabulary(model, counts, 30, piece_fraction=0.2)
+    codes, chunks, report = build_vocabulary(model, counts, 30, strategy="frequency", piece_fraction=0.2)
     assert len(codes) == 30 and b" the" in chunks and 1 <= report.pieces_accepted <= 6
     whole = [c for c in chunks if c in counts]
-    assert whole[:24] == build_vocabulary(model, counts, 24)[1]  # the first 24 are the plain top-24
+    assert whole[:24] == build_vocabulary(model, counts, 24, strategy="frequency")[1]  # the first 24 are the plain top-24
     decoded, got = model.reconstruct(chunks)
     assert decoded == chunks and got.tolist() == codes
-    assert b" the" not in build_vocabulary(model, counts, 30)[1]  # piece_fraction 0: whole chunks fill it
+    assert b" the" not in build_vocabulary(model, counts, 30, strategy="frequency")[1]  # piece_fraction 0: whole chunks fill it
     with pytest.raises(Exception, match="piece_fraction"):
-        build_vocabulary(model, counts, 30, piece_fraction=1.5)
+        build_vocabulary(model, counts, 30, strategy="frequency", piece_fraction=1.5)
 
 
 def test_in_engine_training_without_checkpoint() -> None:

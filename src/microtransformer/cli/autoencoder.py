@@ -25,6 +25,7 @@ from typing import Any
 
 from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.io import atomic_write_json, read_json
+from microtransformer.tokenization.autoencoder_vocab import STRATEGIES
 
 DEFAULT_CHECKPOINT_DIR = "autoencoder_ckpt"
 _PRETRAIN_FLAGS = (
@@ -70,8 +71,11 @@ def register(subparsers: Any) -> None:
     e.add_argument("--vocab_size", type=int, default=32768, help="total vocab: 256 bytes + codes + special tokens")
     e.add_argument("--output_dir", required=True)
     e.add_argument("--special_tokens", nargs="*", default=None, help="default: bos/eos/pad/mask + chat tokens")
+    e.add_argument("--strategy", choices=STRATEGIES, default="compression",
+                   help="compression: verified substrings pruned to the fewest tokens on the corpus (default); "
+                        "frequency: the most frequent whole chunks, then --piece_fraction pieces")
     e.add_argument("--piece_fraction", type=float, default=0.0,
-                   help="share of the codes kept for verified sub-chunk pieces (useful after pretrain --piece_share)")
+                   help="frequency strategy: share of the codes kept for verified prefix/suffix pieces")
     _add_corpus(e, recorded_default=True)
     e.add_argument("--num_threads", type=int, default=None)
     e.set_defaults(func=run_export)
@@ -268,13 +272,15 @@ def run_export(args: argparse.Namespace) -> int:
         special_tokens=args.special_tokens,
         pattern=pattern,
         checkpoint=str(ckpt),
+        strategy=args.strategy,
         piece_fraction=args.piece_fraction,
         show_progress=True,
     )
     out = tok.save(args.output_dir)
     vocab = tok.engine_config.get("vocabulary", {})
     print(f"vocab size:      {tok.vocab_size} (256 bytes + {len(tok.codes)} codes + {len(tok.special_tokens)} special)")
-    print(f"chunks tried:    {vocab.get('candidates_tried')} of {vocab.get('candidates_total')} "
+    print(f"strategy:        {vocab.get('strategy')}")
+    print(f"strings tried:   {vocab.get('candidates_tried')} of {vocab.get('candidates_total')} "
           f"({vocab.get('rejected_mismatch')} not reconstructed, {vocab.get('rejected_collision')} collisions)")
     print(f"pieces:          {vocab.get('pieces_accepted', 0)} sub-chunk pieces accepted of {vocab.get('pieces_tried', 0)} tried")
     print(f"coverage:        {100 * vocab.get('occurrence_coverage', 0):.2f}% of chunk occurrences are one token")

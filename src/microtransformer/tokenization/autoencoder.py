@@ -8,15 +8,14 @@ maps the code back to bytes.
 Vocabulary (ids ``0 .. n_ordinary-1``):
 
 * ids ``0..255`` are the 256 single bytes, so any text can be encoded;
-* ids ``256..`` are codes, most frequent chunk first. A code enters the
-  vocabulary only if the network encodes a training chunk to it *and*
-  decodes it back to exactly that chunk, one chunk per code (verified when
-  the vocabulary is built, :func:`build_vocabulary`). Single-byte chunks are
-  left to the byte tokens.
-* when the whole chunks run out before the vocabulary is full, the rest is
-  filled with *pieces*: prefixes and suffixes of the chunks that did not get
-  a code, most useful first, verified the same way. The greedy fallback then
-  splits an unknown word into a few pieces instead of single bytes.
+* ids ``256..`` are codes, most used first. A code enters the vocabulary
+  only if the network encodes a string to it *and* decodes it back to
+  exactly that string, one string per code (verified when the vocabulary
+  is built, :mod:`.autoencoder_vocab`). The strings are whole chunks and
+  sub-chunk pieces, chosen (``strategy="compression"``, the default) as the
+  verified ones that encode the training chunks in the fewest tokens, or
+  (``strategy="frequency"``) as the most frequent whole chunks. Single-byte
+  chunks are left to the byte tokens.
 
 Encode, per chunk: cache hit (the verified chunk -> id table), else greedy
 longest match over vocabulary strings, else byte tokens. The network itself
@@ -50,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
-from microtransformer.tokenization.autoencoder_vocab import build_vocabulary
+from microtransformer.tokenization.autoencoder_vocab import build_vocabulary, greedy_split
 from microtransformer.tokenization.base import EngineFile, LazyFile, MicroTransformerTokenizer
 from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, count_chunks, iter_chunks, split_piece
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
@@ -152,6 +151,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         steps: int = DEFAULT_TRAIN_STEPS,
         pretrain_options: dict[str, Any] | None = None,
         piece_fraction: float = 0.0,
+        strategy: str = "compression",
         show_progress: bool = False,
         **options: Any,
     ) -> AutoEncoderTokenizer:
@@ -159,7 +159,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         if options:
             raise ConfigError(
                 f"unknown options for the autoencoder engine: {sorted(options)}; "
-                "use checkpoint=, model=, preset=, steps=, pretrain_options= or piece_fraction="
+                "use checkpoint=, model=, preset=, steps=, pretrain_options=, strategy= or piece_fraction="
             )
         from microtransformer.models.char_autoencoder import AutoEncoderConfig, load_autoencoder
         from microtransformer.training.autoencoder_pretrain import ChunkDataset, PretrainConfig, pretrain_autoencoder
@@ -187,7 +187,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
             source.update({"preset": preset, "steps": steps, "val_char_accuracy": result.best_val_char_accuracy})
         tok = cls.from_model(
             model, counts, n_codes=max(0, n_ordinary - N_BYTES), pattern=split, piece_fraction=piece_fraction,
-            show_progress=show_progress, source=source,
+            strategy=strategy, show_progress=show_progress, source=source,
         )
         return tok
 
@@ -200,13 +200,16 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         n_codes: int,
         pattern: str | None = None,
         piece_fraction: float = 0.0,
+        strategy: str = "compression",
         show_progress: bool = False,
         source: dict[str, Any] | None = None,
     ) -> AutoEncoderTokenizer:
         """Tokenizer from a trained model and chunk counts (no special tokens: the base adds them)."""
         from safetensors.torch import save
 
-        codes, chunks, report = build_vocabulary(model, chunk_counts, n_codes, piece_fraction=piece_fraction, show_progress=show_progress)
+        codes, chunks, report = build_vocabulary(
+            model, chunk_counts, n_codes, strategy=strategy, piece_fraction=piece_fraction, show_progress=show_progress
+        )
         weights = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
         engine_config = {"vocabulary": report.to_dict(), "source": dict(source or {})}
         tok = cls(weights=weights, model_config=model.config.to_dict(), codes=codes, chunks=chunks, pattern=pattern, engine_config=engine_config)
@@ -256,19 +259,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         if hit is not None:
             return hit
         table = self._chunk_to_id
-        out: list[int] = []
-        pos, n = 0, len(chunk)
-        while pos < n:
-            for length in range(n - pos, 1, -1):
-                i = table.get(chunk[pos : pos + length])
-                if i is not None:
-                    out.append(i)
-                    pos += length
-                    break
-            else:
-                out.append(chunk[pos])
-                pos += 1
-        result = tuple(out)
+        result = tuple(table[p] if len(p) > 1 else p[0] for p in greedy_split(chunk, table))
         if len(self._fallback_cache) < _FALLBACK_CACHE_MAX:
             self._fallback_cache[chunk] = result
         return result

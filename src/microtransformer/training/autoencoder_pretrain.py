@@ -91,7 +91,7 @@ from microtransformer.models.char_autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
-from microtransformer.tokenization.autoencoder_vocab import piece_candidates, piece_scores
+from microtransformer.tokenization.autoencoder_vocab import string_priorities
 from microtransformer.tokenization.chunking import iter_chunks
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 from microtransformer.training.checkpoint import (
@@ -347,21 +347,22 @@ def _adamw(model: ChunkAutoEncoder, config: PretrainConfig) -> torch.optim.AdamW
 
 
 def _training_pieces(dataset: ChunkDataset, config: PretrainConfig, max_len: int) -> list[tuple[bytes, int]]:
-    """Sub-chunk pieces to train on beside the whole chunks, with their scores (empty unless ``piece_share > 0``).
+    """Sub-chunk pieces to train on beside the whole chunks, with their counts (empty unless ``piece_share > 0``).
 
-    The ``n_pieces`` best prefixes/suffixes of the training chunks
-    (:func:`~microtransformer.tokenization.autoencoder_vocab.piece_candidates`, all
-    chunks counted), so that the export can verify them into the vocabulary:
-    a network trained on whole chunks only reconstructs well under 1 % of
-    such pieces. Derived from the dataset and config alone, so a resumed run
-    gets the same list.
+    The ``n_pieces`` best substrings of the training chunks that are not
+    whole chunks themselves (:func:`~microtransformer.tokenization.autoencoder_vocab.string_priorities`,
+    the candidates the export's vocabulary is chosen from), each with the
+    number of chunk occurrences containing it: the export can only keep
+    strings the network reconstructs, and a network trained on whole chunks
+    alone reconstructs well under 1 % of such pieces. Derived from the
+    dataset and config alone, so a resumed run gets the same list.
     """
     if config.piece_share <= 0 or config.n_pieces == 0:
         return []
     counts = dict(zip(dataset.train_chunks, dataset.train_counts))
-    score = piece_scores(counts, max_len=max_len)
-    ranked = piece_candidates(counts, max_len=max_len)[: config.n_pieces]
-    return [(p, score[p]) for p in ranked]
+    prio = string_priorities(counts, max_len=max_len, max_strings=config.n_pieces + len(counts))
+    ranked = [x for x in prio if x not in counts][: config.n_pieces]
+    return [(x, prio[x] // (len(x) - 1)) for x in ranked]  # priority = (len - 1) * occurrences
 
 
 class _Trainer:
