@@ -12,13 +12,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
+from microtransformer.models.char_autoencoder import ChunkAutoEncoder
 from microtransformer.errors import TokenizerFormatError, TokenizerNotFoundError
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.autoencoder import N_BYTES, WEIGHTS_FILE, AutoEncoderTokenizer
 from microtransformer.tokenization.base import _JOIN_BLOCK, CONFIG_FILE, LazyFile
 from microtransformer.tokenization.autoencoder_vocab import build_vocabulary, greedy_split
 from microtransformer.tokenization.chunking import count_chunks, iter_chunks
+
+from autoencoder_testkit import train_tiny_autoencoder
 
 # Reuse the one contract every engine passes (tests/tokenization/test_contract.py).
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,19 +36,9 @@ VOCAB = 256 + 60 + 12  # bytes + codes + default special tokens
 
 
 def _train_model() -> ChunkAutoEncoder:
-    torch.manual_seed(0)
     torch.set_num_threads(1)
     counts = count_chunks(DOCS)
-    chunks = sorted(counts, key=lambda c: (-counts[c], c))
-    model = ChunkAutoEncoder(AutoEncoderConfig.preset("tiny"))
-    x = chunks_to_tensor(chunks, 16)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(400):
-        loss = model(x).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return train_tiny_autoencoder(sorted(counts, key=lambda c: (-counts[c], c)), steps=400)
 
 
 @pytest.fixture(scope="module")
