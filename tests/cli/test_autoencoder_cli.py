@@ -81,9 +81,12 @@ def test_end_to_end(tmp_path: Path, data_file: Path, capsys: pytest.CaptureFixtu
 
     analysis = tmp_path / "analysis.json"
     assert main(["autoencoder", "analyze", "--checkpoint", str(tok_dir), "--ks", "16", "64", "--output", str(analysis),
-                 "--report", str(tmp_path / "codebook.html"), *common]) == 0
+                 "--heldout_file", str(data_file), "--report", str(tmp_path / "codebook.html"), *common]) == 0
     an = json.loads(analysis.read_text())
     assert [r["k"] for r in an["topk"]] == [16, 64] and an["tokenizer"] is not None
+    emitted = {i for i in tok.encode_ordinary(data_file.read_text(encoding="utf-8")) if 256 <= i < tok.n_ordinary}
+    assert an["tokenizer"]["ids_used_heldout"] == len(emitted) > 0
+    assert an["tokenizer"]["id_utilization"] == len(emitted) / len(tok.codes)
     assert "grid_utilization" in an["summary"] and "vocab_utilization" in an["topk"][0]
     out = capsys.readouterr().out
     assert "grid utilization" in out

@@ -406,6 +406,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    from microtransformer.data.corpus import read_text_file
     from microtransformer.evaluation.codebook import DEFAULT_KS, analyze_codebook, format_table
     from microtransformer.models.char_autoencoder import load_autoencoder
     from microtransformer.tokenization.chunking import count_chunks
@@ -430,8 +431,6 @@ def run_analyze(args: argparse.Namespace) -> int:
         pretrain = dict(read_json(ckpt_for_data / "config.json").get("pretrain") or {})
     val_chunks, val_counts, train_counts = _val_split(_recorded_data(args, ckpt_for_data), pretrain, model.config.max_chunk_len)
     if args.heldout_file:
-        from microtransformer.data.corpus import read_text_file
-
         held: Counter[bytes] = count_chunks(
             (read_text_file(f) for f in args.heldout_file), max_chunk_len=model.config.max_chunk_len,
             **({"pattern": pretrain["pattern"]} if pretrain.get("pattern") else {}),
@@ -441,6 +440,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     analysis = analyze_codebook(
         model, train_counts, ks=tuple(args.ks or DEFAULT_KS), heldout_counts=held, vocab_codes=vocab_codes, show_progress=True
     )
+    if vocab_codes is not None and args.heldout_file and analysis.get("tokenizer"):
+        used = {i for f in args.heldout_file for i in tok.encode_ordinary(read_text_file(f)) if 256 <= i < tok.n_ordinary}
+        analysis["tokenizer"].update(ids_used_heldout=len(used), id_utilization=len(used) / max(len(vocab_codes), 1))
     analysis["source"] = {"checkpoint": str(path), "heldout": list(args.heldout_file) or "val split"}
     print(format_table(analysis))
     if args.output:

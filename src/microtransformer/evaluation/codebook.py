@@ -21,7 +21,11 @@ honest answers:
   an exported tokenizer's codes) that the *held-out* text actually emits as
   tokens (code kept and reconstructing exactly) at least once. This is the
   figure the issue's "≥ 80 % of the pruned vocabulary used" refers to: dead
-  vocabulary entries waste LM embedding rows.
+  vocabulary entries waste LM embedding rows. For an exported tokenizer
+  whose vocabulary also holds sub-chunk pieces (used only inside the
+  fallback), ``id_utilization`` counts every code id the tokenizer emits
+  when it encodes the held-out text (``mtx autoencoder analyze`` on a
+  tokenizer dir with ``--heldout_file``).
 
 >>> stats = analyze_codebook(model, counts, ks=(1024, 4096), heldout_counts=held)  # doctest: +SKIP
 >>> stats["summary"]["distinct_codes"]  # doctest: +SKIP
@@ -222,4 +226,9 @@ def format_table(analysis: Mapping[str, Any]) -> str:
             f"{'tokenizer':>8} {'':>16} {100 * t['coverage_heldout']:>14.2f}% {100 * t['fallback_rate_heldout']:>14.2f}% "
             f"{100 * t['vocab_utilization']:>16.2f}%  ({t['vocab_codes']} codes)"
         )
+        if "ids_used_heldout" in t:
+            lines.append(
+                f"tokenizer ids emitted on held-out text (fallback pieces included): {t['ids_used_heldout']:,} of "
+                f"{t['vocab_codes']:,} codes = {100 * t['id_utilization']:.2f}%"
+            )
     return "\n".join(lines)
