@@ -179,3 +179,23 @@ def test_piece_share_trains_on_sub_chunk_pieces() -> None:
         PretrainConfig(piece_share=1.0)
     with pytest.raises(ConfigError):
         PretrainConfig(n_pieces=-1)
+
+
+def test_augmented_run_resumes_exactly(tmp_path: Path) -> None:
+    """Synthetic variants draw from the saved sampler RNG, so resume stays bit-identical with them on."""
+    torch.set_num_threads(1)
+    cfg = small_config(steps=12, checkpoint_every=6, eval_every=6, augment_share=0.5)
+    full = tmp_path / "full"
+    pretrain_autoencoder(DOCS, model_config=TINY, config=cfg, checkpoint_dir=full, progress=False)
+    resumed = tmp_path / "resumed"
+    pretrain_autoencoder(DOCS, config=cfg, resume=full / "checkpoint_step_6", checkpoint_dir=resumed, progress=False)
+    a = load_file(str(full / "checkpoint_step_12" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoint_step_12" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = tmp_path / "plain"
+    pretrain_autoencoder(DOCS, model_config=TINY, config=dataclasses.replace(cfg, augment_share=0.0), checkpoint_dir=plain,
+                         progress=False)
+    c = load_file(str(plain / "checkpoint_step_12" / "model.safetensors"))
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the variants did change what was trained on
+    with pytest.raises(ConfigError, match="augment_share"):
+        PretrainConfig(augment_share=1.0)

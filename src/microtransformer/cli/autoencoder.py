@@ -32,7 +32,7 @@ _PRETRAIN_FLAGS = (
     ("steps", int), ("batch_size", int), ("lr", float), ("warmup_steps", int), ("checkpoint_every", int),
     ("eval_every", int), ("keep_last", int), ("log_every", int), ("seed", int), ("val_fraction", float),
     ("sample_alpha", float), ("weight_decay", float), ("max_seconds", float), ("min_lr_ratio", float),
-    ("encoder_fraction", float), ("piece_share", float), ("n_pieces", int),
+    ("encoder_fraction", float), ("piece_share", float), ("n_pieces", int), ("augment_share", float),
 )
 
 

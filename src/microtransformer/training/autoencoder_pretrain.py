@@ -100,6 +100,7 @@ from microtransformer.training.checkpoint import (
     restore_rng,
     rng_tensors,
 )
+from microtransformer.training.chunk_augment import augment_chunk
 from microtransformer.training.schedule import cosine_lr_factor
 
 __all__ = [
@@ -151,6 +152,7 @@ class PretrainConfig(JSONConfig):
     memory_lr: float = 0.03
     piece_share: float = 0.0
     n_pieces: int = 16384
+    augment_share: float = 0.0
     pattern: str = GPT4_SPLIT_PATTERN
 
     def __post_init__(self) -> None:
@@ -179,6 +181,8 @@ class PretrainConfig(JSONConfig):
             raise ConfigError(f"max_seconds must be >= 0 (0 = no time limit), got {self.max_seconds}")
         if not 0.0 <= self.piece_share < 1.0:
             raise ConfigError(f"piece_share must be in [0, 1) (0 = whole chunks only), got {self.piece_share}")
+        if not 0.0 <= self.augment_share < 1.0:
+            raise ConfigError(f"augment_share must be in [0, 1) (0 = no synthetic variants), got {self.augment_share}")
         if not isinstance(self.n_pieces, int) or isinstance(self.n_pieces, bool) or self.n_pieces < 0:
             raise ConfigError(f"n_pieces must be an int >= 0, got {self.n_pieces!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -392,7 +396,8 @@ class _Trainer:
         self._dense_params = [p for p in self.model.parameters() if all(p is not q for q in memory)]
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.pieces = _training_pieces(dataset, config, model_config.max_chunk_len)
-        self.x_all = chunks_to_tensor(dataset.train_chunks + [p for p, _ in self.pieces], model_config.max_chunk_len)  # (N+P, T)
+        self.strings = dataset.train_chunks + [p for p, _ in self.pieces]
+        self.x_all = chunks_to_tensor(self.strings, model_config.max_chunk_len)  # (N+P, T)
         probs = torch.tensor(dataset.train_counts, dtype=torch.float64) ** config.sample_alpha  # (N,)
         if self.pieces:
             piece_probs = torch.tensor([n for _, n in self.pieces], dtype=torch.float64) ** config.sample_alpha  # (P,)
@@ -474,7 +479,10 @@ class _Trainer:
             self._encoder_trainable = not frozen
         self.model.encoder.train(not frozen)  # frozen: fixed codes (BatchNorm uses its running stats)
         rows = torch.multinomial(self.probs, c.batch_size, replacement=True, generator=self.sampler)  # (B,)
-        x = self.x_all[rows].to(self.device)  # (B, T)
+        x = self.x_all[rows]  # (B, T)
+        if c.augment_share > 0:
+            x = self._augment(x, rows)
+        x = x.to(self.device)
         out = self.model(x)
         self.optimizer.zero_grad(set_to_none=True)
         if self.memory_optimizer is not None:
@@ -491,6 +499,17 @@ class _Trainer:
             is_byte = x != 256
             acc = float(((pred == x) & is_byte).sum()) / max(int(is_byte.sum()), 1)
         return out.loss.item(), acc, rows, out.indices.detach().cpu()
+
+    def _augment(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Replace ``augment_share`` of the batch by synthetic variants (:mod:`.chunk_augment`)."""
+        pick = (torch.rand(len(rows), generator=self.sampler) < self.config.augment_share).nonzero().flatten().tolist()
+        if not pick:
+            return x
+        max_len = self.model.config.max_chunk_len
+        variants = [augment_chunk(self.strings[int(rows[i])], self.sampler, max_len) for i in pick]
+        x = x.clone()
+        x[pick] = chunks_to_tensor(variants, max_len)
+        return x
 
     def evaluate(self) -> dict[str, float]:
         metrics = evaluate_chunks(self.model, self.val_chunks, self.val_counts)
