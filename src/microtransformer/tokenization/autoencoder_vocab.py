@@ -215,44 +215,25 @@ def _frequency_vocabulary(
     chunks: list[bytes] = []
     taken: set[int] = set()
     stats = {"mismatch": 0, "collision": 0, "tried": 0}
-    bar = tqdm(total=n_codes, desc="building vocabulary", unit="code", disable=not show_progress)
 
     def try_all(strings: list[bytes], limit: int) -> int:
-        """Try ``strings`` in order until ``limit`` codes are taken; returns how many were tried."""
-        done = 0
-        for start in range(0, len(strings), batch_size):
-            if len(codes) >= limit:
-                break
-            batch = strings[start : start + batch_size]
-            decoded, indices = model.reconstruct(batch, batch_size=batch_size)
-            for chunk, dec, code in zip(batch, decoded, indices.tolist()):
-                if len(codes) >= limit:
-                    break
-                done += 1
-                stats["tried"] += 1
-                if dec != chunk:
-                    stats["mismatch"] += 1
-                elif code in taken:
-                    stats["collision"] += 1
-                else:
-                    taken.add(code)
-                    codes.append(code)
-                    chunks.append(chunk)
-                    bar.update(1)
-        return done
+        """Verify ``strings`` in order until ``limit`` codes are taken; returns how many were tried."""
+        got, st = verify_strings(model, strings, batch_size=batch_size, taken=taken, limit=limit - len(codes), show_progress=show_progress)
+        codes.extend(got.values())
+        chunks.extend(got)
+        for k in stats:
+            stats[k] += st[k]
+        return st["tried"]
 
     n_pieces_target = round(piece_fraction * n_codes) if pieces else 0
-    try:
-        used = try_all(candidates, n_codes - n_pieces_target)
-        tried_whole, n_whole = used, len(codes)
-        if pieces and len(codes) < n_codes:
-            try_all(piece_candidates(chunk_counts, set(chunks), max_len=max_len)[:max_pieces], n_codes)
-        n_pieces = len(codes) - n_whole
-        pieces_tried = stats["tried"] - tried_whole
-        if len(codes) < n_codes:  # codes the pieces left free: back to whole chunks
-            tried_whole += try_all(candidates[used:], n_codes)
-    finally:
-        bar.close()
+    used = try_all(candidates, n_codes - n_pieces_target)
+    tried_whole, n_whole = used, len(codes)
+    if pieces and len(codes) < n_codes:
+        try_all(piece_candidates(chunk_counts, set(chunks), max_len=max_len)[:max_pieces], n_codes)
+    n_pieces = len(codes) - n_whole
+    pieces_tried = stats["tried"] - tried_whole
+    if len(codes) < n_codes:  # codes the pieces left free: back to whole chunks
+        tried_whole += try_all(candidates[used:], n_codes)
     covered = sum(chunk_counts.get(c, 0) for c in chunks) + sum(n for c, n in chunk_counts.items() if len(c) == 1)
     report = VocabularyReport(
         requested=n_codes,
@@ -334,22 +315,34 @@ def string_priorities(chunk_counts: Counter[bytes] | dict[bytes, int], *, max_le
 
 
 def verify_strings(
-    model: ChunkAutoEncoder, strings: list[bytes], *, batch_size: int = 4096, show_progress: bool = False
+    model: ChunkAutoEncoder,
+    strings: list[bytes],
+    *,
+    batch_size: int = 4096,
+    taken: set[int] | None = None,
+    limit: int | None = None,
+    show_progress: bool = False,
 ) -> tuple[dict[bytes, int], dict[str, int]]:
     """``{string: code}`` for the strings the network reconstructs exactly, one string per code.
 
     ``strings`` go in priority order: when two reconstruct exactly on the
     same code (the decoder can only give one of them back, so only one can
     be verified — the first), the later one is dropped as a collision.
+    ``taken`` holds codes already given away (updated in place); ``limit``
+    stops after that many strings are verified.
     """
     model.eval()
     verified: dict[bytes, int] = {}
-    taken: set[int] = set()
+    taken = set() if taken is None else taken
     stats = {"tried": 0, "mismatch": 0, "collision": 0}
     for start in tqdm(range(0, len(strings), batch_size), desc="verifying strings", unit="batch", disable=not show_progress):
+        if limit is not None and len(verified) >= limit:
+            break
         batch = strings[start : start + batch_size]
         decoded, indices = model.reconstruct(batch, batch_size=batch_size)
         for s, dec, code in zip(batch, decoded, indices.tolist()):
+            if limit is not None and len(verified) >= limit:
+                break
             stats["tried"] += 1
             if dec != s:
                 stats["mismatch"] += 1
