@@ -430,9 +430,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     if ckpt_for_data is not None and (ckpt_for_data / "config.json").is_file():
         pretrain = dict(read_json(ckpt_for_data / "config.json").get("pretrain") or {})
     val_chunks, val_counts, train_counts = _val_split(_recorded_data(args, ckpt_for_data), pretrain, model.config.max_chunk_len)
-    if args.heldout_file:
+    held_texts = [read_text_file(f) for f in args.heldout_file]  # read once: chunk counts, then the tokenizer's ids
+    if held_texts:
         held: Counter[bytes] = count_chunks(
-            (read_text_file(f) for f in args.heldout_file), max_chunk_len=model.config.max_chunk_len,
+            held_texts, max_chunk_len=model.config.max_chunk_len,
             **({"pattern": pretrain["pattern"]} if pretrain.get("pattern") else {}),
         )
     else:
@@ -440,8 +441,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     analysis = analyze_codebook(
         model, train_counts, ks=tuple(args.ks or DEFAULT_KS), heldout_counts=held, vocab_codes=vocab_codes, show_progress=True
     )
-    if vocab_codes is not None and args.heldout_file and analysis.get("tokenizer"):
-        used = {i for f in args.heldout_file for i in tok.encode_ordinary(read_text_file(f)) if 256 <= i < tok.n_ordinary}
+    if vocab_codes is not None and held_texts and analysis.get("tokenizer"):
+        used = {i for text in held_texts for i in tok.encode_ordinary(text) if 256 <= i < tok.n_ordinary}
         analysis["tokenizer"].update(ids_used_heldout=len(used), id_utilization=len(used) / max(len(vocab_codes), 1))
     analysis["source"] = {"checkpoint": str(path), "heldout": list(args.heldout_file) or "val split"}
     print(format_table(analysis))

@@ -3,9 +3,11 @@
 The network gives every chunk a code; the vocabulary keeps only codes that
 decode back to exactly the string that produced them (one string per code),
 because only those make ``decode(encode(s)) == s`` hold without running the
-network. Which verified strings to keep is the other half: the whole chunks
-most often seen, then sub-chunk *pieces* (prefixes/suffixes) that let the
-greedy fallback split an unknown word into a few tokens instead of bytes.
+network. Which verified strings to keep is the other half:
+``strategy="compression"`` (default) keeps the substrings that encode the
+training chunks in the fewest tokens with the tokenizer's greedy fallback;
+``strategy="frequency"`` keeps the most frequent whole chunks, then
+prefix/suffix *pieces* so an unknown word splits into a few tokens, not bytes.
 """
 
 from __future__ import annotations
@@ -201,13 +203,10 @@ def _frequency_vocabulary(
     check, so that the fallback splits unknown words into pieces rather
     than bytes; codes the pieces leave free go back to whole chunks.
     Pieces only pass the check if pre-training sampled them
-    (``PretrainConfig.piece_share``).
+    (``PretrainConfig.piece_share``). Called through :func:`build_vocabulary`, which checks ``n_codes``.
     """
-    if n_codes < 0:
-        raise ConfigError(f"n_codes must be >= 0, got {n_codes}")
     if not 0.0 <= piece_fraction <= 1.0:
         raise ConfigError(f"piece_fraction must be in [0, 1] (share of the codes kept for pieces), got {piece_fraction}")
-    model.eval()
     max_len = model.config.max_chunk_len
     candidates = sorted((c for c in chunk_counts if 2 <= len(c) <= max_len), key=lambda c: (-chunk_counts[c], c))
     total_occ = sum(chunk_counts.values())
