@@ -33,6 +33,7 @@ _PRETRAIN_FLAGS = (
     ("eval_every", int), ("keep_last", int), ("log_every", int), ("seed", int), ("val_fraction", float),
     ("sample_alpha", float), ("weight_decay", float), ("max_seconds", float), ("min_lr_ratio", float),
     ("encoder_fraction", float), ("piece_share", float), ("n_pieces", int), ("augment_share", float),
+    ("separation_weight", float), ("separation_margin", float),
 )
 
 

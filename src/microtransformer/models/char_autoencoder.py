@@ -362,6 +362,7 @@ class AutoEncoderOutput:
     codes: torch.Tensor  # (B, D) quantized
     indices: torch.Tensor  # (B,) int64
     loss: torch.Tensor | None = None
+    latent: torch.Tensor | None = None  # (B, D) normalized, before FSQ (for losses on the latent)
 
 
 class ChunkAutoEncoder(nn.Module):
@@ -390,10 +391,11 @@ class ChunkAutoEncoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: torch.Tensor) -> AutoEncoderOutput:
-        codes, indices = self.encoder(x)  # (B, D), (B,)
+        latent = self.encoder.pre_quantize(x)  # (B, D)
+        codes, indices = self.encoder.fsq(latent)  # (B, D), (B,)
         logits = self.decoder(codes)  # (B, T, 257)
         loss = F.cross_entropy(logits.reshape(-1, N_SYMBOLS).float(), x.reshape(-1))
-        return AutoEncoderOutput(logits=logits, codes=codes, indices=indices, loss=loss)
+        return AutoEncoderOutput(logits=logits, codes=codes, indices=indices, loss=loss, latent=latent)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

@@ -45,7 +45,9 @@ codes keep moving and the decoder chases them — in a measured run 82% of
 the 2,000 most frequent chunks changed code between steps 6,000 and 6,359.
 Freezing halfway raised val char accuracy in ~100 s of CPU from 0.78 to
 0.87 on the shared books. Chunks that collide at the freeze stay collided;
-``mtx autoencoder analyze`` counts them.
+``mtx autoencoder analyze`` counts them. ``separation_weight > 0`` adds a
+loss that pushes colliding training strings apart while the encoder trains
+(:mod:`~microtransformer.training.code_separation`).
 
 **Batch size.** 64 by default: on a CPU the cost per *sample* is the same
 from batch 64 to 256 (~0.23 ms each for the design model, one thread), so
@@ -85,6 +87,7 @@ from microtransformer.io import (
 )
 from microtransformer.models.char_autoencoder import (
     AutoEncoderConfig,
+    AutoEncoderOutput,
     ChunkAutoEncoder,
     chunks_to_tensor,
     evaluate_chunks,
@@ -101,6 +104,7 @@ from microtransformer.training.checkpoint import (
     rng_tensors,
 )
 from microtransformer.training.chunk_augment import augment_chunk
+from microtransformer.training.code_separation import CollisionTable, separation_loss
 from microtransformer.training.schedule import cosine_lr_factor
 
 __all__ = [
@@ -119,6 +123,7 @@ logger = logging.getLogger(__name__)
 BEST_NAME = "checkpoint_best"
 STATE_NAME = "training_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
+_COLLISIONS_KEY = "separation.last_code"
 STEP_PREFIX = "checkpoint_step_"
 
 
@@ -153,6 +158,8 @@ class PretrainConfig(JSONConfig):
     piece_share: float = 0.0
     n_pieces: int = 16384
     augment_share: float = 0.0
+    separation_weight: float = 0.0
+    separation_margin: float = 1.0
     pattern: str = GPT4_SPLIT_PATTERN
 
     def __post_init__(self) -> None:
@@ -183,6 +190,10 @@ class PretrainConfig(JSONConfig):
             raise ConfigError(f"piece_share must be in [0, 1) (0 = whole chunks only), got {self.piece_share}")
         if not 0.0 <= self.augment_share < 1.0:
             raise ConfigError(f"augment_share must be in [0, 1) (0 = no synthetic variants), got {self.augment_share}")
+        if not (self.separation_weight >= 0 and math.isfinite(self.separation_weight)):
+            raise ConfigError(f"separation_weight must be >= 0 (0 = off), got {self.separation_weight}")
+        if not (self.separation_margin > 0 and math.isfinite(self.separation_margin)):
+            raise ConfigError(f"separation_margin must be a positive number of grid steps, got {self.separation_margin}")
         if not isinstance(self.n_pieces, int) or isinstance(self.n_pieces, bool) or self.n_pieces < 0:
             raise ConfigError(f"n_pieces must be an int >= 0, got {self.n_pieces!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -403,6 +414,7 @@ class _Trainer:
             piece_probs = torch.tensor([n for _, n in self.pieces], dtype=torch.float64) ** config.sample_alpha  # (P,)
             probs = torch.cat([probs / probs.sum() * (1 - config.piece_share), piece_probs / piece_probs.sum() * config.piece_share])
         self.probs = probs  # (N+P,)
+        self.collisions = CollisionTable(len(self.strings)) if config.separation_weight > 0 else None
         self.val_chunks, self.val_counts = dataset.validation_set(config.val_max_unique)
         self.step = 0
         self._encoder_trainable = True
@@ -431,6 +443,8 @@ class _Trainer:
         restore_rng(tensors)
         if "rng.sampler" in tensors:
             self.sampler.set_state(tensors["rng.sampler"])
+        if self.collisions is not None and _COLLISIONS_KEY in tensors:
+            self.collisions.load_state(tensors[_COLLISIONS_KEY])
         self.step = int(state["step"])
         self.best = state.get("best")
         self.history = list(state.get("history", []))
@@ -465,7 +479,7 @@ class _Trainer:
             return 0.0
         return c.lr * cosine_lr_factor(step - 1, warmup_steps=c.warmup_steps, total_steps=self.encoder_steps, min_ratio=0.0)
 
-    def train_step(self) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    def train_step(self) -> tuple[float, float, torch.Tensor, torch.Tensor, int]:
         c = self.config
         self.step += 1
         enc_lr = self.encoder_lr_at(self.step)
@@ -480,15 +494,20 @@ class _Trainer:
         self.model.encoder.train(not frozen)  # frozen: fixed codes (BatchNorm uses its running stats)
         rows = torch.multinomial(self.probs, c.batch_size, replacement=True, generator=self.sampler)  # (B,)
         x = self.x_all[rows]  # (B, T)
+        augmented: list[int] = []
         if c.augment_share > 0:
-            x = self._augment(x, rows)
+            x, augmented = self._augment(x, rows)
         x = x.to(self.device)
         out = self.model(x)
         self.optimizer.zero_grad(set_to_none=True)
         if self.memory_optimizer is not None:
             self.memory_optimizer.zero_grad(set_to_none=True)
         assert out.loss is not None
-        out.loss.backward()
+        total, n_pairs = out.loss, 0
+        if self.collisions is not None and not frozen:
+            sep, n_pairs = self._separation(out, rows, augmented)
+            total = total + c.separation_weight * sep
+        total.backward()
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self._dense_params, c.grad_clip)
         self.optimizer.step()
@@ -498,18 +517,38 @@ class _Trainer:
             pred = out.logits.argmax(-1)
             is_byte = x != 256
             acc = float(((pred == x) & is_byte).sum()) / max(int(is_byte.sum()), 1)
-        return out.loss.item(), acc, rows, out.indices.detach().cpu()
+        return out.loss.item(), acc, rows, out.indices.detach().cpu(), n_pairs
 
-    def _augment(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Replace ``augment_share`` of the batch by synthetic variants (:mod:`.chunk_augment`)."""
+    def _augment(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """Replace ``augment_share`` of the batch by synthetic variants (:mod:`.chunk_augment`);
+        returns the new batch and the replaced positions."""
         pick = (torch.rand(len(rows), generator=self.sampler) < self.config.augment_share).nonzero().flatten().tolist()
         if not pick:
-            return x
+            return x, pick
         max_len = self.model.config.max_chunk_len
         variants = [augment_chunk(self.strings[int(rows[i])], self.sampler, max_len) for i in pick]
         x = x.clone()
         x[pick] = chunks_to_tensor(variants, max_len)
-        return x
+        return x, pick
+
+    def _separation(self, out: AutoEncoderOutput, rows: torch.Tensor, augmented: list[int]) -> tuple[torch.Tensor, int]:
+        """Separation loss (:mod:`.code_separation`) between the batch's strings and the other strings
+        last seen at their codes; the partners are re-encoded so both sides move."""
+        assert self.collisions is not None and out.latent is not None
+        skip = set(augmented)
+        positions = [i for i in range(len(rows)) if i not in skip]  # synthetic variants are not table rows
+        row_list, code_list = rows.tolist(), out.indices.tolist()
+        pairs = self.collisions.record_and_find_partners([row_list[i] for i in positions], [code_list[i] for i in positions])
+        if not pairs:
+            return out.latent.new_zeros(()), 0
+        fsq = self.model.encoder.fsq
+        mine = torch.tensor([positions[p] for p, _ in pairs], device=self.device)  # (P,)
+        partner_rows = [r for _, r in pairs]
+        z_partner = self.model.encoder.pre_quantize(self.x_all[partner_rows].to(self.device))  # (P, D)
+        with torch.no_grad():
+            self.collisions.update(partner_rows, fsq(z_partner)[1].tolist())
+        loss = separation_loss(fsq.bound(out.latent[mine].float()), fsq.bound(z_partner.float()), self.config.separation_margin)
+        return loss.sum() / len(rows), len(pairs)
 
     def evaluate(self) -> dict[str, float]:
         metrics = evaluate_chunks(self.model, self.val_chunks, self.val_counts)
@@ -546,6 +585,8 @@ class _Trainer:
         if self.memory_optimizer is not None:
             opt_t.update({f"memory_{k}": v for k, v in optimizer_tensors(self.memory_optimizer)[0].items()})
         tensors = {**opt_t, **rng_tensors(), "rng.sampler": self.sampler.get_state()}
+        if self.collisions is not None:
+            tensors[_COLLISIONS_KEY] = self.collisions.last_code
         atomic_write_bytes(directory / OPTIMIZER_NAME, save(tensors))
         atomic_write_json(directory / STATE_NAME, {**self._state_json(), "checkpoint": directory.name})  # last
 
@@ -620,13 +661,13 @@ def pretrain_autoencoder(
     c = config
     last_ckpt: Path | None = None
     last_eval: dict[str, float] | None = None
-    sums = [0.0, 0.0, 0.0, 0.0, 0]  # loss, acc, distinct codes, distinct chunks (per batch), steps
+    sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0]  # loss, acc, distinct codes, distinct chunks (per batch), collision pairs, steps
     start = time.perf_counter()
     t0_elapsed = trainer.elapsed
     bar = tqdm(total=c.steps, initial=trainer.step, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         while trainer.step < c.steps:
-            loss, acc, rows, codes = trainer.train_step()
+            loss, acc, rows, codes, pairs = trainer.train_step()
             if not math.isfinite(loss):
                 raise CheckpointError(
                     f"loss became {loss} at step {trainer.step}; lower --lr or resume from an earlier checkpoint"
@@ -635,19 +676,21 @@ def pretrain_autoencoder(
             sums[1] += acc
             sums[2] += float(torch.unique(codes).numel())
             sums[3] += float(torch.unique(rows).numel())
-            sums[4] += 1
+            sums[4] += pairs
+            sums[5] += 1
             bar.update(1)
             step = trainer.step
             trainer.elapsed = t0_elapsed + time.perf_counter() - start
             out_of_time = c.max_seconds > 0 and time.perf_counter() - start >= c.max_seconds
             if step % c.log_every == 0 or step == c.steps or out_of_time:
-                n = sums[4]
+                n = sums[5]
                 record = {
                     "step": step,
                     "loss": sums[0] / n,
                     "char_accuracy": sums[1] / n,
                     "distinct_codes": sums[2] / n,
                     "distinct_chunks": sums[3] / n,
+                    "collision_pairs": sums[4] / n,
                     "lr": trainer.lr_at(step),
                     "encoder_lr": trainer.encoder_lr_at(step),
                     "elapsed_s": round(trainer.elapsed, 3),
@@ -658,7 +701,7 @@ def pretrain_autoencoder(
                     acc=f"{record['char_accuracy']:.3f}",
                     codes=f"{record['distinct_codes']:.0f}/{record['distinct_chunks']:.0f}",
                 )
-                sums = [0.0, 0.0, 0.0, 0.0, 0]
+                sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0]
             is_ckpt = step % c.checkpoint_every == 0 or step == c.steps or out_of_time
             if step % c.eval_every == 0 or is_ckpt:
                 last_eval = trainer.evaluate()
