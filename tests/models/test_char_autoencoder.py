@@ -18,6 +18,7 @@ from microtransformer.models.char_autoencoder import (
     chunks_to_tensor,
     load_autoencoder,
     logits_to_chunks,
+    memory_row,
     reconstruction_stats,
     save_autoencoder,
 )
@@ -143,3 +144,27 @@ def test_learns_tiny_set() -> None:
     assert len(decoded) == len(CHUNKS) and idx.shape == (len(CHUNKS),)
     assert decoded == model.decode_indices(idx)
     assert torch.equal(model.encode_chunks(CHUNKS), idx)
+
+
+def _splitmix64(x: int) -> int:
+    """Reference splitmix64 finalizer on Python ints (unbounded, masked to 64 bits)."""
+    mask = 2**64 - 1
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & mask
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & mask
+    return x ^ (x >> 31)
+
+
+def test_memory_row_keeps_the_small_grid_hash_and_mixes_large_indices() -> None:
+    small = torch.tensor([0, 1, 12345, 4_095_999, 2**31 - 1])
+    assert memory_row(small, 65536).tolist() == [((i * 0x9E3779B1) & 0xFFFFFFFF) % 65536 for i in small.tolist()]
+    large = [2**31, 2**40 + 7, 8**20 - 1, 2**62 - 3]
+    assert memory_row(torch.tensor(large), 1000).tolist() == [(_splitmix64(i) >> 1) % 1000 for i in large]
+    # 20 dims of 8 levels: codes that differ only in the last 4 digits still spread over the rows
+    basis = 8 ** torch.arange(20)
+    digits = torch.full((4096, 20), 3)
+    digits[:, 16:] = torch.cartesian_prod(*[torch.arange(8)] * 4)
+    rows = memory_row((digits * basis).sum(-1), 65536)
+    assert rows.unique().numel() > 3800  # ~3,969 expected for random rows; the low-bit hash gives 1
+    assert int(rows.min()) >= 0 and int(rows.max()) < 65536

@@ -65,6 +65,7 @@ __all__ = [
     "evaluate_chunks",
     "load_autoencoder",
     "logits_to_chunks",
+    "memory_row",
     "reconstruction_stats",
     "save_autoencoder",
 ]
@@ -74,6 +75,8 @@ logger = logging.getLogger(__name__)
 END_ID = 256  # end-of-chunk / padding symbol, after the 256 byte values
 _HASH_MULT = 0x9E3779B1  # Knuth's multiplicative hash: spreads neighbouring code indices over memory rows
 N_SYMBOLS = 257  # 256 bytes + END
+_MIX1 = 0xBF58476D1CE4E5B9 - 2**64  # splitmix64 multipliers as signed int64
+_MIX2 = 0x94D049BB133111EB - 2**64
 
 MODEL_WEIGHTS_NAME = "model.safetensors"
 MODEL_CONFIG_NAME = "config.json"
@@ -286,6 +289,31 @@ class CharacterEncoder(nn.Module):
         return self.fsq(self.pre_quantize(x))  # (B, D), (B,)
 
 
+def _shift_right(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's ``>>`` is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def memory_row(index: torch.Tensor, memory_size: int) -> torch.Tensor:
+    """Hashed code-memory row of FSQ indices ``(B,) -> (B,)``.
+
+    Indices below ``2**31`` (every grid up to the design's 4,096,000 codes)
+    take Knuth's multiplicative hash (low 32 bits of ``index * 0x9E3779B1``),
+    as models saved with such grids expect. Larger indices (grids such as 20
+    dimensions of 8 levels) go through the splitmix64 finalizer instead: the
+    low bits of a product ignore every index bit above them, so codes
+    differing only in their last dimensions would always share a row.
+    """
+    knuth = ((index * _HASH_MULT) & 0xFFFFFFFF) % memory_size
+    x = index ^ _shift_right(index, 30)
+    x = x * _MIX1  # int64 multiplication wraps, as splitmix64's uint64 one does
+    x = x ^ _shift_right(x, 27)
+    x = x * _MIX2
+    x = x ^ _shift_right(x, 31)
+    mixed = _shift_right(x, 1) % memory_size  # non-negative
+    return torch.where(index < 2**31, knuth, mixed)
+
+
 class VectorDecoder(nn.Module):
     """Code ``(B, D)`` -> logits ``(B, T, 257)`` over bytes + END at every position.
 
@@ -349,7 +377,7 @@ class VectorDecoder(nn.Module):
                 h = h + self.digit_emb(digits + self._digit_offsets).sum(1)  # (B, H)
             if self.memory is not None:
                 index = (digits * self._basis).sum(-1)  # (B,) FSQ index
-                row = ((index * _HASH_MULT) & 0xFFFFFFFF) % self.config.decoder_memory_size  # (B,)
+                row = memory_row(index, self.config.decoder_memory_size)  # (B,)
                 h = h + self.memory_proj(self.memory(row))  # (B, H)
         h = self.dropout(self.trunk(h))  # (B, H)
         h = self.to_positions(h).view(B, self.config.max_chunk_len, -1)  # (B, T, P)
