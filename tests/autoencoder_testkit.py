@@ -7,14 +7,14 @@ import torch
 from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
 
 
-def train_tiny_autoencoder(chunks: list[bytes], steps: int) -> ChunkAutoEncoder:
-    """The ``tiny`` preset trained full-batch on ``chunks`` (seeded): a network that knows them, in seconds.
+def train_tiny_autoencoder(chunks: list[bytes], steps: int, config: AutoEncoderConfig | None = None) -> ChunkAutoEncoder:
+    """The ``tiny`` preset (or ``config``) trained full-batch on ``chunks`` (seeded): a network that knows them, in seconds.
 
     A plain function, not a fixture: each test module trains on its own
     chunks and caches the result in its own module/session fixture.
     """
     torch.manual_seed(0)
-    model = ChunkAutoEncoder(AutoEncoderConfig.preset("tiny"))
+    model = ChunkAutoEncoder(config or AutoEncoderConfig.preset("tiny"))
     x = chunks_to_tensor(chunks, model.config.max_chunk_len)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(steps):

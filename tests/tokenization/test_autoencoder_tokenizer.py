@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pickle
 import sys
@@ -12,7 +13,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from microtransformer.models.char_autoencoder import ChunkAutoEncoder
+from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder
 from microtransformer.errors import TokenizerFormatError, TokenizerNotFoundError
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.autoencoder import N_BYTES, WEIGHTS_FILE, AutoEncoderTokenizer
@@ -114,6 +115,21 @@ def test_loaded_tokenizer_keeps_network(tok: AutoEncoderTokenizer, tmp_path: Pat
     assert loaded.verify() == []
     assert loaded.encode_with_network(DOCS[1]) == tok.encode(DOCS[1])
 
+
+
+def test_large_grid_codes_save_load_and_decode(tmp_path: Path) -> None:
+    """The default config's 2**60-code grid: indices above int32 (and float64's exact range) survive vocab.json."""
+    torch.set_num_threads(1)
+    counts = count_chunks(DOCS)
+    config = dataclasses.replace(AutoEncoderConfig.preset("tiny"), levels=(8,) * 20)
+    big = train_tiny_autoencoder(sorted(counts, key=lambda c: (-counts[c], c)), steps=300, config=config)
+    tok = MicroTransformerTokenizer.train_from_iterator(DOCS, engine="autoencoder", vocab_size=VOCAB, model=big)
+    assert max(tok.codes) > 2**53 and len(set(tok.codes)) == len(tok.codes) > 0
+    tok.save(tmp_path)
+    loaded = MicroTransformerTokenizer.from_pretrained(tmp_path)
+    assert loaded.codes == tok.codes and loaded.verify() == []
+    assert loaded.encode_with_network(DOCS[2]) == tok.encode(DOCS[2])
+    assert loaded.decode(tok.encode(DOCS[2] + " zq 🙂")) == DOCS[2] + " zq 🙂"
 
 
 # --- the weights are a lazy file: loading and encode/decode never read them

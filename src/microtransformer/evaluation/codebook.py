@@ -15,8 +15,9 @@ Two utilization figures, because "how much of the codebook is used" has two
 honest answers:
 
 * ``grid_utilization`` = distinct codes the corpus uses / the full FSQ grid
-  (``prod(levels)``, 4,096,000 for the design). Small by design: the grid is
-  far larger than any vocabulary so that chunks rarely collide.
+  (``prod(levels)``: 4,096,000 for the design's levels, 2**60 for the default
+  config's). Small by design: the grid is far larger than any vocabulary so
+  that chunks rarely collide.
 * ``vocab_utilization`` = share of the pruned vocabulary's codes (top-k, or
   an exported tokenizer's codes) that the *held-out* text actually emits as
   tokens (code kept and reconstructing exactly) at least once. This is the
