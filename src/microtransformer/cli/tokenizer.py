@@ -1,4 +1,4 @@
-"""``mtx tokenizer train | test | encode``.
+"""``mtx tokenizer train | test | encode | convert``.
 
 ``mtx tokenizer train --data_dir data/ --output_dir tok/ --vocab_size 5000`` is
 the classic ``python scripts/train_tokenizer.py`` one to one.
@@ -71,6 +71,18 @@ def register(subparsers: Any) -> None:
     e.add_argument("--allow_special", action="store_true", help="parse special-token strings in the text")
     e.add_argument("--no_color", action="store_true")
     e.set_defaults(func=run_encode)
+
+    c = sub.add_parser(
+        "convert",
+        help="import a Hugging Face, tiktoken, SentencePiece or minbpe tokenizer, save it here, check ids match",
+    )
+    c.add_argument("src", help="HF directory or tokenizer.json, .tiktoken file, SentencePiece or minbpe .model")
+    c.add_argument("--output_dir", required=True, help="where to save the converted tokenizer")
+    c.add_argument("--pattern", default=None, help=".tiktoken only: split regex or preset (gpt4, gpt2, nanochat)")
+    c.add_argument("--special_tokens", nargs="*", default=None, help=".tiktoken/SentencePiece: special tokens to add")
+    c.add_argument("--n_strings", type=int, default=200, help="strings of the corpus to compare ids on")
+    add_corpus_args(c)
+    c.set_defaults(func=run_convert)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -200,3 +212,22 @@ def run_encode(args: argparse.Namespace) -> int:
     n_bytes = len(args.text.encode("utf-8"))
     print(f"{n_bytes} bytes -> {len(ids)} tokens ({n_bytes / max(len(ids), 1):.2f} bytes/token)")
     return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from microtransformer.tokenization.interop.imports import parity, reference_encoder, sample_strings
+
+    src = Path(args.src)
+    tok = MicroTransformerTokenizer.from_pretrained(src, pattern=args.pattern, special_tokens=args.special_tokens)
+    out = tok.save(args.output_dir)
+    converted = MicroTransformerTokenizer.from_pretrained(out)
+    print(f"converted {src} -> {out}: {converted!r}")
+    library, encode = reference_encoder(src, pattern=args.pattern)
+    texts = sample_strings(corpus_from_args(args).iter_documents(), args.n_strings)
+    if library == "SentencePiece":  # ours encodes a literal U+2581 as its bytes, SentencePiece as a space
+        texts = [t for t in texts if "\u2581" not in t]
+    result = parity(converted, encode, texts)
+    print(result.line(library))
+    return 0 if result.mismatch is None else 1

@@ -114,11 +114,12 @@ def bytelevel_bpe(
     else:
         model = models.BPE(vocab=vocab, merges=[(strings[a], strings[b]) for a, b in merges])
     tk = Tokenizer(model)
+    try:
+        split = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)
+    except Exception as exc:  # tokenizers raises a bare Exception for patterns Oniguruma rejects
+        raise HFExportError(f"Hugging Face's regex engine (Oniguruma) rejects the split pattern {pattern!r}: {exc}") from exc
     tk.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
+        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     tk.decoder = decoders.ByteLevel()
     return tk

@@ -31,12 +31,12 @@ pre-tokenizer): it would load, but not with the same ids or an exact decode.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from microtransformer.errors import ConfigError, TokenizerFormatError
+from microtransformer.errors import ConfigError, MicroTransformerError, TokenizerFormatError
 from microtransformer.tokenization.interop.hf_export import HF_CONFIG_FILE, HF_SPECIAL_MAP_FILE, HF_TOKENIZER_FILE
 from microtransformer.tokenization.special import (
     ROLES,
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 MINBPE_HEADER = "minbpe v1"
 #: minbpe's ``BasicTokenizer`` has no split pattern (the whole text is one chunk).
-WHOLE_TEXT_PATTERN = r"(?s).+"
+WHOLE_TEXT_PATTERN = r"[\s\S]+"
 
 
 def is_hf_dir(path: Path) -> bool:
@@ -59,10 +59,23 @@ def is_hf_dir(path: Path) -> bool:
 
 
 def import_file(path: Path, *, pattern: str | None = None, special_tokens: SpecialTokensSpec = None) -> MicroTransformerTokenizer:
-    """Import one file by its kind: ``tokenizer.json``, ``.tiktoken``, or a SentencePiece/minbpe ``.model``."""
+    """Import one file by its kind: ``tokenizer.json``, ``.tiktoken``, or a SentencePiece/minbpe ``.model``.
+
+    Whatever the other library raises on a damaged file becomes a
+    :class:`TokenizerFormatError` naming the file.
+    """
+    try:
+        return _import_file(path, pattern=pattern, special_tokens=special_tokens)
+    except MicroTransformerError:
+        raise
+    except Exception as exc:  # tokenizers/tiktoken/sentencepiece raise many kinds on bad input
+        raise TokenizerFormatError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _import_file(path: Path, *, pattern: str | None, special_tokens: SpecialTokensSpec) -> MicroTransformerTokenizer:
     if path.suffix == ".json":
         _no_args(path, pattern, special_tokens)
-        return import_hf(path)
+        return _import_hf(path, special_tokens=None)
     if path.suffix == ".tiktoken":
         return import_tiktoken(path, pattern=pattern, special_tokens=special_tokens)
     if path.suffix == ".model":
@@ -98,8 +111,8 @@ def import_tiktoken(
 
     if pattern is None:
         raise ConfigError(
-            f"{path.name} holds ranks but no split pattern: pass pattern= (e.g. 'gpt4' for cl100k-style files, "
-            "'nanochat', or the regex the ranks were trained with)"
+            f"{path.name} holds ranks but no split pattern: pass pattern= (--pattern on the command line), e.g. "
+            "'gpt4' for cl100k-style files, 'nanochat', or the regex the ranks were trained with"
         )
     tok = BPETokenizer(parse_tiktoken_file(path.read_bytes()), resolve_pattern(pattern))  # type: ignore[arg-type]
     tok._set_specials(_import_specials(special_tokens))
@@ -120,7 +133,10 @@ def import_sentencepiece(path: Path, *, special_tokens: SpecialTokensSpec = None
     from microtransformer.tokenization.sentencepiece_bpe import SentencePieceTokenizer
 
     proto = path.read_bytes()
-    settings = read_settings(proto)
+    try:
+        settings = read_settings(proto)
+    except TokenizerFormatError as exc:
+        raise TokenizerFormatError(f"{path} is not a valid SentencePiece model: {exc}") from exc
     problems = []
     if settings.model_type != "bpe":
         problems.append(f"model_type {settings.model_type} (only bpe)")
@@ -213,6 +229,19 @@ def import_minbpe(path: Path) -> MicroTransformerTokenizer:
 # ------------------------------------------------------------------ Hugging Face
 def import_hf(path: Path, *, special_tokens: SpecialTokensSpec = None) -> MicroTransformerTokenizer:
     """A Hugging Face directory or ``tokenizer.json`` with a BPE model, as ``hf-bytelevel`` or ``hf-bpe``.
+
+    Errors from ``tokenizers`` on a damaged file become :class:`TokenizerFormatError`.
+    """
+    try:
+        return _import_hf(path, special_tokens=special_tokens)
+    except MicroTransformerError:
+        raise
+    except Exception as exc:  # the Rust side raises a bare Exception on bad JSON
+        raise TokenizerFormatError(f"cannot import the Hugging Face tokenizer at {path}: {exc}") from exc
+
+
+def _import_hf(path: Path, *, special_tokens: SpecialTokensSpec) -> MicroTransformerTokenizer:
+    """See :func:`import_hf`.
 
     Special tokens are the ``special`` added tokens; their roles come from
     ``tokenizer_config.json``/``special_tokens_map.json`` when present. Added
@@ -395,6 +424,21 @@ def reference_encoder(
 
     sp = spm.SentencePieceProcessor(model_proto=data)
     return "SentencePiece", lambda t: sp.encode(t)
+
+
+def sample_strings(documents: Iterable[str], n: int) -> list[str]:
+    """Up to ``n`` strings to compare ids on: a few that stress byte handling, then paragraphs of ``documents``.
+
+    An imported tokenizer was trained elsewhere, so any corpus is held out for it.
+    """
+    out = ["", "Hello, world!", "  two  spaces\n\n\tand tabs", "naïve café 東京 🙂👩\u200d👧", "x = 12345 + 67.8"][:n]
+    for doc in documents:
+        for para in doc.split("\n\n"):
+            if len(out) >= n:
+                return out
+            if para.strip():
+                out.append(para[:2000])
+    return out
 
 
 def parity(tok: MicroTransformerTokenizer, encode: Callable[[str], list[int]], texts: Sequence[str]) -> Parity:
