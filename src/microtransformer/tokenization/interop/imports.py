@@ -409,9 +409,11 @@ def reference_encoder(
         import tiktoken
         from tiktoken.load import load_tiktoken_bpe
 
-        enc = tiktoken.Encoding(
-            "import", pat_str=resolve_pattern(pattern) or "", mergeable_ranks=load_tiktoken_bpe(str(path)), special_tokens={}
-        )
+        from microtransformer.io import sha256_file
+
+        # expected_hash: tiktoken caches files by path, so a file rewritten in place would load stale ranks
+        ranks = load_tiktoken_bpe(str(path), expected_hash=sha256_file(path))
+        enc = tiktoken.Encoding("import", pat_str=resolve_pattern(pattern) or "", mergeable_ranks=ranks, special_tokens={})
         return "tiktoken", enc.encode_ordinary
     data = path.read_bytes()
     if data.startswith(MINBPE_HEADER.encode("ascii")):
