@@ -17,7 +17,7 @@ import pytest
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.shards import prepare_shards, read_meta
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.tokenization.base import CONFIG_FILE, LEGACY_CONFIG_FILE
+from microtransformer.tokenization.base import CONFIG_FILE, LEGACY_CONFIG_FILE, is_saved_tokenizer_dir
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "tokenizers_v1"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
@@ -66,3 +66,13 @@ def test_hf_tokenizer_config_is_not_mistaken_for_ours(tmp_path: Path) -> None:
     assert imported.engine_name == "hf-bytelevel"
     assert [imported.encode(t) for t in EXPECTED["texts"]] == EXPECTED["engines"]["bpe"]["ids"]
     assert imported.special_tokens == tok.special_tokens and imported.bos_id == tok.bos_id
+
+
+def test_saved_directory_detection(tmp_path: Path) -> None:
+    """`mtx autoencoder eval/analyze` tell a tokenizer directory from a checkpoint with this."""
+    assert is_saved_tokenizer_dir(FIXTURES / "autoencoder")  # 0.1.0 layout
+    tok = MicroTransformerTokenizer.from_pretrained(FIXTURES / "bpe")
+    tok.save(tmp_path / "new")
+    assert is_saved_tokenizer_dir(tmp_path / "new")
+    (tmp_path / "new" / CONFIG_FILE).unlink()  # only Hugging Face's files left: importable, but not ours
+    assert not is_saved_tokenizer_dir(tmp_path / "new") and not is_saved_tokenizer_dir(tmp_path)

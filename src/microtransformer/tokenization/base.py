@@ -1030,6 +1030,13 @@ def _rebuild(engine_name: str, files: dict[str, EngineFile], config: dict[str, A
     return get_engine(engine_name)._load(files, config)
 
 
+def is_saved_tokenizer_dir(path: str | os.PathLike[str]) -> bool:
+    """True for a directory ``save`` wrote, in today's layout or 0.1.0's."""
+    path = Path(path)
+    legacy = path / LEGACY_CONFIG_FILE
+    return (path / CONFIG_FILE).is_file() or (legacy.is_file() and _is_our_legacy_config(legacy))
+
+
 def _is_our_legacy_config(path: Path) -> bool:
     """True for the ``tokenizer_config.json`` microtransformer 0.1 wrote, False for Hugging Face's.
 
