@@ -173,3 +173,19 @@ def test_every_split_is_a_merge_ranked_by_the_token() -> None:
     hf = bytelevel_bpe(ranks, r"\S+|\s+")
     for text in ["abc", "cabc", "abcab", "ccab abcabc bcab"]:
         assert hf.encode(text).ids == enc.encode_ordinary(text), text
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(?s)\S+|\s+", "Oniguruma"),  # Python's regex takes it, HF's regex engine rejects it
+        (r"\w+|[^\w\s]+", "other ids"),  # leaves spaces unmatched: tiktoken drops them, HF keeps them
+    ],
+)
+def test_no_export_when_hf_would_differ(pattern: str, reason: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tok = MicroTransformerTokenizer.train_from_iterator(list(Corpus.builtin().iter_documents())[:5], vocab_size=400, pattern=pattern)
+    with caplog.at_level(logging.WARNING):
+        tok.save(tmp_path)
+    assert "no Hugging Face tokenizer.json written" in caplog.text and reason in caplog.text
+    assert not (tmp_path / "tokenizer.json").exists()
+    assert MicroTransformerTokenizer.from_pretrained(tmp_path).encode("a b") == tok.encode("a b")

@@ -20,8 +20,8 @@ and may override ``_encode_ordinary_batch`` (native threads),
 when it differs from the canonical ``_engine_files`` the fingerprint hashes:
 the SentencePiece model with our special tokens in it) and ``_hf_backend``
 (a Hugging Face ``tokenizers.Tokenizer`` with the same ordinary ids, for the
-exported ``tokenizer.json``; see :mod:`.interop.hf_export`). An engine's ``__init__`` builds its own
-state and ends with ``self._init_common(pattern=..., engine_config=...)``
+exported ``tokenizer.json``; see :mod:`.interop.hf_export`). An engine's
+``__init__`` builds its own state and ends with ``self._init_common(pattern=..., engine_config=...)``
 (``engine_config``: JSON-able options saved in the config and handed back to
 ``_from_engine_files``); the base attaches special tokens afterwards. Register
 the engine name in :mod:`.registry`.
@@ -101,8 +101,8 @@ def replace_surrogates(text: str) -> str:
     in encode and in training, so they all agree. A surrogate *pair* becomes the
     character it encodes, again as in tiktoken.
 
-    >>> replace_surrogates("a\\ud83db")
-    'a\\ufffdb'
+    >>> replace_surrogates("a\\ud83db") == "a\\ufffdb"
+    True
     """
     if text.isascii() or _SURROGATE.search(text) is None:
         return text

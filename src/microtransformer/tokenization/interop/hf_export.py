@@ -54,6 +54,16 @@ HF_TOKENIZER_FILE = "tokenizer.json"
 HF_CONFIG_FILE = "tokenizer_config.json"
 HF_SPECIAL_MAP_FILE = "special_tokens_map.json"
 HF_FILES = (HF_TOKENIZER_FILE, HF_CONFIG_FILE, HF_SPECIAL_MAP_FILE)
+# Checked on every export: a split pattern that Python's `regex` and HF's Oniguruma read differently, or any
+# other divergence, stops the export instead of writing a tokenizer.json with other ids.
+PROBE_TEXTS = (
+    "Hello, world! It's 2024: we'll test 12345 numbers, 3.14159 and CAPS.",
+    "  leading and trailing  \n\n\tline\r\nbreaks \r\n",
+    "naïve café, 東京都, 한국어, emoji 🙂👩\u200d👩\u200d👧 and combining e\u0301",
+    "def f(x):\n    return x ** 2  # comment\n",
+    "\u2581 space mark \u2581\u2581 <|bos|> [SEP] </s> <unk> \x00 nul",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa ---------------- ================",
+)
 ROLE_KEYS = {"bos": "bos_token", "eos": "eos_token", "pad": "pad_token", "unk": "unk_token", "mask": "mask_token"}
 
 
@@ -192,6 +202,12 @@ def tokenizer_json(tok: MicroTransformerTokenizer) -> str:
         )
     if tok.pad_id is not None:
         tk.enable_padding(direction=tok.padding_side, pad_id=tok.pad_id, pad_token=tok.special_token_roles["pad"])
+    tk.encode_special_tokens = True  # our rule for the check (not saved: tokenizer_config.json says it)
+    for text in PROBE_TEXTS:
+        theirs, ours = tk.encode(text, add_special_tokens=False).ids, tok.encode(text)
+        if theirs != ours:
+            raise HFExportError(f"the export gives other ids than ours on {text[:40]!r} ({theirs[:8]} vs {ours[:8]})")
+    tk.encode_special_tokens = False
     return tk.to_str(pretty=True)
 
 
