@@ -189,3 +189,12 @@ def test_no_export_when_hf_would_differ(pattern: str, reason: str, tmp_path: Pat
     assert "no Hugging Face tokenizer.json written" in caplog.text and reason in caplog.text
     assert not (tmp_path / "tokenizer.json").exists()
     assert MicroTransformerTokenizer.from_pretrained(tmp_path).encode("a b") == tok.encode("a b")
+
+
+def test_sentencepiece_nfkc_not_exported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """HF's Precompiled normalizer and SentencePiece disagree on NFKC text such as CRLF: no export, and why."""
+    docs = list(Corpus.builtin().iter_documents())[:10]
+    tok = MicroTransformerTokenizer.train_from_iterator(docs, engine="sentencepiece", vocab_size=500, normalization="nfkc")
+    with caplog.at_level(logging.WARNING):
+        tok.save(tmp_path)
+    assert "nfkc: Hugging Face's Precompiled normalizer" in caplog.text and not (tmp_path / "tokenizer.json").exists()

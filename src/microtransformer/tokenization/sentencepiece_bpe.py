@@ -161,7 +161,9 @@ class SentencePieceTokenizer(MicroTransformerTokenizer):
 
         if self.engine_config.get("normalization", "identity") != "identity":
             raise HFExportError(
-                "nfkc normalization is lossy and SentencePiece-specific; only identity-normalized models are exported"
+                "nfkc: Hugging Face's Precompiled normalizer does not apply SentencePiece's compiled NFKC map the "
+                "same way (\"\\r\\n\" becomes one space there, two here), so the ids would differ on such text; "
+                "identity-normalized models are exported"
             )
         sp = self._sp
         n = sp.get_piece_size()
