@@ -19,52 +19,58 @@ from microtransformer import MicroTransformerTokenizer
 from microtransformer.data.corpus import Corpus
 from microtransformer.tokenization.special import NANOCHAT_SPLIT_PATTERN
 
-# Verbatim from nanochat/tokenizer.py.
-NANOCHAT_SPECIAL_TOKENS = [
-    "<|bos|>",
-    "<|user_start|>",
-    "<|user_end|>",
-    "<|assistant_start|>",
-    "<|assistant_end|>",
-    "<|python_start|>",
-    "<|python_end|>",
-    "<|output_start|>",
-    "<|output_end|>",
-]
+# Verbatim from nanochat/tokenizer.py (its special tokens are read from the tutorial, which lists them).
 NANOCHAT_SPLIT = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "002_fe636e342bfffbd1.txt"
 
 
-def nanochat_rustbpe_encoding(texts: list[str], vocab_size: int) -> tiktoken.Encoding:
+def _seed_text() -> str:
+    if not SEED.is_file():
+        pytest.skip(f"seed tutorial not found at {SEED}")
+    return SEED.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def nanochat_special_tokens() -> list[str]:
+    """nanochat's SPECIAL_TOKENS list, as the tutorial prints it (an oracle independent of our constants)."""
+    listing = re.search(r"SPECIAL_TOKENS = \[(.*?)\]", _seed_text(), re.S)
+    assert listing, "the tutorial lists SPECIAL_TOKENS"
+    return re.findall(r'"(<\|[a-z_]+\|>)"', listing.group(1))
+
+
+def nanochat_rustbpe_encoding(texts: list[str], vocab_size: int, special_tokens: list[str]) -> tiktoken.Encoding:
     """What nanochat's ``RustBPETokenizer.train_from_iterator`` builds."""
     tokenizer = rustbpe.Tokenizer()
-    tokenizer.train_from_iterator(iter(texts), vocab_size - len(NANOCHAT_SPECIAL_TOKENS), pattern=NANOCHAT_SPLIT)
+    tokenizer.train_from_iterator(iter(texts), vocab_size - len(special_tokens), pattern=NANOCHAT_SPLIT)
     mergeable_ranks = {bytes(k): v for k, v in tokenizer.get_mergeable_ranks()}
     offset = len(mergeable_ranks)
     return tiktoken.Encoding(
         name="rustbpe",
         pat_str=tokenizer.get_pattern(),
         mergeable_ranks=mergeable_ranks,
-        special_tokens={name: offset + i for i, name in enumerate(NANOCHAT_SPECIAL_TOKENS)},
+        special_tokens={name: offset + i for i, name in enumerate(special_tokens)},
     )
 
 
-def test_presets_are_nanochats() -> None:
+def test_presets_are_nanochats(nanochat_special_tokens: list[str]) -> None:
     assert NANOCHAT_SPLIT_PATTERN == NANOCHAT_SPLIT
     tok = MicroTransformerTokenizer.train_from_iterator(["x"], vocab_size=300, special_tokens="nanochat", pattern="nanochat")
-    assert list(tok.special_tokens) == NANOCHAT_SPECIAL_TOKENS and tok.pattern == NANOCHAT_SPLIT
+    assert len(nanochat_special_tokens) == 9
+    assert list(tok.special_tokens) == nanochat_special_tokens and tok.pattern == NANOCHAT_SPLIT
     assert tok.bos_id == tok.n_ordinary and tok.eos_id is None
 
 
-def test_bpe_ids_equal_nanochat_rustbpe_tokenizer(shakespeare_200k: str, shared_data_dir: Path) -> None:
+def test_bpe_ids_equal_nanochat_rustbpe_tokenizer(
+    shakespeare_200k: str, shared_data_dir: Path, nanochat_special_tokens: list[str]
+) -> None:
     train = [shakespeare_200k[i : i + 10_000] for i in range(0, len(shakespeare_200k), 10_000)]
-    enc = nanochat_rustbpe_encoding(train, 2048)
+    enc = nanochat_rustbpe_encoding(train, 2048, nanochat_special_tokens)
     tok = MicroTransformerTokenizer.train_from_iterator(
         iter(train), vocab_size=2048, special_tokens="nanochat", pattern="nanochat", buffer_size=8
     )
     assert tok.get_vocab_size() == enc.n_vocab == 2048
     assert tok.get_special_tokens() == enc.special_tokens_set
-    assert all(tok.encode_special(s) == enc.encode_single_token(s) for s in NANOCHAT_SPECIAL_TOKENS)
+    assert all(tok.encode_special(s) == enc.encode_single_token(s) for s in nanochat_special_tokens)
     held_out = (shared_data_dir / "moby_dick.txt").read_text(encoding="utf-8")[:100_000] + "12345 6789 x²"
     assert tok.encode(held_out) == enc.encode_ordinary(held_out)
     lines = held_out.splitlines()[:300]
@@ -90,12 +96,12 @@ def test_bpe_ids_equal_nanochat_rustbpe_tokenizer(shakespeare_200k: str, shared_
 
 
 def _seed_blocks() -> list[str]:
-    if not SEED.is_file():
-        pytest.skip(f"seed tutorial not found at {SEED}")
-    return re.findall(r"```python\n(.*?)```", SEED.read_text(encoding="utf-8"), re.S)
+    return re.findall(r"```python\n(.*?)```", _seed_text(), re.S)
 
 
-def test_seed_snippets_run_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_seed_snippets_run_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, nanochat_special_tokens: list[str]
+) -> None:
     """Every nanochat tokenizer snippet of the tutorial, as written, against our tokenizer.
 
     Left out: the rustbpe export step (rustbpe's own API) and the comparison with
@@ -129,7 +135,7 @@ def test_seed_snippets_run_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             tok = namespace["tokenizer"]
             namespace.update(
                 encode=tok.encode, bos=tok.get_bos_token_id(),
-                **{name.strip("<|>"): tok.encode_special(name) for name in NANOCHAT_SPECIAL_TOKENS[1:]},
+                **{name.strip("<|>"): tok.encode_special(name) for name in nanochat_special_tokens[1:]},
             )
         for old, new in imports.items():
             block = block.replace(old, new)
