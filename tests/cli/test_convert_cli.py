@@ -84,3 +84,11 @@ def test_convert_unsupported_or_damaged_exits_2(tmp_path: Path, content: bytes, 
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_train_with_nanochat_presets(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--corpus", "builtin", "--vocab_size", "600", "--special_tokens", "nanochat",
+                 "--pattern", "nanochat", "--output_dir", str(out)]) == 0
+    tok = MicroTransformerTokenizer.from_pretrained(out)
+    assert len(tok.special_tokens) == 9 and tok.bos_id == tok.n_ordinary and r"\p{N}{1,2}" in tok.pattern

@@ -13,6 +13,7 @@ from typing import Any
 
 from microtransformer.data.corpus import BUILTIN_CORPORA, Corpus, split_holdout
 from microtransformer.tokenization import MicroTransformerTokenizer, available_engines
+from microtransformer.tokenization.special import SPECIAL_TOKEN_PRESETS
 
 SAMPLE_SENTENCES = (
     "Hello, world! This is microtransformer.",
@@ -33,6 +34,13 @@ def add_corpus_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def special_tokens_arg(values: list[str] | None) -> list[str] | str | None:
+    """``--special_tokens nanochat`` (one preset name) is the preset; anything else a list of tokens."""
+    if values and len(values) == 1 and values[0] in SPECIAL_TOKEN_PRESETS:
+        return values[0]
+    return values
+
+
 def corpus_from_args(args: argparse.Namespace) -> Corpus:
     return Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors)
 
@@ -51,10 +59,12 @@ def register(subparsers: Any) -> None:
         "--special_tokens",
         nargs="*",
         default=None,
-        help="special tokens (default: bos/eos/pad/mask + chat tokens); 'role=TOKEN' sets a role, "
-        "well-known names like [SEP] [PAD] [MASK] get theirs",
+        help="special tokens (default: bos/eos/pad/mask + chat tokens), or a preset: nanochat; 'role=TOKEN' "
+        "sets a role, well-known names like [SEP] [PAD] [MASK] get theirs",
     )
-    t.add_argument("--pattern", default=None, help="regex pre-split pattern (bpe/reference; default GPT-4)")
+    t.add_argument(
+        "--pattern", default=None, help="regex pre-split pattern or a preset: gpt4 (default), gpt2, nanochat (bpe/reference)"
+    )
     t.add_argument("--normalization", choices=("identity", "nfkc"), default=None, help="sentencepiece only; nfkc is lossy")
     t.add_argument("--tie_break", choices=("lowest", "first"), default=None, help="reference engine only")
     t.add_argument("--padding_side", choices=("left", "right"), default="right")
@@ -99,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         docs,
         engine=args.engine,
         vocab_size=args.vocab_size,
-        special_tokens=args.special_tokens,
+        special_tokens=special_tokens_arg(args.special_tokens),
         pattern=args.pattern,
         padding_side=args.padding_side,
         **options,
@@ -220,7 +230,9 @@ def run_convert(args: argparse.Namespace) -> int:
     from microtransformer.tokenization.interop.imports import parity, reference_encoder, sample_strings
 
     src = Path(args.src)
-    tok = MicroTransformerTokenizer.from_pretrained(src, pattern=args.pattern, special_tokens=args.special_tokens)
+    tok = MicroTransformerTokenizer.from_pretrained(
+        src, pattern=args.pattern, special_tokens=special_tokens_arg(args.special_tokens)
+    )
     out = tok.save(args.output_dir)
     converted = MicroTransformerTokenizer.from_pretrained(out)
     print(f"converted {src} -> {out}: {converted!r}")
