@@ -34,6 +34,8 @@ def test_tutorial_flags_train_sample_resume(tmp_path, text_file, capsys):
     assert (run / "run.json").is_file() and (run / "tokenizer" / "tokenizer_config.json").is_file()
     saved = json.loads((run / "run.json").read_text())
     assert saved["model"]["config"]["n_embd"] == 32 and saved["train_config"]["use_cosine"] is True
+    hf_config = json.loads((run / "tokenizer" / "tokenizer_config.json").read_text())
+    assert hf_config["model_max_length"] == saved["model"]["config"]["block_size"]  # known here: the model's context
 
     # a second fresh run into the same dir is refused, nothing overwritten
     before = (run / "last.json").read_bytes()

@@ -190,9 +190,9 @@ def _val_split(record: dict[str, Any], pretrain: dict[str, Any], max_chunk_len: 
 
 
 def _is_tokenizer_dir(path: Path) -> bool:
-    from microtransformer.tokenization.base import CONFIG_FILE
+    from microtransformer.tokenization.base import is_saved_tokenizer_dir
 
-    return (path / CONFIG_FILE).is_file()
+    return is_saved_tokenizer_dir(path)
 
 
 def _checkpoint_meta(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``mtx tokenizer train | test | encode``.
+"""``mtx tokenizer train | test | encode | convert``.
 
 ``mtx tokenizer train --data_dir data/ --output_dir tok/ --vocab_size 5000`` is
 the classic ``python scripts/train_tokenizer.py`` one to one.
@@ -13,6 +13,7 @@ from typing import Any
 
 from microtransformer.data.corpus import BUILTIN_CORPORA, Corpus, split_holdout
 from microtransformer.tokenization import MicroTransformerTokenizer, available_engines
+from microtransformer.tokenization.special import SPECIAL_TOKEN_PRESETS
 
 SAMPLE_SENTENCES = (
     "Hello, world! This is microtransformer.",
@@ -33,6 +34,13 @@ def add_corpus_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def special_tokens_arg(values: list[str] | None) -> list[str] | str | None:
+    """``--special_tokens nanochat`` (one preset name) is the preset; anything else a list of tokens."""
+    if values and len(values) == 1 and values[0] in SPECIAL_TOKEN_PRESETS:
+        return values[0]
+    return values
+
+
 def corpus_from_args(args: argparse.Namespace) -> Corpus:
     return Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors)
 
@@ -51,10 +59,12 @@ def register(subparsers: Any) -> None:
         "--special_tokens",
         nargs="*",
         default=None,
-        help="special tokens (default: bos/eos/pad/mask + chat tokens); 'role=TOKEN' sets a role, "
-        "well-known names like [SEP] [PAD] [MASK] get theirs",
+        help="special tokens (default: bos/eos/pad/mask + chat tokens), or a preset: nanochat; 'role=TOKEN' "
+        "sets a role, well-known names like [SEP] [PAD] [MASK] get theirs",
     )
-    t.add_argument("--pattern", default=None, help="regex pre-split pattern (bpe/reference; default GPT-4)")
+    t.add_argument(
+        "--pattern", default=None, help="regex pre-split pattern or a preset: gpt4 (default), gpt2, nanochat (bpe/reference)"
+    )
     t.add_argument("--normalization", choices=("identity", "nfkc"), default=None, help="sentencepiece only; nfkc is lossy")
     t.add_argument("--tie_break", choices=("lowest", "first"), default=None, help="reference engine only")
     t.add_argument("--padding_side", choices=("left", "right"), default="right")
@@ -72,6 +82,18 @@ def register(subparsers: Any) -> None:
     e.add_argument("--no_color", action="store_true")
     e.set_defaults(func=run_encode)
 
+    c = sub.add_parser(
+        "convert",
+        help="import a Hugging Face, tiktoken, SentencePiece or minbpe tokenizer, save it here, check ids match",
+    )
+    c.add_argument("src", help="HF directory or tokenizer.json, .tiktoken file, SentencePiece or minbpe .model")
+    c.add_argument("--output_dir", required=True, help="where to save the converted tokenizer")
+    c.add_argument("--pattern", default=None, help=".tiktoken only: split regex or preset (gpt4, gpt2, nanochat)")
+    c.add_argument("--special_tokens", nargs="*", default=None, help=".tiktoken/SentencePiece: special tokens to add")
+    c.add_argument("--n_strings", type=int, default=200, help="strings of the corpus to compare ids on")
+    add_corpus_args(c)
+    c.set_defaults(func=run_convert)
+
 
 def run_train(args: argparse.Namespace) -> int:
     corpus = corpus_from_args(args)
@@ -87,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         docs,
         engine=args.engine,
         vocab_size=args.vocab_size,
-        special_tokens=args.special_tokens,
+        special_tokens=special_tokens_arg(args.special_tokens),
         pattern=args.pattern,
         padding_side=args.padding_side,
         **options,
@@ -200,3 +222,24 @@ def run_encode(args: argparse.Namespace) -> int:
     n_bytes = len(args.text.encode("utf-8"))
     print(f"{n_bytes} bytes -> {len(ids)} tokens ({n_bytes / max(len(ids), 1):.2f} bytes/token)")
     return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from microtransformer.tokenization.interop.imports import parity, reference_encoder, sample_strings
+
+    src = Path(args.src)
+    tok = MicroTransformerTokenizer.from_pretrained(
+        src, pattern=args.pattern, special_tokens=special_tokens_arg(args.special_tokens)
+    )
+    out = tok.save(args.output_dir)
+    converted = MicroTransformerTokenizer.from_pretrained(out)
+    print(f"converted {src} -> {out}: {converted!r}")
+    library, encode = reference_encoder(src, pattern=args.pattern)
+    texts = sample_strings(corpus_from_args(args).iter_documents(), args.n_strings)
+    if library == "SentencePiece":  # ours encodes a literal U+2581 as its bytes, SentencePiece as a space
+        texts = [t for t in texts if "\u2581" not in t]
+    result = parity(converted, encode, texts)
+    print(result.line(library))
+    return 0 if result.mismatch is None else 1

@@ -267,6 +267,16 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
     def _ordinary_token_bytes(self) -> list[bytes]:
         return [bytes([b]) for b in range(N_BYTES)] + self.chunks
 
+    def _hf_backend(self) -> Any:
+        from microtransformer.tokenization.interop.hf_export import HFExportError
+
+        raise HFExportError(
+            "the autoencoder engine cuts regex chunks longer than max_chunk_len bytes at UTF-8 character "
+            "boundaries before its longest-match lookup, and no Hugging Face pre-tokenizer cuts by bytes on "
+            "character boundaries (FixedLength counts characters), so a tokenizer.json would give other ids "
+            "on non-ASCII text. Load the directory with MicroTransformerTokenizer.from_pretrained"
+        )
+
     def _engine_files(self) -> dict[str, EngineFile]:
         vocab = {
             "format_version": VOCAB_FORMAT,

@@ -15,9 +15,13 @@ pattern, **options) -> Self``             ``str`` documents; may stop short
 ``_from_engine_files(files, config)``     classmethod: inverse of the above
 ========================================  =====================================
 
-and may override ``_encode_ordinary_batch`` (native threads) and
-``_decode_ordinary`` (native decode). An engine's ``__init__`` builds its own
-state and ends with ``self._init_common(pattern=..., engine_config=...)``
+and may override ``_encode_ordinary_batch`` (native threads),
+``_decode_ordinary`` (native decode), ``_saved_files`` (what ``save`` writes,
+when it differs from the canonical ``_engine_files`` the fingerprint hashes:
+the SentencePiece model with our special tokens in it) and ``_hf_backend``
+(a Hugging Face ``tokenizers.Tokenizer`` with the same ordinary ids, for the
+exported ``tokenizer.json``; see :mod:`.interop.hf_export`). An engine's
+``__init__`` builds its own state and ends with ``self._init_common(pattern=..., engine_config=...)``
 (``engine_config``: JSON-able options saved in the config and handed back to
 ``_from_engine_files``); the base attaches special tokens afterwards. Register
 the engine name in :mod:`.registry`.
@@ -31,7 +35,8 @@ used; ``_engine_files`` may return that :class:`LazyFile` back.
 Written once here, for every engine: special tokens (ids after the ordinary
 vocabulary, injection-safe), padding/truncation/attention masks,
 ``return_tensors``, batching, save/load with versioned JSON config and hashed
-files (no pickle), pickling for DataLoader workers, ``token_bytes`` for
+files (no pickle) plus Hugging Face's files, imports from other libraries
+(:mod:`.interop`), pickling for DataLoader workers, ``token_bytes`` for
 bits-per-byte, and chat rendering (``chat.py``).
 
 >>> tok = MicroTransformerTokenizer.train_from_iterator(["hello world"] * 10, vocab_size=300)
@@ -44,6 +49,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +72,7 @@ from microtransformer.tokenization.special import (
     SpecialTokenRegistry,
     SpecialTokensSpec,
     parse_special_tokens,
+    resolve_pattern,
 )
 
 if TYPE_CHECKING:
@@ -73,13 +80,33 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "tokenizer_config.json"
-FORMAT_VERSION = 1
+#: Our metadata. ``tokenizer_config.json`` is Hugging Face's (see :mod:`.interop.hf_export`).
+CONFIG_FILE = "microtransformer.json"
+#: Where releases up to 0.1.0 kept our metadata (format_version 1); still read.
+LEGACY_CONFIG_FILE = "tokenizer_config.json"
+FORMAT_VERSION = 2
 
 PaddingStrategy = Union[bool, Literal["longest", "max_length", "do_not_pad"]]
 TensorType = Literal["np", "pt"] | None
 AllowedSpecial = Union[Literal["all"], Iterable[str]]
 _JOIN_BLOCK = 8192  # ids per bytes.join in _decode_ordinary
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """Lone UTF-16 surrogates become U+FFFD, as tiktoken does; valid text is returned as is.
+
+    A ``str`` can hold a lone surrogate (``"\\ud83d"``, e.g. from a JSON escape
+    cut in half) that has no UTF-8 form. Every engine sees the replaced text,
+    in encode and in training, so they all agree. A surrogate *pair* becomes the
+    character it encodes, again as in tiktoken.
+
+    >>> replace_surrogates("a\\ud83db") == "a\\ufffdb"
+    True
+    """
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _missing_file_error(path: Path) -> TokenizerNotFoundError:
@@ -155,7 +182,8 @@ class _CheckedTexts:
     """Wraps a training iterator: rejects non-``str`` items and counts documents and bytes.
 
     rustbpe iterates a bare ``str`` per character and learns nothing; we reject
-    that shape of mistake before any engine sees it.
+    that shape of mistake before any engine sees it. Lone surrogates become
+    U+FFFD (:func:`replace_surrogates`), as they do in encode.
     """
 
     def __init__(self, texts: Iterable[str]) -> None:
@@ -173,7 +201,7 @@ class _CheckedTexts:
             if item:
                 self.documents += 1
                 self.chars += len(item)
-                yield item
+                yield replace_surrogates(item)
 
 
 def _as_id_list(ids: Any) -> list[int]:
@@ -193,6 +221,8 @@ class MicroTransformerTokenizer:
     min_ordinary_vocab: ClassVar[int] = 256
     #: Saved files loaded as :class:`LazyFile` (hash streamed, bytes read on use).
     lazy_files: ClassVar[frozenset[str]] = frozenset()
+    #: Whether ``_train_engine`` takes ``buffer_size`` (documents read per batch).
+    uses_buffer_size: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ setup
     def _init_common(
@@ -206,6 +236,8 @@ class MicroTransformerTokenizer:
         """Called at the end of every engine ``__init__``, once its ordinary vocab exists."""
         self.pattern = pattern
         self.engine_config: dict[str, Any] = dict(engine_config or {})
+        #: Longest input the model takes, when known (exported as HF's ``model_max_length``).
+        self.model_max_length: int | None = None
         self._table: list[bytes] = self._ordinary_token_bytes()
         self.n_ordinary = len(self._table)
         self._bytes_to_id: dict[bytes, int] | None = None
@@ -239,6 +271,16 @@ class MicroTransformerTokenizer:
     @classmethod
     def _from_engine_files(cls, files: dict[str, EngineFile], config: dict[str, Any]) -> MicroTransformerTokenizer:
         raise NotImplementedError
+
+    def _saved_files(self) -> Mapping[str, EngineFile]:
+        """The engine files as ``save`` writes them (default: the canonical ones)."""
+        return self._engine_files()
+
+    def _hf_backend(self) -> Any:
+        """A ``tokenizers.Tokenizer`` giving our ordinary ids (no special tokens), for ``tokenizer.json``."""
+        from microtransformer.tokenization.interop.hf_export import HFExportError
+
+        raise HFExportError(f"the {self.engine_name} engine has no Hugging Face tokenizer.json export")
 
     def _encode_ordinary_batch(self, texts: Sequence[str], num_threads: int) -> list[list[int]]:
         """Default: one contiguous slice of ``texts`` per thread (engines may override with native batching).
@@ -309,22 +351,32 @@ class MicroTransformerTokenizer:
     def train_from_iterator(
         cls,
         iterator: Iterable[str],
+        vocab_size: int = 8192,
         *,
         engine: str | None = None,
-        vocab_size: int = 8192,
         special_tokens: SpecialTokensSpec = None,
         pattern: str | None = None,
         padding_side: str = "right",
+        buffer_size: int | None = None,
         **options: Any,
     ) -> MicroTransformerTokenizer:
         """Train from an iterator of documents (streamed; never joined into one string).
 
-        ``vocab_size`` counts everything, special tokens included.
+        ``vocab_size`` counts everything, special tokens included (as in
+        nanochat). ``special_tokens="nanochat"`` and ``pattern="nanochat"`` are
+        nanochat's tokens and split (``pattern`` also takes ``"gpt4"``,
+        ``"gpt2"`` or a regex). ``buffer_size`` is how many documents rustbpe
+        reads per batch (``bpe`` engine; the others accept and ignore it).
+
+        >>> tok = MicroTransformerTokenizer.train_from_iterator(docs, vocab_size=4096, buffer_size=8192)  # doctest: +SKIP
         """
         from microtransformer.tokenization.registry import get_engine
 
         engine_cls = get_engine(engine or cls.engine_name or "bpe")
         specials = parse_special_tokens(special_tokens)
+        pattern = resolve_pattern(pattern)
+        if buffer_size is not None and engine_cls.uses_buffer_size:
+            options["buffer_size"] = buffer_size
         if isinstance(iterator, str):  # one document, not a sequence of characters
             iterator = [iterator]
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
@@ -398,12 +450,24 @@ class MicroTransformerTokenizer:
         return self._specials.role_id("unk")
 
     def token_to_id(self, token: str | bytes) -> int | None:
-        """Id of a special token string, or of an ordinary token given as text or bytes; None if absent."""
-        if isinstance(token, str):
+        """Id of a special token or an ordinary token, given as text or bytes; None if absent.
+
+        >>> tok.token_to_id("<|bos|>") == tok.token_to_id(b"<|bos|>") == tok.bos_id  # doctest: +SKIP
+        True
+        """
+        if isinstance(token, (bytes, bytearray)):
+            try:
+                sid = self._specials.content_to_id.get(bytes(token).decode("utf-8"))
+            except UnicodeDecodeError:
+                sid = None
+            if sid is not None:
+                return sid
+            token = bytes(token)
+        else:
             sid = self._specials.content_to_id.get(token)
             if sid is not None:
                 return sid
-            token = token.encode("utf-8")
+            token = token.encode("utf-8", "surrogatepass")
         if self._bytes_to_id is None:
             self._bytes_to_id = {b: i for i, b in enumerate(self._table)}
         return self._bytes_to_id.get(token)
@@ -429,9 +493,12 @@ class MicroTransformerTokenizer:
         return self._token_bytes_arr
 
     # -------------------------------------------------------------- encoding
-    def _encode_one(self, text: str, allowed: frozenset[str]) -> list[int]:
+    def _encode_one(self, text: str, allowed: frozenset[str], disallowed: frozenset[str] = frozenset()) -> list[int]:
         if not isinstance(text, str):
             raise ConfigError(f"encode takes str, got {type(text).__name__}")
+        text = replace_surrogates(text)
+        if disallowed:
+            self._raise_if_disallowed(text, disallowed)
         if not allowed:
             return self._encode_ordinary(text)
         ids: list[int] = []
@@ -441,6 +508,22 @@ class MicroTransformerTokenizer:
             else:
                 ids.extend(self._encode_ordinary(piece))
         return ids
+
+    def _resolve_disallowed(self, disallowed_special: AllowedSpecial, allowed: frozenset[str]) -> frozenset[str]:
+        if not disallowed_special:
+            return frozenset()
+        return self._specials.resolve_allowed(disallowed_special) - allowed
+
+    def _raise_if_disallowed(self, text: str, disallowed: frozenset[str]) -> None:
+        """tiktoken's check, opt-in here (``disallowed_special="all"``): special-token text raises."""
+        match = self._specials.splitter(disallowed).search(text)
+        if match:
+            token = match.group()
+            raise ConfigError(
+                f"Encountered text corresponding to disallowed special token {token!r}. If you want this text to "
+                f"be encoded as a special token, pass it to `allowed_special`, e.g. allowed_special={{{token!r}}}. "
+                "If you want it encoded as ordinary text, leave `disallowed_special` at its default ()."
+            )
 
     def _added_ids(self, add_special_tokens: bool) -> tuple[list[int], list[int]]:
         if not add_special_tokens:
@@ -453,10 +536,14 @@ class MicroTransformerTokenizer:
 
     def encode(
         self,
-        text: str,
+        text: str | Sequence[str],
+        prepend: int | str | None = None,
+        append: int | str | None = None,
+        num_threads: int | None = None,
         *,
         add_special_tokens: bool = False,
         allowed_special: AllowedSpecial = frozenset(),
+        disallowed_special: AllowedSpecial = (),
         max_length: int | None = None,
         truncation: bool = False,
         padding: PaddingStrategy = False,
@@ -464,27 +551,45 @@ class MicroTransformerTokenizer:
         padding_side: str | None = None,
         return_tensors: TensorType = None,
     ) -> Any:
-        """Encode one text to ids.
+        """Encode one text (or a list: a list of id lists, as nanochat's ``encode``) to ids.
 
         Special-token strings inside ``text`` are ordinary text unless listed in
-        ``allowed_special`` (or ``"all"``). ``add_special_tokens`` wraps the ids
-        in BOS/EOS where the tokenizer has them. With ``return_tensors`` the
-        result has shape ``(1, T)``.
+        ``allowed_special`` (or ``"all"``); ``disallowed_special="all"`` makes
+        them raise instead, as tiktoken does. ``prepend``/``append`` add one
+        token (an id or a special token's string) around each text, as in
+        nanochat; ``add_special_tokens`` wraps the ids in BOS/EOS where the
+        tokenizer has them. Lone surrogates are encoded as U+FFFD. With
+        ``return_tensors`` the result has shape ``(1, T)``.
 
         >>> tok.encode("hello")  # doctest: +SKIP
         [31373]
+        >>> tok.encode(["Hello", "world"], prepend="<|bos|>", num_threads=8)  # doctest: +SKIP
+        [[2036, 15496], [2036, 995]]
         """
+        if not isinstance(text, str) and isinstance(text, (list, tuple)):
+            if padding or truncation or return_tensors:
+                raise ConfigError("for padded or tensor batches call the tokenizer: tok(texts, padding=True, ...)")
+            return self.encode_batch(
+                text, prepend=prepend, append=append, num_threads=num_threads,
+                add_special_tokens=add_special_tokens, allowed_special=allowed_special,
+                disallowed_special=disallowed_special,
+            )
+        head = [self._token_arg(prepend)] if prepend is not None else []
+        tail = [self._token_arg(append)] if append is not None else []
         if not (padding or truncation or return_tensors):  # the common case, kept cheap
             allowed = self._specials.resolve_allowed(allowed_special) if allowed_special else frozenset()
-            ids = self._encode_one(text, allowed)
+            ids = self._encode_one(text, allowed, self._resolve_disallowed(disallowed_special, allowed))
             if add_special_tokens:
-                head, tail = self._added_ids(True)
-                ids = head + ids + tail
-            return ids
+                bos, eos = self._added_ids(True)
+                ids = bos + ids + eos
+            return head + ids + tail if (head or tail) else ids
+        if head or tail:
+            raise ConfigError("prepend/append do not combine with padding, truncation or return_tensors")
         enc = self(
             [text],
             add_special_tokens=add_special_tokens,
             allowed_special=allowed_special,
+            disallowed_special=disallowed_special,
             max_length=max_length,
             truncation=truncation,
             padding=padding,
@@ -503,6 +608,9 @@ class MicroTransformerTokenizer:
         num_threads: int | None = None,
         add_special_tokens: bool = False,
         allowed_special: AllowedSpecial = frozenset(),
+        disallowed_special: AllowedSpecial = (),
+        prepend: int | str | None = None,
+        append: int | str | None = None,
     ) -> list[list[int]]:
         """Encode many texts in parallel threads (native batching where the engine has it)."""
         if isinstance(texts, str):
@@ -511,19 +619,66 @@ class MicroTransformerTokenizer:
         for t in texts:
             if not isinstance(t, str):
                 raise ConfigError(f"encode_batch takes str items, got {type(t).__name__}")
+        texts = [replace_surrogates(t) for t in texts]
         n = num_threads or min(8, os.cpu_count() or 1)
         allowed = self._specials.resolve_allowed(allowed_special)
-        if len(texts) <= 1 or n == 1:  # no pool for a single text (encode() comes through here)
-            out = [self._encode_one(t, allowed) for t in texts]
+        disallowed = self._resolve_disallowed(disallowed_special, allowed)
+        if len(texts) <= 1 or n == 1 or disallowed:  # no pool for a single text (encode() comes through here)
+            out = [self._encode_one(t, allowed, disallowed) for t in texts]
         elif allowed:
             with ThreadPoolExecutor(n) as ex:
                 out = list(ex.map(lambda t: self._encode_one(t, allowed), texts))
         else:
             out = self._encode_ordinary_batch(texts, n)
         head, tail = self._added_ids(add_special_tokens)
+        if prepend is not None:
+            head = [self._token_arg(prepend), *head]
+        if append is not None:
+            tail = [*tail, self._token_arg(append)]
         if head or tail:
             out = [head + ids + tail for ids in out]
         return out
+
+    def _token_arg(self, token: int | str) -> int:
+        """``prepend``/``append``: a token id, or a special token's string."""
+        if isinstance(token, str):
+            return self.encode_special(token)
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+            raise ConfigError(f"prepend/append take a token id or a special token string, got {token!r}")
+        self._check_ids([int(token)])
+        return int(token)
+
+    # --------------------------------------------------------- nanochat API
+    def encode_special(self, token: str) -> int:
+        """Id of a special token given by its exact string (nanochat's name).
+
+        >>> tok.encode_special("<|assistant_start|>")  # doctest: +SKIP
+        2039
+        """
+        token_id = self._specials.content_to_id.get(token)
+        if token_id is None:
+            raise ConfigError(
+                f"{token!r} is not a special token of this tokenizer; registered: {sorted(self._specials.content_to_id)}"
+            )
+        return token_id
+
+    def get_bos_token_id(self) -> int | None:
+        """The bos id (nanochat's getter for :attr:`bos_id`)."""
+        return self.bos_id
+
+    def get_vocab_size(self) -> int:
+        """nanochat's getter for :attr:`vocab_size`."""
+        return self.vocab_size
+
+    def get_special_tokens(self) -> set[str]:
+        """The special token strings, as a set (nanochat's ``get_special_tokens``)."""
+        return set(self._specials.content_to_id)
+
+    def render_for_completion(self, conversation: Any) -> list[int]:
+        """A chat ending in an assistant turn, rendered without it and primed with ``<|assistant_start|>``."""
+        from microtransformer.tokenization.chat import render_for_completion
+
+        return render_for_completion(self, conversation)
 
     def __call__(
         self,
@@ -531,6 +686,7 @@ class MicroTransformerTokenizer:
         *,
         add_special_tokens: bool = False,
         allowed_special: AllowedSpecial = frozenset(),
+        disallowed_special: AllowedSpecial = (),
         padding: PaddingStrategy = False,
         truncation: bool = False,
         max_length: int | None = None,
@@ -548,7 +704,9 @@ class MicroTransformerTokenizer:
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         head, tail = self._added_ids(add_special_tokens)
-        seqs = self.encode_batch(texts, num_threads=num_threads, allowed_special=allowed_special)
+        seqs = self.encode_batch(
+            texts, num_threads=num_threads, allowed_special=allowed_special, disallowed_special=disallowed_special
+        )
         if truncation:
             if max_length is None:
                 raise ConfigError("truncation=True needs max_length (e.g. max_length=128)")
@@ -664,17 +822,36 @@ class MicroTransformerTokenizer:
 
         return render_conversation(self, conversation, max_tokens=max_tokens)
 
-    def visualize_tokenization(self, ids: Sequence[int], mask: Sequence[int] | None = None, color: bool = True) -> str:
+    def visualize_tokenization(
+        self, ids: Sequence[int], mask: Sequence[int] | None = None, color: bool = True, with_token_id: bool = False
+    ) -> str:
         """Ids with visible token boundaries (ANSI colours); see :mod:`.chat`."""
         from microtransformer.tokenization.chat import visualize_tokenization
 
-        return visualize_tokenization(self, ids, mask, color=color)
+        return visualize_tokenization(self, ids, mask, color=color, with_token_id=with_token_id)
 
     # ------------------------------------------------------------ save/load
-    def _config(self, files: Mapping[str, EngineFile]) -> dict[str, Any]:
+    def _config(self, files: Mapping[str, EngineFile], hf_files: Sequence[str] = ()) -> dict[str, Any]:
+        """Our metadata (``microtransformer.json``): ``files`` are the engine files as written."""
+        cfg = self._fingerprint_config(files)
+        cfg.update(
+            format_version=FORMAT_VERSION,
+            microtransformer_version=__version__,
+            model_max_length=self.model_max_length,
+            hf_files=sorted(hf_files),
+        )
+        return cfg
+
+    def _fingerprint_config(self, files: Mapping[str, EngineFile] | None = None) -> dict[str, Any]:
+        """The 0.1.0 config over the canonical engine files: what the fingerprint hashes.
+
+        Kept in that exact form so a fingerprint stored with shards or runs by
+        an earlier release still matches the same tokenizer saved in today's
+        layout (the export files and new metadata fields do not enter it).
+        """
+        files = self._engine_files() if files is None else files
         return {
-            "format_version": FORMAT_VERSION,
-            "microtransformer_version": __version__,
+            "format_version": 1,
             "engine": self.engine_name,
             "vocab_size": self.vocab_size,
             "n_ordinary": self.n_ordinary,
@@ -686,36 +863,83 @@ class MicroTransformerTokenizer:
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the engine's own files plus ``tokenizer_config.json`` (each atomically).
+        """Write the engine's files, the Hugging Face files and ``microtransformer.json`` (each atomically).
 
-        A :class:`LazyFile` is read (and verified) here, one at a time.
+        The directory loads here (``from_pretrained``) and in Hugging Face
+        (``AutoTokenizer.from_pretrained``); an engine with no exact
+        ``tokenizer.json`` (``autoencoder``) logs why and writes none. A
+        :class:`LazyFile` is read (and verified) here, one at a time.
         """
+        from microtransformer.tokenization.interop.hf_export import HF_FILES, HFExportError, hf_files
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        files = self._engine_files()
+        files = self._saved_files()
+        try:
+            hf = {name: data for name, data in hf_files(self).items() if name not in files}
+        except HFExportError as exc:
+            logger.warning("%s: no Hugging Face tokenizer.json written: %s", directory, exc)
+            hf = {}
+            for name in HF_FILES:  # a stale export from an earlier save would give other ids
+                if name not in files:
+                    (directory / name).unlink(missing_ok=True)
         for name, data in files.items():
             atomic_write_bytes(directory / name, data.read() if isinstance(data, LazyFile) else data)
-        atomic_write_json(directory / CONFIG_FILE, self._config(files))  # last: marks the save complete
+        for name, data in hf.items():
+            atomic_write_bytes(directory / name, data)
+        exported = [*hf, *(n for n in files if n in HF_FILES)]
+        atomic_write_json(directory / CONFIG_FILE, self._config(files, exported))  # last: marks the save complete
         logger.info("saved %s tokenizer (vocab %d) to %s", self.engine_name, self.vocab_size, directory)
         return directory
 
     save_pretrained = save
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str]) -> MicroTransformerTokenizer:
-        """Load any engine's tokenizer from the directory ``save`` wrote."""
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        pattern: str | None = None,
+        special_tokens: SpecialTokensSpec = None,
+    ) -> MicroTransformerTokenizer:
+        """Load a tokenizer directory (any engine, any release), or import another library's file.
+
+        ``path`` may be a directory ``save`` wrote, a Hugging Face directory or
+        ``tokenizer.json`` (BPE), a ``.tiktoken`` file (give ``pattern``, and
+        ``special_tokens`` if it has any), a SentencePiece ``.model`` or a minbpe
+        ``.model``. ``pattern`` and ``special_tokens`` only apply to imports
+        (see :mod:`.interop.imports`).
+
+        >>> tok = MicroTransformerTokenizer.from_pretrained("tok/")  # doctest: +SKIP
+        >>> tok = MicroTransformerTokenizer.from_pretrained("cl.tiktoken", pattern="gpt4")  # doctest: +SKIP
+        """
+        from microtransformer.tokenization.interop import imports
         from microtransformer.tokenization.registry import get_engine
 
-        directory = Path(directory)
-        cfg_path = directory / CONFIG_FILE
-        if not directory.is_dir():
+        path = Path(path)
+        if path.is_file():
+            return imports.import_file(path, pattern=pattern, special_tokens=special_tokens)
+        if not path.is_dir():
             raise TokenizerNotFoundError(
-                f"no tokenizer directory at {directory}; train one with "
-                f"`mtx tokenizer train --output_dir {directory}` or check the path"
+                f"no tokenizer directory at {path}; train one with "
+                f"`mtx tokenizer train --output_dir {path}` or check the path"
             )
+        cfg_path = path / CONFIG_FILE
         if not cfg_path.is_file():
-            raise TokenizerNotFoundError(
-                f"{cfg_path} is missing: {directory} is not a saved tokenizer (expected {CONFIG_FILE})"
+            legacy = path / LEGACY_CONFIG_FILE
+            if legacy.is_file() and _is_our_legacy_config(legacy):
+                cfg_path = legacy
+            elif imports.is_hf_dir(path):
+                return imports.import_hf(path, special_tokens=special_tokens)
+            else:
+                raise TokenizerNotFoundError(
+                    f"{cfg_path} is missing: {path} is not a saved tokenizer (expected {CONFIG_FILE}, "
+                    f"a Hugging Face tokenizer.json, or {LEGACY_CONFIG_FILE} from microtransformer 0.1)"
+                )
+        if pattern is not None or special_tokens is not None:
+            raise ConfigError(
+                f"{path} is a saved microtransformer tokenizer: its pattern and special tokens are fixed; "
+                "pattern= and special_tokens= apply to imported files only"
             )
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
@@ -730,8 +954,8 @@ class MicroTransformerTokenizer:
                 f"({FORMAT_VERSION}); upgrade microtransformer (pip install -U microtransformer)"
             )
         engine_cls = get_engine(engine_name)
-        files = engine_cls._read_engine_files(directory, file_hashes)
-        return engine_cls._load(files, config, source=directory)
+        files = engine_cls._read_engine_files(path, file_hashes)
+        return engine_cls._load(files, config, source=path)
 
     @classmethod
     def _read_engine_files(cls, directory: Path, file_hashes: dict[str, str]) -> dict[str, EngineFile]:
@@ -758,6 +982,7 @@ class MicroTransformerTokenizer:
             specials = [SpecialToken(t["content"], t.get("role")) for t in config["special_tokens"]]
             tok = cls._from_engine_files(files, config)
             tok._set_specials(specials, config.get("padding_side", "right"))
+            tok.model_max_length = config.get("model_max_length")
         except TokenizerFormatError:
             raise
         except Exception as exc:  # engine parsers raise many kinds; name the source
@@ -770,11 +995,13 @@ class MicroTransformerTokenizer:
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of the saved form: equal fingerprints mean identical tokenization."""
+        """SHA-256 of the canonical saved form: equal fingerprints mean identical tokenization.
+
+        Stable across releases and layouts (see :meth:`_fingerprint_config`):
+        shards and runs record it, and check it against the tokenizer they load.
+        """
         if self._fingerprint is None:
-            files = self._engine_files()
-            cfg = self._config(files)
-            cfg.pop("microtransformer_version")
+            cfg = self._fingerprint_config()
             self._fingerprint = sha256_bytes(json.dumps(cfg, sort_keys=True).encode("utf-8"))
         return self._fingerprint
 
@@ -801,6 +1028,25 @@ def _rebuild(engine_name: str, files: dict[str, EngineFile], config: dict[str, A
     from microtransformer.tokenization.registry import get_engine
 
     return get_engine(engine_name)._load(files, config)
+
+
+def is_saved_tokenizer_dir(path: str | os.PathLike[str]) -> bool:
+    """True for a directory ``save`` wrote, in today's layout or 0.1.0's."""
+    path = Path(path)
+    legacy = path / LEGACY_CONFIG_FILE
+    return (path / CONFIG_FILE).is_file() or (legacy.is_file() and _is_our_legacy_config(legacy))
+
+
+def _is_our_legacy_config(path: Path) -> bool:
+    """True for the ``tokenizer_config.json`` microtransformer 0.1 wrote, False for Hugging Face's.
+
+    Unreadable JSON counts as ours, so loading reports it as damaged.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return isinstance(data, dict) and "format_version" in data and "engine" in data
 
 
 def _first_nonempty_or_raise(checked: _CheckedTexts) -> Iterator[str]:

@@ -4,7 +4,14 @@ This is nanochat's recipe: rustbpe learns the merges fast (parallel chunk
 counting in Rust), tiktoken encodes and decodes fast. rustbpe has no save/load
 and no special tokens; we save the ranks in tiktoken's own ``.tiktoken`` format
 (``base64(token) rank`` per line) plus the merges as id pairs, and the base
-class handles special tokens.
+class handles special tokens. With ``special_tokens="nanochat"`` and
+``pattern="nanochat"`` the ids are those of nanochat's ``RustBPETokenizer``.
+
+Plain tiktoken builds the same ``Encoding`` from the saved directory::
+
+    ranks = tiktoken.load.load_tiktoken_bpe("tok/tokenizer.tiktoken")
+    enc = tiktoken.Encoding("tok", pat_str=GPT4_SPLIT_PATTERN, mergeable_ranks=ranks,
+                            special_tokens={s: len(ranks) + i for i, s in enumerate(specials)})
 
 >>> tok = BPETokenizer.train_from_iterator(["low lower lowest"] * 50, vocab_size=270)
 >>> tok.decode(tok.encode("lowest low"))
@@ -22,13 +29,14 @@ from typing import Any
 import rustbpe
 import tiktoken
 
-from microtransformer.errors import TokenizerFormatError
+from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 logger = logging.getLogger(__name__)
 
 RANKS_FILE = "tokenizer.tiktoken"
+DEFAULT_BUFFER_SIZE = 8192  # documents rustbpe reads under the GIL per batch (its default)
 MERGES_FILE = "merges.txt"
 
 
@@ -80,6 +88,7 @@ class BPETokenizer(MicroTransformerTokenizer):
     """Byte-level BPE with a regex pre-split (GPT-4 pattern by default)."""
 
     engine_name = "bpe"
+    uses_buffer_size = True
 
     def __init__(self, ranks: Sequence[bytes], pattern: str = GPT4_SPLIT_PATTERN) -> None:
         self._ranks = list(ranks)
@@ -90,17 +99,26 @@ class BPETokenizer(MicroTransformerTokenizer):
             special_tokens={},
         )
         self._init_common(pattern=pattern)
+        self._enc_with_specials: tuple[object, tiktoken.Encoding] | None = None
 
     @classmethod
     def _train_engine(
-        cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, **options: Any
+        cls,
+        texts: Iterable[str],
+        *,
+        n_ordinary: int,
+        pattern: str | None,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        **options: Any,
     ) -> BPETokenizer:
         if options:
             raise TypeError(f"bpe engine got unexpected options: {sorted(options)}")
         pattern = pattern or GPT4_SPLIT_PATTERN
+        if not isinstance(buffer_size, int) or isinstance(buffer_size, bool) or buffer_size < 1:
+            raise ConfigError(f"buffer_size must be a positive int (documents per batch), got {buffer_size!r}")
         # n_ordinary >= 256 is checked by the base class: rustbpe panics (a BaseException) below 256.
         trainer = rustbpe.Tokenizer()
-        trainer.train_from_iterator(texts, n_ordinary, pattern=pattern)
+        trainer.train_from_iterator(texts, n_ordinary, buffer_size=buffer_size, pattern=pattern)
         ranks = sorted(trainer.get_mergeable_ranks(), key=lambda kv: kv[1])
         return cls([bytes(tok) for tok, _ in ranks], pattern)
 
@@ -126,7 +144,28 @@ class BPETokenizer(MicroTransformerTokenizer):
     def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> BPETokenizer:
         return cls(parse_tiktoken_file(files[RANKS_FILE]), config.get("pattern") or GPT4_SPLIT_PATTERN)
 
+    def _hf_backend(self) -> Any:
+        from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
+
+        return bytelevel_bpe(self._ranks, self.pattern)
+
     @property
     def tiktoken_encoding(self) -> tiktoken.Encoding:
-        """The underlying ``tiktoken.Encoding`` (ordinary tokens only)."""
-        return self._enc
+        """A ``tiktoken.Encoding`` with our ordinary ranks, pattern and special tokens (with our ids).
+
+        tiktoken's own rules apply to it: ``encode`` raises on special-token
+        text unless ``allowed_special`` names it (ours encodes it as text).
+
+        >>> tok.tiktoken_encoding.encode("<|bos|>hi", allowed_special="all")[0] == tok.bos_id  # doctest: +SKIP
+        True
+        """
+        cached = self._enc_with_specials
+        if cached is None or cached[0] is not self._specials:
+            enc = tiktoken.Encoding(
+                name="microtransformer-bpe",
+                pat_str=self.pattern,
+                mergeable_ranks={tok: rank for rank, tok in enumerate(self._ranks)},
+                special_tokens=self.special_tokens,
+            )
+            cached = self._enc_with_specials = (self._specials, enc)
+        return cached[1]

@@ -95,6 +95,23 @@ def render_conversation(
     return ids[:max_tokens], mask[:max_tokens]
 
 
+def render_for_completion(
+    tok: MicroTransformerTokenizer, conversation: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> list[int]:
+    """Ids of a chat whose last (assistant) message is dropped, ending in ``<|assistant_start|>``.
+
+    nanochat's prompt for sampling an answer (RL, evaluation); the input is not modified.
+
+    >>> tok.render_for_completion({"messages": [{"role": "user", "content": "2+2?"},  # doctest: +SKIP
+    ...                                         {"role": "assistant", "content": "4"}]})
+    """
+    messages = list(conversation["messages"] if isinstance(conversation, Mapping) else conversation)
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ConfigError("render_for_completion needs a conversation whose last message is from the assistant")
+    ids, _ = render_conversation(tok, messages[:-1])
+    return ids + [_special(tok, "<|assistant_start|>")]
+
+
 _BG = ("\033[48;5;236m", "\033[48;5;239m")  # alternating backgrounds mark token boundaries
 _FG = {0: "\033[38;5;203m", 1: "\033[38;5;114m"}  # red: not trained on, green: trained on
 _SPECIAL_FG = "\033[38;5;141m"
@@ -102,17 +119,24 @@ _RESET = "\033[0m"
 
 
 def visualize_tokenization(
-    tok: MicroTransformerTokenizer, ids: Sequence[int], mask: Sequence[int] | None = None, color: bool = True
+    tok: MicroTransformerTokenizer,
+    ids: Sequence[int],
+    mask: Sequence[int] | None = None,
+    color: bool = True,
+    with_token_id: bool = False,
 ) -> str:
     """Render ids with visible token boundaries (ANSI colours; ``|`` separators without colour).
 
-    With a ``mask``, green tokens are trained on and red ones are not.
+    With a ``mask``, green tokens are trained on and red ones are not;
+    ``with_token_id`` appends each id in parentheses (nanochat's option).
     """
     if mask is not None and len(mask) != len(ids):
         raise ConfigError(f"mask has {len(mask)} entries for {len(ids)} ids")
     pieces: list[str] = []
     for k, token_id in enumerate(ids):
         text = tok.id_to_token(token_id).replace("\n", "\\n").replace("\t", "\\t")
+        if with_token_id:
+            text = f"{text}({token_id})"
         if not color:
             pieces.append(text)
             continue

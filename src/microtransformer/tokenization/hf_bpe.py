@@ -1,9 +1,15 @@
-"""Hugging Face ``tokenizers`` ByteLevel BPE (GPT-2 style) as an engine.
+"""Hugging Face ``tokenizers`` ByteLevel BPE (GPT-2 style) as an engine, and imported HF BPE tokenizers.
 
 HF keeps its vocabulary as byte-level *unicode* strings (``"Ġhello"``); we map
 them back to raw bytes once, so decode, ``token_bytes`` and bits-per-byte work
 exactly as for the other engines. Special tokens stay in the base class, not in
-HF's added-token machinery, so injection safety is the same everywhere.
+HF's added-token machinery, so injection safety is the same everywhere; the
+saved ``tokenizer.json`` carries them as added tokens for Hugging Face users,
+and loading takes them out again (:func:`.interop.hf_export.strip_specials`).
+
+``hf-bpe`` is the import-only sibling for HF BPE with byte fallback and no
+ByteLevel step (a vocabulary of plain text plus ``<0xNN>`` byte tokens, as
+exported from our ``sentencepiece`` engine).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from microtransformer.errors import ConfigError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
 from microtransformer.tokenization.special import GPT2_SPLIT_PATTERN
 
@@ -39,9 +46,9 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
 
     engine_name = "hf-bytelevel"
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, pattern: str = GPT2_SPLIT_PATTERN) -> None:
         self._tk = tokenizer
-        self._init_common(pattern=GPT2_SPLIT_PATTERN)
+        self._init_common(pattern=pattern)
 
     @classmethod
     def _train_engine(
@@ -73,15 +80,55 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
 
     def _ordinary_token_bytes(self) -> list[bytes]:
         u2b = unicode_to_byte()
+        return [bytes(u2b[c] for c in piece) for piece in self._vocab_strings()]
+
+    def _vocab_strings(self) -> list[str]:
         vocab = self._tk.get_vocab(with_added_tokens=False)
-        table = [b""] * len(vocab)
+        table = [""] * len(vocab)
         for piece, idx in vocab.items():
-            table[idx] = bytes(u2b[c] for c in piece)
+            table[idx] = piece
         return table
 
     def _engine_files(self) -> dict[str, bytes]:
         return {TOKENIZER_FILE: self._tk.to_str().encode("utf-8")}
 
+    def _saved_files(self) -> dict[str, bytes]:
+        """``tokenizer.json`` with our special tokens added: one file for both libraries."""
+        from microtransformer.tokenization.interop.hf_export import HFExportError, tokenizer_json
+
+        try:
+            return {TOKENIZER_FILE: tokenizer_json(self).encode("utf-8")}
+        except HFExportError:
+            return self._engine_files()
+
+    def _hf_backend(self) -> Tokenizer:
+        return Tokenizer.from_str(self._tk.to_str())
+
     @classmethod
     def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> HFByteLevelTokenizer:
-        return cls(Tokenizer.from_str(files[TOKENIZER_FILE].decode("utf-8")))
+        from microtransformer.tokenization.interop.hf_export import strip_specials
+
+        ordinary = strip_specials(files[TOKENIZER_FILE].decode("utf-8"))
+        return cls(Tokenizer.from_str(ordinary), config.get("pattern") or GPT2_SPLIT_PATTERN)
+
+
+class HFByteFallbackTokenizer(HFByteLevelTokenizer):
+    """An imported Hugging Face BPE with byte fallback: tokens are text, ``<0xNN>`` are bytes."""
+
+    engine_name = "hf-bpe"
+
+    @classmethod
+    def _train_engine(cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, **options: Any) -> Any:
+        raise ConfigError("hf-bpe holds imported Hugging Face tokenizers; train with engine='sentencepiece' instead")
+
+    def _ordinary_token_bytes(self) -> list[bytes]:
+        unk = self._tk.model.unk_token
+        out = []
+        for piece in self._vocab_strings():
+            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                out.append(bytes([int(piece[3:5], 16)]))
+            elif piece == unk:
+                out.append(b"")
+            else:
+                out.append(piece.encode("utf-8"))
+        return out

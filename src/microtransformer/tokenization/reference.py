@@ -53,6 +53,11 @@ class ReferenceTokenizer(MicroTransformerTokenizer):
     def _ordinary_token_bytes(self) -> list[bytes]:
         return self._bpe.vocab
 
+    def _hf_backend(self) -> Any:
+        from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
+
+        return bytelevel_bpe(self._bpe.vocab, self.pattern, merges=self.merges)
+
     def _engine_files(self) -> dict[str, bytes]:
         return {MERGES_FILE: json.dumps([list(m) for m in self.merges]).encode("ascii")}
 

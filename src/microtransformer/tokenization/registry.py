@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 _ENGINES: dict[str, str] = {
     "bpe": "microtransformer.tokenization.bpe:BPETokenizer",
     "hf-bytelevel": "microtransformer.tokenization.hf_bpe:HFByteLevelTokenizer",
+    "hf-bpe": "microtransformer.tokenization.hf_bpe:HFByteFallbackTokenizer",
     "sentencepiece": "microtransformer.tokenization.sentencepiece_bpe:SentencePieceTokenizer",
     "reference": "microtransformer.tokenization.reference:ReferenceTokenizer",
     "autoencoder": "microtransformer.tokenization.autoencoder:AutoEncoderTokenizer",

@@ -9,6 +9,12 @@ Two SentencePiece quirks handled here: training reads *sentences* (we feed
 lines, so newlines are always byte tokens), and it writes spaces as ``"▁"``
 (U+2581), so a literal ``"▁"`` in user text would decode as a space; we encode
 it as its three byte-fallback tokens instead.
+
+The saved ``sentencepiece.model`` also holds our special tokens, as CONTROL
+pieces with our ids and bos/eos/pad roles
+(:mod:`.interop.sentencepiece_model`), so plain ``SentencePieceProcessor``
+gives our ids for them too; the trained model is a byte prefix of that file
+and is what this engine runs.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import sentencepiece as spm
 
 from microtransformer.errors import ConfigError, VocabSizeError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.sentencepiece_model import special_pieces_suffix
+from microtransformer.tokenization.special import SpecialToken
 
 MODEL_FILE = "sentencepiece.model"
 SPACE_MARK = "\u2581"
@@ -138,7 +146,40 @@ class SentencePieceTokenizer(MicroTransformerTokenizer):
     def _engine_files(self) -> dict[str, bytes]:
         return {MODEL_FILE: self._proto}
 
+    def _special_suffix(self) -> bytes:
+        """Our specials as CONTROL pieces, or nothing when one is already a piece (SentencePiece rejects duplicates)."""
+        if any(self._sp.piece_to_id(s) != self._sp.unk_id() or s == self._sp.id_to_piece(self._sp.unk_id())
+               for s in self.special_tokens):
+            return b""
+        return special_pieces_suffix(self._specials.tokens, self.n_ordinary)
+
+    def _saved_files(self) -> dict[str, bytes]:
+        return {MODEL_FILE: self._proto + self._special_suffix()}
+
+    def _hf_backend(self) -> Any:
+        from microtransformer.tokenization.interop.hf_export import HFExportError, byte_fallback_bpe
+
+        if self.engine_config.get("normalization", "identity") != "identity":
+            raise HFExportError(
+                "nfkc: Hugging Face's Precompiled normalizer does not apply SentencePiece's compiled NFKC map the "
+                "same way (\"\\r\\n\" becomes one space there, two here), so the ids would differ on such text; "
+                "identity-normalized models are exported"
+            )
+        sp = self._sp
+        n = sp.get_piece_size()
+        kinds = [
+            "byte" if sp.is_byte(i) else "unknown" if sp.is_unknown(i) else "control" if sp.is_control(i) else "normal"
+            for i in range(n)
+        ]
+        return byte_fallback_bpe([sp.id_to_piece(i) for i in range(n)], [sp.get_score(i) for i in range(n)], kinds)
+
     @classmethod
     def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> SentencePieceTokenizer:
         normalization = config.get("engine_config", {}).get("normalization", "identity")
-        return cls(files[MODEL_FILE], normalization)
+        proto = files[MODEL_FILE]
+        specials = [SpecialToken(t["content"], t.get("role")) for t in config.get("special_tokens", [])]
+        if specials:
+            suffix = special_pieces_suffix(specials, config["n_ordinary"])
+            if proto.endswith(suffix):  # saved with our specials in it; 0.1.0 saved the trained model alone
+                proto = proto[: -len(suffix)]
+        return cls(proto, normalization)

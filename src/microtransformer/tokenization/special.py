@@ -28,7 +28,22 @@ GPT4_SPLIT_PATTERN = (
 )
 # GPT-2 pattern (what Hugging Face's ByteLevel pre-tokenizer uses).
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-SPLIT_PATTERNS = {"gpt4": GPT4_SPLIT_PATTERN, "gpt2": GPT2_SPLIT_PATTERN}
+# nanochat's split: GPT-4's with numbers in runs of at most 2 digits.
+NANOCHAT_SPLIT_PATTERN = GPT4_SPLIT_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}{1,2}")
+SPLIT_PATTERNS = {"gpt4": GPT4_SPLIT_PATTERN, "gpt2": GPT2_SPLIT_PATTERN, "nanochat": NANOCHAT_SPLIT_PATTERN}
+
+
+def resolve_pattern(pattern: str | None) -> str | None:
+    """A preset name (``"gpt4"``, ``"gpt2"``, ``"nanochat"``) -> its regex; a regex or None as is.
+
+    >>> resolve_pattern("nanochat") == NANOCHAT_SPLIT_PATTERN
+    True
+    """
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"pattern must be a regex or one of {sorted(SPLIT_PATTERNS)}, got {pattern!r}")
+    return SPLIT_PATTERNS.get(pattern, pattern)
 
 ROLES = ("bos", "eos", "pad", "unk", "mask")
 
@@ -75,20 +90,33 @@ DEFAULT_SPECIAL_TOKENS: tuple[SpecialToken, ...] = (
     *(SpecialToken(t) for t in CHAT_TOKENS),
 )
 
-SpecialTokensSpec = Union[None, Sequence[Union[str, SpecialToken]], Mapping[str, str]]
+# nanochat's SPECIAL_TOKENS, in its order: bos first, then the chat tokens.
+NANOCHAT_SPECIAL_TOKENS: tuple[SpecialToken, ...] = (SpecialToken("<|bos|>", "bos"), *(SpecialToken(t) for t in CHAT_TOKENS))
+SPECIAL_TOKEN_PRESETS: dict[str, tuple[SpecialToken, ...]] = {
+    "default": DEFAULT_SPECIAL_TOKENS,
+    "nanochat": NANOCHAT_SPECIAL_TOKENS,
+}
+
+SpecialTokensSpec = Union[None, str, Sequence[Union[str, SpecialToken]], Mapping[str, str]]
 
 
 def parse_special_tokens(spec: SpecialTokensSpec) -> tuple[SpecialToken, ...]:
     """Normalize the ways users name special tokens.
 
-    ``None`` gives the defaults; a list takes strings (``"[SEP]"`` gets its
+    ``None`` gives the defaults; a preset name (``"nanochat"``, ``"default"``)
+    its tokens; a list takes strings (``"[SEP]"`` gets its
     well-known role, ``"eos=</doc>"`` names one) or :class:`SpecialToken`; a
     mapping is ``{role: content}``.
     """
     if spec is None:
         return DEFAULT_SPECIAL_TOKENS
     if isinstance(spec, str):
-        raise ConfigError(f"special_tokens must be a list of strings, not the string {spec!r}: pass [{spec!r}]")
+        if spec in SPECIAL_TOKEN_PRESETS:
+            return SPECIAL_TOKEN_PRESETS[spec]
+        raise ConfigError(
+            f"special_tokens must be a list of strings or a preset ({', '.join(SPECIAL_TOKEN_PRESETS)}), "
+            f"not the string {spec!r}: pass [{spec!r}]"
+        )
     items: list[SpecialToken] = []
     if isinstance(spec, Mapping):
         items = [SpecialToken(content, role) for role, content in spec.items()]

@@ -345,9 +345,20 @@ def load_trainer_state(path: Path) -> dict[str, torch.Tensor]:
     return _load_safetensors(path / STATE_FILE)
 
 
-def copy_tokenizer(tokenizer: Any, run_dir: Path) -> Path:
-    """Save ``tokenizer`` into ``run_dir/tokenizer`` so the run dir is self-contained."""
-    return Path(tokenizer.save(run_dir / TOKENIZER_DIR))
+def copy_tokenizer(tokenizer: Any, run_dir: Path, model_max_length: int | None = None) -> Path:
+    """Save ``tokenizer`` into ``run_dir/tokenizer`` so the run dir is self-contained.
+
+    ``model_max_length`` (the model's context, when it has one) goes into the
+    copy's Hugging Face ``tokenizer_config.json``; the caller's tokenizer is unchanged.
+    """
+    previous = getattr(tokenizer, "model_max_length", None)
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
+    try:
+        return Path(tokenizer.save(run_dir / TOKENIZER_DIR))
+    finally:
+        if model_max_length is not None:
+            tokenizer.model_max_length = previous
 
 
 def load_run_tokenizer(run_dir: str | os.PathLike[str], tokenizer_path: str | os.PathLike[str] | None = None) -> Any:

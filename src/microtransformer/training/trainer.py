@@ -422,7 +422,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         info = dict(self.run_info)
         if self.tokenizer is not None:
-            ckpt.copy_tokenizer(self.tokenizer, self.run_dir)
+            ckpt.copy_tokenizer(self.tokenizer, self.run_dir, model_max_length=self.raw_model.context_limit)
             info["tokenizer"] = {
                 "path": ckpt.TOKENIZER_DIR,
                 "fingerprint": self.tokenizer.fingerprint,
