@@ -132,10 +132,19 @@ def generate_stream(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token of every row, ``(B,)`` int64, one step at a time (see :meth:`GenerationMixin.generate`).
+    """Yield the next token of every row, ``(B,)`` int64, one step at a time.
 
-    ``input_ids`` may also be a list of id lists of different lengths (no
-    padding needed). Works for any module with the models' interface:
+    ``input_ids``: ``(B, T)`` with ``attention_mask`` marking real tokens
+    (either padding side), one prompt ``(T,)``, or a list of id lists of any
+    lengths. ``temperature=0`` or ``do_sample=False`` is greedy; ``top_k``
+    (0/None: off) and ``top_p`` restrict sampling; ``generator`` makes it
+    repeatable. A row that emits one of ``eos_token_id`` (an id or a list)
+    is done: from the next step on it yields ``pad_token_id`` (default: the
+    eos id); the stream ends once every row is done or after
+    ``max_new_tokens`` steps. ``use_cache=False`` is the full-recompute
+    reference.
+
+    Works for any module with the models' interface:
     ``forward(ids, cache=, last_only=, attention_mask=)``,
     ``new_cache(batch_size)``, ``context_limit`` and ``config.vocab_size``.
     """
@@ -212,51 +221,24 @@ def generate_stream(
 class GenerationMixin:
     """``generate`` for :class:`~microtransformer.models.GPT` and :class:`~microtransformer.models.LSTMLanguageModel`."""
 
-    def generate(
-        self,
-        input_ids: TokenIds,
-        max_new_tokens: int = 20,
-        *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        do_sample: bool = True,
-        eos_token_id: int | Sequence[int] | None = None,
-        pad_token_id: int | None = None,
-        attention_mask: TokenIds | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
+    def generate(self, input_ids: TokenIds, max_new_tokens: int = 20, **settings: Any) -> torch.Tensor:
         """The prompts followed by up to ``max_new_tokens`` new tokens: ``(B, T + n)`` int64.
 
         ``input_ids`` ``(B, T)`` (or one prompt as ``(T,)`` / a list of ids),
         padded on either side when ``attention_mask`` says where the padding
         is; the returned tensor starts with ``input_ids`` exactly as given.
-        ``temperature=0`` or ``do_sample=False`` is greedy; ``top_k``/``top_p``
-        restrict sampling; ``generator`` makes sampling repeatable. A row stops
-        at ``eos_token_id`` (an id or a list; the eos is kept) and is then
-        filled with ``pad_token_id`` (default: the eos id); ``n`` is the number
-        of steps until every row stopped, at most ``max_new_tokens``.
+        ``settings`` are the keywords of :func:`generate_stream`:
+        ``temperature`` (0: greedy), ``do_sample`` (False: greedy), ``top_k``,
+        ``top_p``, ``eos_token_id`` (an id or a list; a row stops there and
+        keeps the eos), ``pad_token_id`` (fills stopped rows; default: the
+        eos id), ``attention_mask``, ``generator`` (repeatable sampling),
+        ``use_cache``. ``n`` is the number of steps until every row stopped,
+        at most ``max_new_tokens``.
 
         >>> model.generate(torch.tensor([[bos]]), max_new_tokens=5, do_sample=False).shape  # doctest: +SKIP
         torch.Size([1, 6])
         """
-        steps = list(
-            generate_stream(
-                self,  # type: ignore[arg-type]
-                input_ids,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                do_sample=do_sample,
-                eos_token_id=eos_token_id,
-                pad_token_id=pad_token_id,
-                attention_mask=attention_mask,
-                generator=generator,
-                use_cache=use_cache,
-            )
-        )
+        steps = list(generate_stream(self, input_ids, max_new_tokens=max_new_tokens, **settings))  # type: ignore[arg-type]
         device = next(self.parameters()).device  # type: ignore[attr-defined]
         try:
             prompt = torch.as_tensor(input_ids, dtype=torch.long, device=device)
