@@ -96,7 +96,9 @@ def shards_to_tf_dataset(
             yield rows[:, :-1].astype(np.int32), rows[:, 1:].astype(np.int32)
 
     spec = tf.TensorSpec(shape=(batch_size, T), dtype=tf.int32)
-    return tf.data.Dataset.from_generator(batches, output_signature=(spec, spec)).prefetch(prefetch)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(spec, spec))
+    # a known length: Keras shows progress and ends epochs without an "ran out of data" warning
+    return ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(prefetch)
 
 
 def texts_to_tf_dataset(
