@@ -71,7 +71,11 @@ _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in th
 
 
 class BatchSource(Protocol):
-    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with."""
+    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with.
+
+    ``get_batch`` returns inputs and already-shifted targets ``(B, T)``; targets
+    of ``-100`` are left out of the loss, the eval token count and bits per byte.
+    """
 
     block_size: int
     vocab_size: int
