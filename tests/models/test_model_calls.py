@@ -168,3 +168,21 @@ def test_tutorial_pytorch_loop_shapes(tok):
     logits, _ = model(x)
     loss = torch.nn.CrossEntropyLoss()(logits.view(-1, tok.vocab_size), x.view(-1))
     assert torch.isfinite(loss)
+
+
+def test_lstm_row_without_new_tokens_keeps_its_state():
+    model = make("lstm")
+    ids = torch.randint(0, VOCAB, (2, 4))
+    with torch.no_grad():
+        cache = model.new_cache(2)
+        model(ids, cache=cache)
+        h, c = (t.clone() for t in cache.hc)
+        step = torch.randint(0, VOCAB, (2, 1))
+        mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])  # row 1's new token is padding
+        model(step, attention_mask=mask, cache=cache)
+        torch.testing.assert_close(cache.hc[0][:, 1], h[:, 1])
+        torch.testing.assert_close(cache.hc[1][:, 1], c[:, 1])
+        assert not torch.equal(cache.hc[0][:, 0], h[:, 0])  # row 0 moved on
+        alone = model.new_cache(1)
+        model(torch.cat([ids[:1], step[:1]], 1), cache=alone)
+        torch.testing.assert_close(cache.hc[0][:, :1], alone.hc[0], rtol=1e-5, atol=1e-6)

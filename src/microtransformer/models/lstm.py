@@ -129,12 +129,14 @@ class LSTMLanguageModel(GenerationMixin, nn.Module):
         B, T = input_ids.shape  # (B, T)
         start = cache.pos if cache is not None else 0
         mask = key_padding_mask(attention_mask, B, start + T)
+        if mask is not None:  # only the new positions matter: the past is in the state
+            mask = key_padding_mask(mask[:, start:], B, T)
         x = self.drop(self.embedding(input_ids))  # (B, T, E)
         hc = cache.hc if cache is not None else None
         if mask is None:
             out, new_hc = self.lstm(x, hc)  # (B, T, H)
         else:
-            out, new_hc = self._run_padded(x, hc, mask[:, start:])  # (B, T, H)
+            out, new_hc = self._run_padded(x, hc, mask)  # (B, T, H)
         if cache is not None:
             cache.hc = new_hc
             cache.pos += T
