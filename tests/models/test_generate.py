@@ -131,6 +131,8 @@ def test_generate_rejects_bad_input():
         model.generate([[1, 70]])
     with pytest.raises(ConfigError, match="top_k"):
         model.generate([[1]], top_k=-1)
+    with pytest.raises(ConfigError, match="pad_token_id -100"):
+        model.generate([[1]], eos_token_id=2, pad_token_id=-100)
     with pytest.raises(ConfigError, match="different lengths"):
         model.generate([[1, 2], [3]])
     assert model.generate([[1, 2]], max_new_tokens=0).tolist() == [[1, 2]]

@@ -321,14 +321,19 @@ def keras_generate(
     from microtransformer.models.generation import check_sampling_settings
 
     check_sampling_settings(max_new_tokens, temperature, top_k, top_p)
-    rows = [list(map(int, input_ids))] if input_ids and isinstance(input_ids[0], (int, np.integer)) else [list(map(int, r)) for r in input_ids]
+    if input_ids and isinstance(input_ids[0], (int, np.integer)):
+        input_ids = [input_ids]  # type: ignore[list-item]  # one prompt
+    rows = [[int(i) for i in r] for r in input_ids]  # type: ignore[union-attr]
     if not rows or any(not r for r in rows):
         raise ConfigError("generation needs at least one prompt token per row")
     pad = model_pad_id(model)
     if pad is None:
         raise ConfigError("keras_generate drives the models of build_keras_lstm/build_keras_gpt (they know their pad id)")
     limit = model_context_limit(model)
-    stops = set() if eos_token_id is None else ({int(eos_token_id)} if isinstance(eos_token_id, int) else set(map(int, eos_token_id)))
+    if eos_token_id is None:
+        stops: set[int] = set()
+    else:
+        stops = {int(eos_token_id)} if isinstance(eos_token_id, int) else {int(i) for i in eos_token_id}
     rng = np.random.default_rng(seed)
     new: list[list[int]] = [[] for _ in rows]
     active = list(range(len(rows)))

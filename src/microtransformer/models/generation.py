@@ -162,6 +162,8 @@ def generate_stream(
     else:
         stops = [int(i) for i in eos_token_id]
     fill = pad_token_id if pad_token_id is not None else (stops[0] if stops else None)
+    if fill is not None and not 0 <= fill < vocab:
+        raise ConfigError(f"pad_token_id {fill} is outside the vocabulary [0, {vocab}): finished rows are fed to the model")
     greedy = temperature == 0 or not do_sample
     device = next(model.parameters()).device
     limit: int | None = model.context_limit  # type: ignore[assignment]
