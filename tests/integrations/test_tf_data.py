@@ -103,5 +103,7 @@ def test_tf_dataset_errors(tf, tok, shards):
         to_tf_dataset(TEXTS)
     with pytest.raises(ConfigError, match="block_size"):
         to_tf_dataset(shards)
+    with pytest.raises(ConfigError, match="batch_size"):
+        to_tf_dataset(shards, block_size=8, batch_size=0)
     with pytest.raises(ConfigError, match="pad token"):
         to_tf_dataset(TEXTS, MicroTransformerTokenizer.train_from_iterator(TEXTS, vocab_size=260, special_tokens=["<|bos|>"]))

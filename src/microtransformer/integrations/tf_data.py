@@ -75,6 +75,8 @@ def shards_to_tf_dataset(
     from microtransformer.data.loader import ShardDataset, sample_windows
 
     tf = require_tensorflow()
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(shards, ShardDataset):
         data = shards
     else:
@@ -84,8 +86,8 @@ def shards_to_tf_dataset(
     T = data.block_size
     if num_batches is None:
         num_batches = max(1, data.num_tokens(split) // (batch_size * T))
-    if not isinstance(num_batches, int) or num_batches < 1 or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size and num_batches must be positive integers, got {batch_size!r}, {num_batches!r}")
+    if not isinstance(num_batches, int) or num_batches < 1:
+        raise ConfigError(f"num_batches must be a positive integer, got {num_batches!r}")
     epochs_started = [0]
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
