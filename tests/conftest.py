@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -14,6 +17,30 @@ settings.load_profile("microtransformer")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+# `make test` installs every optional extra and sets this: there a missing extra fails instead of skipping.
+REQUIRE_OPTIONAL = os.environ.get("MTX_REQUIRE_OPTIONAL") == "1"
+
+
+def optional_import(name: str) -> ModuleType:
+    """Import an optional dependency; skip the test without it, unless MTX_REQUIRE_OPTIONAL=1 (CI)."""
+    if REQUIRE_OPTIONAL:
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
+@pytest.fixture(scope="session")
+def tf() -> ModuleType:
+    """TensorFlow on one thread (tests are single-threaded; the machine is shared)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = optional_import("tensorflow")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised by an earlier test: keep its settings
+        pass
+    return tf
 
 
 @pytest.fixture(scope="session")

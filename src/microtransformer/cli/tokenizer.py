@@ -164,10 +164,10 @@ def _checks(tok: MicroTransformerTokenizer) -> list[tuple[str, Callable[[], str]
 
     def causal() -> str:
         b = create_causal_lm_inputs(texts[:3], tok, max_length=16)
-        ids, labels = b["input_ids"], b["labels"]
-        ok = (labels[:, :-1] == ids[:, 1:]) | (labels[:, :-1] == -100)
+        ids, mask, labels = b["input_ids"], b["attention_mask"], b["labels"]
+        ok = ((labels == ids) & (mask == 1)) | ((labels == -100) & (mask == 0))
         if not bool(ok.all()):
-            raise AssertionError("labels are not input_ids shifted by one")
+            raise AssertionError("labels are not input_ids with padding at -100")
         return f"labels {tuple(labels.shape)}"
 
     def masked() -> str:

@@ -40,14 +40,22 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
 
 
+def sample_windows(data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """``batch_size`` random windows of ``block_size + 1`` tokens from ``data``: ``(B, T+1)`` int64.
+
+    The one window sampler: ``get_batch`` and the TensorFlow datasets draw
+    the same windows from the same ``rng``.
+    """
+    n = len(data) - block_size  # number of valid window starts
+    ix = rng.integers(0, n, size=batch_size)
+    return np.stack([np.asarray(data[i : i + block_size + 1], dtype=np.int64) for i in ix])  # (B, T+1)
+
+
 def windows_to_batch(
     data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random windows of ``block_size + 1`` tokens from ``data`` -> ``(x, y)``."""
-    n = len(data) - block_size  # number of valid window starts
-    ix = rng.integers(0, n, size=batch_size)
-    rows = np.stack([np.asarray(data[i : i + block_size + 1], dtype=np.int64) for i in ix])  # (B, T+1)
-    t = torch.from_numpy(rows)
+    t = torch.from_numpy(sample_windows(data, block_size, batch_size, rng))  # (B, T+1)
     x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
     if torch.device(device).type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -131,7 +139,9 @@ class ShardDataset:
             raise DataError(f"{self.shards_dir} has no {split!r} split; re-run `mtx data prepare`")
         return self.meta.splits[split].tokens
 
-    def _memmap(self, split: str) -> np.ndarray:
+    def memmap(self, split: str) -> np.ndarray:
+        """The split's token ids, memory-mapped read-only (open a fresh one per batch: see the module docstring)."""
+        _check_split(split)
         info = self.meta.splits[split]
         return np.memmap(self.shards_dir / info.file, dtype=np.dtype(self.meta.dtype), mode="r")
 
@@ -140,7 +150,7 @@ class ShardDataset:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own."""
         _check_split(split)
-        return windows_to_batch(self._memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+        return windows_to_batch(self.memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
 
 
 class BPEDataset(TokenArrayDataset):

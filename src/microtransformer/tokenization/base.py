@@ -87,7 +87,7 @@ LEGACY_CONFIG_FILE = "tokenizer_config.json"
 FORMAT_VERSION = 2
 
 PaddingStrategy = Union[bool, Literal["longest", "max_length", "do_not_pad"]]
-TensorType = Literal["np", "pt"] | None
+TensorType = Literal["np", "pt", "tf"] | None
 AllowedSpecial = Union[Literal["all"], Iterable[str]]
 _JOIN_BLOCK = 8192  # ids per bytes.join in _decode_ordinary
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -1072,4 +1072,10 @@ def _to_tensor(rows: list[list[int]], kind: str) -> Any:
         import torch
 
         return torch.tensor(rows, dtype=torch.long)
-    raise ConfigError(f"return_tensors must be None, 'np' or 'pt', got {kind!r}")
+    if kind == "tf":
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ConfigError("return_tensors='tf' needs TensorFlow: pip install 'microtransformer[tf]'") from None
+        return tf.constant(rows, dtype=tf.int32)  # int32, as Hugging Face's TF tokenizers return
+    raise ConfigError(f"return_tensors must be None, 'np', 'pt' or 'tf', got {kind!r}")

@@ -71,7 +71,11 @@ _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in th
 
 
 class BatchSource(Protocol):
-    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with."""
+    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with.
+
+    ``get_batch`` returns inputs and already-shifted targets ``(B, T)``; targets
+    of ``-100`` are left out of the loss, the eval token count and bits per byte.
+    """
 
     block_size: int
     vocab_size: int
@@ -468,22 +472,22 @@ class Trainer:
         nats = torch.zeros((), dtype=torch.float64, device=self.device)
         counted_nats = torch.zeros((), dtype=torch.float64, device=self.device)
         nbytes = torch.zeros((), dtype=torch.float64, device=self.device)
-        n_tokens = 0
+        n_tokens = torch.zeros((), dtype=torch.float64, device=self.device)
         for i in range(iters):
             rng = np.random.default_rng((self.config.seed, _EVAL_STREAM, self.env.rank, i))
             x, y = self.data.get_batch(split, self.config.batch_size, rng)
             x, y = x.to(self.device), y.to(self.device)
             with self.precision.autocast_context():
                 logits, _ = model(x)  # (B, T, Vp)
-            losses = token_nats(logits, y)  # (B*T,)
+            losses = token_nats(logits, y)  # (B*T,), 0 where y is -100
             nats += losses.sum()
-            n_tokens += losses.numel()
+            n_tokens += (y != -100).sum()  # ignored targets count nowhere
             if self.token_bytes is not None:
                 c, b = nats_and_bytes(losses, y, self.token_bytes)
                 counted_nats += c
                 nbytes += b
         total, counted, total_bytes, count = all_reduce_sum(
-            [nats.item(), counted_nats.item(), nbytes.item(), float(n_tokens)], self.device
+            [nats.item(), counted_nats.item(), nbytes.item(), n_tokens.item()], self.device
         )
         if was_training:
             model.train()
