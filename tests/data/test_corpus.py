@@ -19,7 +19,8 @@ def test_folder_recursive_with_extensions(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         docs = list(corpus.iter_documents())
     assert docs == ["alpha", "# beta", "fn main() {}"]
-    assert any("skipped 1 binary file(s) of 4" in r.message for r in caplog.records)
+    assert any("skipped 1 path(s)" in r.message and "bin.py (binary" in r.message for r in caplog.records)
+    assert [s.path.name for s in corpus.skipped] == ["bin.py"] and "1 path(s) skipped" in corpus.describe()
 
 
 def test_bom_and_crlf(tmp_path) -> None:

@@ -126,7 +126,7 @@ def test_run_dir_without_metadata(tmp_path):
     data = make_data()
     Trainer(make_model(), data, make_config(max_steps=2), tmp_path / "run", show_progress=False).fit()
     (tmp_path / "run" / "checkpoints" / "step_000002" / ckpt.META_FILE).unlink()
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
         ckpt.resolve_checkpoint(tmp_path / "run", "last")
 
 

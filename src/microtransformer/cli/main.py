@@ -2,8 +2,18 @@
 
 Each command module exposes ``register(subparsers)`` which adds its parser and
 sets ``func=run`` where ``run(args) -> int``. This is the only layer that
-prints and picks exit codes: a :class:`MicroTransformerError` becomes a one-line
-message on stderr and exit code 2, never a traceback.
+prints and picks exit codes, and no error reaches the user as a traceback:
+
+====================================================  ==========  =========================
+what went wrong                                       exit code   stderr
+====================================================  ==========  =========================
+bad flag or value (argparse), a user error             2           one ``error: ...`` line
+(:class:`MicroTransformerError`)
+an operating-system error (permission denied, disk    1           one ``error: ...`` line
+full, a file that is a folder)
+Ctrl-C / SIGTERM                                       130 / 143   one line
+the reader of our output went away (``| head``)        141         one line
+====================================================  ==========  =========================
 """
 
 from __future__ import annotations
@@ -11,6 +21,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +44,26 @@ class _Parser(argparse.ArgumentParser):
                 if alt != n and alt not in names:
                     extra.append(alt)
         return super().add_argument(*names, *extra, **kwargs)
+
+    def error(self, message: str):  # type: ignore[override]
+        """One line, exit 2 (argparse prints the whole usage block first)."""
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop: unwinds like Ctrl-C (temporary files are removed), exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``error: PATH: Permission denied`` rather than ``[Errno 13] ...``; one line."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"error: {exc.filename}: {what}"
+    return f"error: {what}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,13 +93,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # rustbpe logs every 1 % of merges at INFO
         logging.getLogger("rustbpe").setLevel(logging.WARNING)
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, AttributeError):  # not the main thread / no SIGTERM
+        previous = None
+    try:
         return int(args.func(args) or 0)
     except MicroTransformerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        print("stopped: the output pipe was closed", file=sys.stderr)
+        return 141
+    except OSError as exc:
+        print(_one_line(_os_error_line(exc)), file=sys.stderr)
+        return 1
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split("\n"))
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

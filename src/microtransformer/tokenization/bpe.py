@@ -22,7 +22,7 @@ from typing import Any
 import rustbpe
 import tiktoken
 
-from microtransformer.errors import TokenizerFormatError
+from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 RANKS_FILE = "tokenizer.tiktoken"
 MERGES_FILE = "merges.txt"
+TRAIN_BUFFER_DOCS = 256  # documents rustbpe holds at once (its default, 8192, held a whole book in memory)
 
 
 def ranks_to_tiktoken_file(ranks: Sequence[bytes]) -> bytes:
@@ -96,11 +97,20 @@ class BPETokenizer(MicroTransformerTokenizer):
         cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, **options: Any
     ) -> BPETokenizer:
         if options:
-            raise TypeError(f"bpe engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the bpe engine does not take {', '.join(sorted(options))} (it takes --pattern); "
+                "drop the option or choose the engine it belongs to"
+            )
         pattern = pattern or GPT4_SPLIT_PATTERN
         # n_ordinary >= 256 is checked by the base class: rustbpe panics (a BaseException) below 256.
         trainer = rustbpe.Tokenizer()
-        trainer.train_from_iterator(texts, n_ordinary, pattern=pattern)
+        try:
+            # a bounded buffer of documents: memory stays flat however large the corpus (pieces are <= 64K chars)
+            trainer.train_from_iterator(texts, n_ordinary, buffer_size=TRAIN_BUFFER_DOCS, pattern=pattern)
+        except ValueError as exc:  # rustbpe's regex engine (fancy-regex) refused the pattern
+            if "regex" not in str(exc).lower():
+                raise
+            raise ConfigError(f"--pattern {pattern!r} cannot be used: {exc}") from None
         ranks = sorted(trainer.get_mergeable_ranks(), key=lambda kv: kv[1])
         return cls([bytes(tok) for tok, _ in ranks], pattern)
 
