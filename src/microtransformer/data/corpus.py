@@ -83,7 +83,7 @@ def _open_text_file(path: Path) -> BinaryIO:
     try:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
-        raise CorpusError(f"{path} does not exist; check --data_file") from None
+        raise CorpusError(f"{path} does not exist; check the path") from None
     except IsADirectoryError:
         raise CorpusError(f"{path} is a directory; use --data_dir for folders") from None
 
