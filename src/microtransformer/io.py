@@ -273,11 +273,12 @@ _HELD: dict[str, list[Any]] = {}  # resolved dir -> [fd, depth, lock file path, 
 class DirectoryLock:
     """Exclusive advisory lock (``fcntl.flock``) on a directory, for one writer at a time.
 
-    The lock file ``.lock`` holds the owner's PID for the error message; the
-    lock itself belongs to the open file, so the OS drops it when the process
-    ends, however it ends. Re-entrant within a process (the CLI and the
-    library function it calls both take it). A directory created only to
-    hold the lock is removed again on release if nothing else was written.
+    The lock file ``.lock`` holds the owner's PID for the error message and is
+    removed on release; the lock itself belongs to the open file, so the OS
+    drops it when the process ends, however it ends (a ``.lock`` left by
+    ``kill -9`` is simply locked again). Re-entrant within a process (the CLI
+    and the library function it calls both take it). A directory created only
+    to hold the lock is removed again on release if nothing else was written.
 
     >>> with DirectoryLock("runs/a", purpose="mtx train"):  # doctest: +SKIP
     ...     ...
@@ -337,17 +338,12 @@ class DirectoryLock:
             return
         del _HELD[key]
         fd, _, path, created = entry
+        Path(path).unlink(missing_ok=True)  # still locked here; a waiter that opened it re-checks the inode
         if created:
             try:
-                leftover = [p.name for p in self.directory.iterdir()]
+                self.directory.rmdir()  # only succeeds if nothing was written: a failed command leaves no trace
             except OSError:
-                leftover = ["?"]
-            if leftover == [LOCK_NAME]:  # nothing but the lock: leave no trace of a failed command
-                Path(path).unlink(missing_ok=True)
-                try:
-                    self.directory.rmdir()
-                except OSError:
-                    pass
+                pass
         if fd is not None:
             os.close(fd)
 
