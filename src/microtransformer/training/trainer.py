@@ -305,6 +305,7 @@ class Trainer:
         self.schedule = config.schedule()
         self.step = 0
         self.best_val_loss: float | None = None
+        self.train_loss_smooth: float | None = None  # the logged train loss (EMA); checkpointed so resume logs the same
         if _resume_from is not None:
             self._load_training_state(_resume_from)
 
@@ -409,6 +410,7 @@ class Trainer:
             torch.manual_seed(hash((self.config.seed, self.env.rank, info.step)) & 0x7FFF_FFFF)
         self.step = info.step
         self.best_val_loss = info.meta.get("best_val_loss")
+        self.train_loss_smooth = info.meta.get("train_loss_smooth")
         logger.info("resuming %s from step %d", info.path, self.step)
 
     def _try_compile(self, model: nn.Module) -> nn.Module:
@@ -457,6 +459,7 @@ class Trainer:
             "model": self._model_meta(),
             "train_config": self.config.to_dict(),
             "best_val_loss": self.best_val_loss,
+            "train_loss_smooth": self.train_loss_smooth,
             "val_loss": val.loss if val else None,
             "val": val.to_dict() if val else None,
             "precision": self.precision.precision,
@@ -607,7 +610,7 @@ class Trainer:
         t_start = time.perf_counter()
         steps_run = 0
         train_time = 0.0
-        smooth: float | None = None
+        smooth = self.train_loss_smooth
         val: EvalResult | None = None
         with _StopFlag() as stop:
             while self.step < end:
@@ -633,6 +636,7 @@ class Trainer:
                 train_time += time.perf_counter() - t_step
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
+                self.train_loss_smooth = smooth
                 elapsed = time.perf_counter() - t_start
                 tps = steps_run * self.tokens_per_step / max(train_time, 1e-9)  # excludes eval/checkpoint time
                 bar.update(1)
