@@ -7,12 +7,14 @@ English prose with code) and the standard library's own ``.py`` sources.
 Documents are streamed one at a time (a file, or one help topic), never joined
 into one string, and a large file is itself read in blocks and handed on in
 pieces (``iter_documents(max_chars=...)``, ``iter_pieces``), so memory does
-not grow with the size of one file. Pieces are cut after a line break that is
-followed by text (a blank line when there is one), else before a space that
-starts a word: for the GPT-2 and GPT-4 split patterns every such cut is a
-boundary between pre-split chunks, so training on the pieces counts exactly
-the chunks the whole file has. A UTF-8 sequence is never split (blocks are
-decoded incrementally).
+not grow with the size of one file. Pieces end at a line break in running
+text (``"...end.\\n|Next..."``), else at the end of a blank-line run before
+a paragraph, else before a space that starts a word, and only as a last
+resort (a line longer than a piece with no spaces) anywhere. For the GPT-2
+and GPT-4 split patterns the first and third are always boundaries between
+pre-split chunks, and the second is one for GPT-4 (the ``bpe`` default), so
+training on the pieces counts the chunks the whole file has. A UTF-8
+sequence is never split (blocks are decoded incrementally).
 
 Files are read as UTF-8 (a BOM is dropped, CRLF becomes LF); invalid UTF-8
 raises an error naming the file and byte offset unless ``errors="replace"``.
@@ -105,12 +107,12 @@ def iter_text_blocks(path: str | os.PathLike[str], errors: Errors = "strict", bl
         carry_cr = False
         first = True
         while True:
-            data = f.read(block_bytes)
+            data = f.read(max(block_bytes, len(_BOM)) if first else block_bytes)
+            final = not data
             if first:
                 first = False
                 if data.startswith(_BOM):
                     data, fed = data[len(_BOM) :], len(_BOM)
-            final = not data
             pending = len(decoder.getstate()[0])
             try:
                 text = decoder.decode(data, final=final)
@@ -140,34 +142,35 @@ def read_text_file(path: str | os.PathLike[str], errors: Errors = "strict") -> s
     return "".join(iter_text_blocks(path, errors))
 
 
-def _last_cut(text: str, lo: int, hi: int, sep: str) -> int:
-    """The largest ``p`` in ``(lo, hi]`` right after ``sep`` with non-whitespace at ``text[p]``; -1 if none."""
-    pos = text.rfind(sep, lo, hi)
-    while pos != -1:
-        p = pos + len(sep)
-        if p < len(text) and not text[p].isspace():
-            return p
-        pos = text.rfind(sep, lo, pos + len(sep) - 1)
-    return -1
+def _line_break(text: str, p: int) -> bool:
+    """``text[:p]`` ends one line break after text, and text follows: a chunk boundary for GPT-2 and GPT-4."""
+    return text[p - 1] == "\n" and p >= 2 and not text[p - 2].isspace() and not text[p].isspace()
+
+
+def _paragraph(text: str, p: int) -> bool:
+    """``text[:p]`` ends a run of line breaks and text follows: a chunk boundary for GPT-4."""
+    return text[p - 1] == "\n" and not text[p].isspace()
+
+
+def _word_start(text: str, p: int) -> bool:
+    """``text[p]`` is the single space in front of a word (``"foo| bar"``): a chunk boundary for GPT-2 and GPT-4."""
+    return text[p] == " " and not text[p - 1].isspace() and p + 1 < len(text) and not text[p + 1].isspace()
 
 
 def _cut_point(text: str, max_chars: int) -> int:
-    """Where to end the first piece of ``text`` (longer than ``max_chars``), at most ``max_chars`` in.
+    """Where to end the first piece of ``text`` (longer than ``max_chars``): at most ``max_chars`` in.
 
-    A blank line, else a line break, followed by text; else before a single
-    space that starts a word (``"foo| bar"``); else exactly ``max_chars``.
+    The last line break in running text, else the last break before a
+    paragraph, else the last space before a word, else exactly ``max_chars``.
     """
-    hi = max_chars
-    for sep in ("\n\n", "\n"):
-        p = _last_cut(text, 0, hi, sep)
-        if p > 0:
-            return p
-    p = text.rfind(" ", 1, hi)
-    while p > 0:
-        if not text[p - 1].isspace() and p + 1 < len(text) and not text[p + 1].isspace():
-            return p
-        p = text.rfind(" ", 1, p)
-    return hi
+    for sep, good, offset in (("\n", _line_break, 1), ("\n", _paragraph, 1), (" ", _word_start, 0)):
+        pos = text.rfind(sep, 0, max_chars - offset + 1)
+        while pos > 0 or (pos == 0 and offset):
+            p = pos + offset
+            if 0 < p < len(text) and good(text, p):
+                return p
+            pos = text.rfind(sep, 0, pos)
+    return max_chars
 
 
 def cut_pieces(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
