@@ -69,45 +69,6 @@ def test_split_holdout_cuts_at_newline() -> None:
 
 
 # ------------------------------------------------------------ folders: nothing skipped silently
-@pytest.fixture
-def deny(monkeypatch):
-    """Make paths unreadable. A normal user gets chmod 000; root ignores file modes, so for root the
-    corpus reader's open() and the folder walk's scandir() refuse those paths as the OS would."""
-    import builtins
-    import errno
-
-    import microtransformer.data.corpus as corpus_module
-
-    denied: list[Path] = []
-    if os.geteuid() != 0:
-        def apply(path: Path) -> None:
-            os.chmod(path, 0)
-            denied.append(path)
-
-        yield apply
-        for p in denied:
-            os.chmod(p, 0o755)
-        return
-
-    def refuse(path) -> None:
-        if any(Path(path) == p or p in Path(path).parents for p in denied):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-
-    real_open, real_scandir = builtins.open, os.scandir
-
-    def fake_open(path, *args, **kwargs):
-        refuse(path)
-        return real_open(path, *args, **kwargs)
-
-    def fake_scandir(path="."):
-        refuse(path)
-        return real_scandir(path)
-
-    monkeypatch.setattr(corpus_module, "open", fake_open, raising=False)
-    monkeypatch.setattr(os, "scandir", fake_scandir)
-    yield denied.append
-
-
 def _tree(root: Path) -> None:
     (root / "books").mkdir(parents=True)
     for i in range(3):
