@@ -18,9 +18,6 @@ import numpy as np
 import pytest
 
 from microtransformer.cli.main import main
-from microtransformer.data.corpus import Corpus
-from microtransformer.data.shards import prepare_shards
-from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.base import CONFIG_FILE
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -29,20 +26,11 @@ TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "16
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory) -> dict[str, Path]:
+def ctx(tiny_data) -> dict[str, Path]:
     """A text file, a tokenizer, shards and a 2-step run: what the bad commands are aimed at."""
-    from pydoc_data.topics import topics
-
-    root = tmp_path_factory.mktemp("table")
-    text = root / "input.txt"
-    text.write_text("".join(topics[k] for k in ("assignment", "if", "for", "while")), encoding="utf-8")
-    tok = MicroTransformerTokenizer.train(text, vocab_size=300, show_progress=False)
-    tok.save(root / "tok")
-    prepare_shards(Corpus.from_file(text), tok, root / "shards", val_fraction=0.2, tokenizer_path=root / "tok",
-                   show_progress=False)
-    assert main(["train", "--shards_dir", str(root / "shards"), "--out_dir", str(root / "run"), *TINY,
-                 "--max_steps", "2"]) == 0
-    return {"root": root, "text": text, "tok": root / "tok", "shards": root / "shards", "run": root / "run"}
+    run = tiny_data["root"] / "run"
+    assert main(["train", "--shards_dir", str(tiny_data["shards"]), "--out_dir", str(run), *TINY, "--max_steps", "2"]) == 0
+    return {**tiny_data, "run": run}
 
 
 def _copy_tree(src: Path, dst: Path) -> Path:

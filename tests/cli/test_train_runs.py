@@ -13,9 +13,6 @@ import pytest
 import torch
 
 from microtransformer.cli.main import main
-from microtransformer.data.corpus import Corpus
-from microtransformer.data.shards import prepare_shards
-from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.trainer import Trainer
 
@@ -25,17 +22,8 @@ TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "16
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    from pydoc_data.topics import topics
-
-    root = tmp_path_factory.mktemp("data")
-    text = root / "input.txt"
-    text.write_text("".join(topics[k] for k in ("assignment", "if", "for", "while")), encoding="utf-8")
-    tok = MicroTransformerTokenizer.train(text, vocab_size=300, show_progress=False)
-    tok.save(root / "tok")
-    prepare_shards(Corpus.from_file(text), tok, root / "shards", val_fraction=0.2, tokenizer_path=root / "tok",
-                   show_progress=False)
-    return root / "shards"
+def shards(tiny_data) -> Path:
+    return tiny_data["shards"]
 
 
 def train(shards: Path, run: Path, *extra: str) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 
 def _int(text: str) -> int:
@@ -30,50 +32,29 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """A size or count: 1 or more."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], requirement: str, name: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert`` the text, then refuse values that are not ``ok``."""
+
+    def parse(text: str) -> Any:
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    """A count where 0 means none (warmup steps, seeds, ``--top_k 0`` = no top-k)."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def nonneg_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share in [0, 1)."""
-    value = _float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """A probability mass in (0, 1] (``--top_p``)."""
-    value = _float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
+#: A size or count: 1 or more.
+positive_int = _checked(_int, lambda v: v >= 1, "at least 1", "positive_int")
+#: A count where 0 means none (warmup steps, seeds, ``--top_k 0`` = no top-k).
+nonneg_int = _checked(_int, lambda v: v >= 0, "0 or more", "nonneg_int")
+positive_float = _checked(_float, lambda v: v > 0, "greater than 0", "positive_float")
+nonneg_float = _checked(_float, lambda v: v >= 0, "0 or more", "nonneg_float")
+#: A share in [0, 1).
+fraction = _checked(_float, lambda v: 0.0 <= v < 1.0, "in [0, 1)", "fraction")
+#: A probability mass in (0, 1] (``--top_p``).
+probability = _checked(_float, lambda v: 0.0 < v <= 1.0, "in (0, 1]", "probability")
 
 
 def utf8_text(text: str) -> str:
