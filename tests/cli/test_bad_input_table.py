@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,42 +41,43 @@ def _copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
-# Each row: (id, build(ctx, tmp, monkeypatch, deny) -> argv, exit code, text the message must contain)
-def permission_corpus(c, tmp, mp, deny):
+# Each row: (id, build(ctx, tmp, fx) -> argv, exit code, text the message must contain);
+# fx: .mp (monkeypatch), .deny (make a path unreadable), .later (run at teardown)
+def permission_corpus(c, tmp, fx):
     f = tmp / "locked.txt"
     f.write_text("text\n")
-    deny(f)
+    fx.deny(f)
     return ["tokenizer", "train", "--data_file", str(f), "--output_dir", str(tmp / "tok")]
 
 
-def permission_output(c, tmp, mp, deny):
+def permission_output(c, tmp, fx):
     ro = tmp / "readonly"
     ro.mkdir()
-    deny(ro)
+    fx.deny(ro)
     return ["tokenizer", "train", "--data_file", str(c["text"]), "--output_dir", str(ro / "tok")]
 
 
-def disk_full(c, tmp, mp, deny):
+def disk_full(c, tmp, fx):
     run = _copy_tree(c["run"], tmp / "run")
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    mp.setattr(os, "fsync", no_space)  # every atomic write ends with fsync: the first save fails
+    fx.mp.setattr(os, "fsync", no_space)  # every atomic write ends with fsync: the first save fails
     return ["train", "--resume", str(run), "--max_steps", "4"]
 
 
-def bad_pattern(c, tmp, mp, deny):
+def bad_pattern(c, tmp, fx):
     return ["tokenizer", "train", "--data_file", str(c["text"]), "--pattern", "(?<x", "--output_dir", str(tmp / "t")]
 
 
-def other_engines_option(c, tmp, mp, deny):
+def other_engines_option(c, tmp, fx):
     return ["tokenizer", "train", "--data_file", str(c["text"]), "--engine", "bpe", "--normalization", "nfkc",
             "--output_dir", str(tmp / "t")]
 
 
 def output_dir_is_a_file(command):
-    def build(c, tmp, mp, deny):
+    def build(c, tmp, fx):
         f = tmp / "a_file"
         f.write_text("not a folder")
         return {
@@ -88,25 +90,25 @@ def output_dir_is_a_file(command):
     return build
 
 
-def invalid_utf8_encode(c, tmp, mp, deny):
+def invalid_utf8_encode(c, tmp, fx):
     return ["tokenizer", "encode", "--tokenizer_path", str(c["tok"]), "\udcff"]  # what Python makes of $'\xff'
 
 
-def invalid_utf8_prompt(c, tmp, mp, deny):
+def invalid_utf8_prompt(c, tmp, fx):
     return ["sample", "--ckpt", str(c["run"]), "--prompt", "abc\udcff"]
 
 
-def ae_eval_missing_text(c, tmp, mp, deny):
+def ae_eval_missing_text(c, tmp, fx):
     return ["autoencoder", "eval", "--phase", "final", "--model", str(tmp), "--text_file", str(tmp / "none.txt")]
 
 
-def ae_eval_non_utf8_text(c, tmp, mp, deny):
+def ae_eval_non_utf8_text(c, tmp, fx):
     f = tmp / "latin1.txt"
     f.write_bytes("café".encode("latin-1"))
     return ["autoencoder", "eval", "--phase", "final", "--model", str(tmp), "--text_file", str(f)]
 
 
-def ae_eval_damaged_config(c, tmp, mp, deny):
+def ae_eval_damaged_config(c, tmp, fx):
     ckpt = tmp / "checkpoint_step_2"
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model": {"d_model": 3')
@@ -114,13 +116,13 @@ def ae_eval_damaged_config(c, tmp, mp, deny):
     return ["autoencoder", "eval", "--phase", "after", "--model", str(ckpt), "--no_val"]
 
 
-def ae_compare_not_results(c, tmp, mp, deny):
+def ae_compare_not_results(c, tmp, fx):
     f = tmp / "not_results.json"
     f.write_text(json.dumps({"hello": "world"}))
     return ["autoencoder", "eval", "--compare", str(f), "--report", str(tmp / "r.html")]
 
 
-def engine_is_a_list(c, tmp, mp, deny):
+def engine_is_a_list(c, tmp, fx):
     tok = _copy_tree(c["tok"], tmp / "tok")
     cfg = json.loads((tok / CONFIG_FILE).read_text())
     cfg["engine"] = ["bpe"]
@@ -128,7 +130,7 @@ def engine_is_a_list(c, tmp, mp, deny):
     return ["tokenizer", "encode", "--tokenizer_path", str(tok), "hello"]
 
 
-def shard_ids_out_of_range(c, tmp, mp, deny):
+def shard_ids_out_of_range(c, tmp, fx):
     shards = _copy_tree(c["shards"], tmp / "shards")
     train = np.memmap(shards / "train.bin", dtype=np.uint16, mode="r+")
     train[5] = 60000
@@ -136,7 +138,7 @@ def shard_ids_out_of_range(c, tmp, mp, deny):
     return ["train", "--shards_dir", str(shards), "--out_dir", str(tmp / "run"), *TINY, "--max_steps", "2"]
 
 
-def shard_unknown_dtype(c, tmp, mp, deny):
+def shard_unknown_dtype(c, tmp, fx):
     shards = _copy_tree(c["shards"], tmp / "shards")
     meta = json.loads((shards / "meta.json").read_text())
     meta["dtype"] = "float128"
@@ -144,15 +146,40 @@ def shard_unknown_dtype(c, tmp, mp, deny):
     return ["train", "--shards_dir", str(shards), "--out_dir", str(tmp / "run"), *TINY, "--max_steps", "2"]
 
 
+def tokenizer_file_outside(c, tmp, fx):
+    tok = _copy_tree(c["tok"], tmp / "tok")
+    cfg = json.loads((tok / CONFIG_FILE).read_text())
+    cfg["files"]["../../../../etc/passwd"] = cfg["files"].pop("tokenizer.tiktoken")
+    (tok / CONFIG_FILE).write_text(json.dumps(cfg))
+    return ["tokenizer", "encode", "--tokenizer_path", str(tok), "hello"]
+
+
+def pointer_outside(c, tmp, fx):
+    run = _copy_tree(c["run"], tmp / "run")
+    (run / "last.json").write_text(json.dumps({"checkpoint": "../../elsewhere/step_000002", "step": 2}))
+    return ["sample", "--ckpt", str(run), "--checkpoint", "last"]
+
+
+def directory_in_use(c, tmp, fx):
+    held = tmp / "shards_out"
+    code = ("import sys, time; from microtransformer.io import DirectoryLock; "
+            "DirectoryLock(sys.argv[1], purpose='mtx data prepare').acquire(); print('locked', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(held)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC})
+    fx.later(lambda: (proc.kill(), proc.wait()))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return ["data", "prepare", "--tokenizer_path", str(c["tok"]), "--data_file", str(c["text"]), "--output_dir", str(held)]
+
+
 def size_zero(*flags):
-    def build(c, tmp, mp, deny):
+    def build(c, tmp, fx):
         return [a.format(**{k: str(v) for k, v in c.items()}, tmp=tmp) for a in flags]
 
     return build
 
 
-def env_threads_zero(c, tmp, mp, deny):
-    mp.setenv("MTX_NUM_THREADS", "0")
+def env_threads_zero(c, tmp, fx):
+    fx.mp.setenv("MTX_NUM_THREADS", "0")
     return ["sample", "--ckpt", str(c["run"]), "--max_new_tokens", "2"]
 
 
@@ -172,6 +199,9 @@ ROWS = [
     ("autoencoder eval: damaged config.json", ae_eval_damaged_config, 2, "damaged or not JSON"),
     ("autoencoder eval --compare: not a results file", ae_compare_not_results, 2, "not a results file"),
     ("tokenizer config: engine is a list", engine_is_a_list, 2, "unknown tokenizer engine"),
+    ("tokenizer config: a file name leaving the folder", tokenizer_file_outside, 2, "not a plain file name"),
+    ("last.json pointing outside the run", pointer_outside, 2, "not a checkpoint inside"),
+    ("directory in use by another process", directory_in_use, 2, "in use by process"),
     ("hand-damaged shards: ids out of range", shard_ids_out_of_range, 2, "holds token id 60000"),
     ("hand-damaged shards: unknown dtype", shard_unknown_dtype, 2, "dtype 'float128'"),
     ("--max_piece_chars 0", size_zero("data", "prepare", "--tokenizer_path", "{tok}", "--data_file", "{text}",
@@ -187,8 +217,8 @@ ROWS = [
 
 
 @pytest.mark.parametrize("build, code, needle", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_bad_command(ctx, tmp_path, monkeypatch, deny, capsys, build, code: int, needle: str) -> None:
-    argv = build(ctx, tmp_path, monkeypatch, deny)
+def test_bad_command(ctx, tmp_path, monkeypatch, deny, request, capsys, build, code: int, needle: str) -> None:
+    argv = build(ctx, tmp_path, SimpleNamespace(mp=monkeypatch, deny=deny, later=request.addfinalizer))
     capsys.readouterr()
     assert main(argv) == code
     err = capsys.readouterr().err
@@ -202,7 +232,7 @@ def test_bad_command(ctx, tmp_path, monkeypatch, deny, capsys, build, code: int,
 def test_disk_full_keeps_the_old_checkpoint(ctx, tmp_path, monkeypatch, deny, capsys) -> None:
     from microtransformer.training import checkpoint as ckpt
 
-    argv = disk_full(ctx, tmp_path, monkeypatch, deny)
+    argv = disk_full(ctx, tmp_path, SimpleNamespace(mp=monkeypatch, deny=deny))
     assert main(argv) == 1
     monkeypatch.undo()
     run = tmp_path / "run"
