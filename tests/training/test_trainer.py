@@ -205,3 +205,8 @@ def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch):
     trainer = Trainer(make_model(), make_data(), make_config(max_steps=2, compile=True), tmp_path / "r", show_progress=False)
     result = trainer.fit()
     assert result.step == 2 and not trainer._compiled
+
+
+def test_negative_seed_is_a_config_error():
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        make_config(seed=-1)

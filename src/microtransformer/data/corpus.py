@@ -285,15 +285,7 @@ class Corpus:
     @property
     def file_bytes(self) -> int | None:
         """Size on disk of the corpus files (None for the built-in corpus): progress bars and split sizing."""
-        if not self.files:
-            return None
-        total = 0
-        for p in self.files:
-            try:
-                total += p.stat().st_size
-            except OSError:  # reported when it is read
-                pass
-        return total
+        return sum(_size(p) for p in self.files) if self.files else None  # unreadable ones count 0 (reported on read)
 
     def iter_documents(self, progress: bool = False, max_chars: int | None = None) -> Iterator[str]:
         """Yield documents one at a time; a tqdm bar over bytes read when ``progress``.

@@ -48,13 +48,13 @@ from microtransformer.device import (
     choose_precision,
 )
 from microtransformer.errors import CheckpointError, ConfigError, DataError
-from microtransformer.io import DirectoryLock, atomic_write_text, remove_stale_temporaries
 from microtransformer.evaluation.metrics import (
     bits_per_byte,
     nats_and_bytes,
     perplexity,
     token_nats,
 )
+from microtransformer.io import DirectoryLock, atomic_write_text, remove_stale_temporaries
 from microtransformer.models import unwrap_model
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -117,6 +117,8 @@ class TrainConfig(JSONConfig):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0 (numpy seeds the data order with it), got {self.seed!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
