@@ -56,6 +56,10 @@ _BOM = codecs.BOM_UTF8
 class BinaryFileError(CorpusError):
     """A file looks binary (contains NUL bytes), so it is not training text."""
 
+    def __init__(self, path: Path, offset: int) -> None:
+        super().__init__(f"{path} looks like a binary file (NUL byte at offset {offset}), not text")
+        self.path, self.offset = path, offset
+
 
 @dataclass(frozen=True)
 class SkippedPath:
@@ -74,9 +78,7 @@ def _check_not_binary(f: BinaryIO, path: Path) -> None:
     while block := f.read(BLOCK_BYTES):
         nul = block.find(b"\x00")
         if nul != -1:
-            raise BinaryFileError(
-                f"{path} looks like a binary file (NUL byte at offset {offset + nul}), not text"
-            )
+            raise BinaryFileError(path, offset + nul)
         offset += len(block)
     f.seek(0)
 
@@ -183,15 +185,16 @@ def cut_pieces(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
     """
     if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
         raise ConfigError(f"max_chars must be a positive integer, got {max_chars!r}")
-    buf = ""
+    buf, start = "", 0
     for block in blocks:
-        buf = buf + block if buf else block
-        while len(buf) > max_chars:
-            cut = _cut_point(buf, max_chars)
-            yield buf[:cut]
-            buf = buf[cut:]
-    if buf:
-        yield buf
+        buf, start = (buf[start:] + block if start < len(buf) else block), 0
+        while len(buf) - start > max_chars:
+            # the rules look at most two characters past max_chars; a window keeps each cut O(max_chars)
+            cut = _cut_point(buf[start : start + max_chars + 2], max_chars)
+            yield buf[start : start + cut]
+            start += cut
+    if start < len(buf):
+        yield buf[start:]
 
 
 def builtin_documents(include_sources: bool = False) -> Iterator[str]:
@@ -324,8 +327,8 @@ class Corpus:
                 except BinaryFileError as exc:
                     if not self.skip_binary:
                         raise
-                    read_skips.append(SkippedPath(path, "binary: contains NUL bytes"))
-                    logger.warning("skipping %s", exc)
+                    read_skips.append(SkippedPath(path, f"binary: NUL byte at offset {exc.offset}"))
+                    logger.warning("skipping binary file %s (NUL byte at offset %d)", path, exc.offset)
                     continue
                 except PermissionError as exc:
                     if not self.skip_binary:  # a single --data_file: the user must know
