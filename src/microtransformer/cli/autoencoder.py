@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int, utf8_text
 from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.io import atomic_write_json, read_json
 from microtransformer.tokenization.autoencoder_vocab import STRATEGIES
@@ -74,7 +74,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--checkpoint", required=True, help="checkpoint_step_N or checkpoint_best directory")
     e.add_argument("--vocab_size", type=positive_int, default=32768, help="total vocab: 256 bytes + codes + special tokens")
     e.add_argument("--output_dir", required=True)
-    e.add_argument("--special_tokens", nargs="*", default=None, help="default: bos/eos/pad/mask + chat tokens")
+    e.add_argument("--special_tokens", type=utf8_text, nargs="*", default=None, help="default: bos/eos/pad/mask + chat tokens")
     e.add_argument("--strategy", choices=STRATEGIES, default="compression",
                    help="compression: verified substrings pruned to the fewest tokens on the corpus (default); "
                         "frequency: the most frequent whole chunks, then --piece_fraction pieces")

@@ -156,33 +156,50 @@ def print_result(result: Any, run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.device import set_num_threads
+    import contextlib
+
+    from microtransformer.device import choose_device, set_num_threads
     from microtransformer.io import DirectoryLock, check_output_dir
+    from microtransformer.training.checkpoint import read_run
+    from microtransformer.training.distributed import detect_distributed, init_distributed
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
-    from microtransformer.training.checkpoint import read_run
-
     run_dir = Path(args.resume or args.out_dir)
     if args.resume:
         read_run(run_dir)  # a typed error for a path that is not a run, before the lock creates anything
     else:
         check_output_dir(run_dir, "--out_dir")
+    env = detect_distributed()
+    if env.is_distributed:  # under torchrun: rank 0 writes (data, checkpoints), the others wait for it
+        init_distributed(env, choose_device(args.device or "auto")[0])
     # one writer per run directory, from the first file written (tokenizer, shards) to the last checkpoint
-    with DirectoryLock(run_dir, purpose="mtx train"):
-        result = _train(args, run_dir)
-    print_result(result, run_dir)
+    lock = DirectoryLock(run_dir, purpose="mtx train") if env.is_main else contextlib.nullcontext()
+    with lock:
+        result = _train(args, run_dir, env.is_main)
+    if env.is_main:
+        print_result(result, run_dir)
     if result.interrupted:
         return 128 + int(result.stop_signal or 2)  # 130 after Ctrl-C, 143 after SIGTERM
     return 0
 
 
-def _train(args: argparse.Namespace, run_dir: Path) -> Any:
+def _data_of_rank_0(args: argparse.Namespace, run_dir: Path) -> tuple[Path, Any]:
+    """On the other ranks of a torchrun: the shards and tokenizer rank 0 prepared (read only)."""
+    from microtransformer.tokenization import MicroTransformerTokenizer
+
+    if args.shards_dir:
+        return prepare_data_for_run(args, run_dir)  # reads only
+    return run_dir / "data", MicroTransformerTokenizer.from_pretrained(args.tokenizer_path or run_dir / "data" / "tokenizer")
+
+
+def _train(args: argparse.Namespace, run_dir: Path, is_main: bool) -> Any:
     import torch
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from microtransformer.data.loader import ShardDataset
     from microtransformer.models import build_model
     from microtransformer.training.checkpoint import has_checkpoint, read_run
+    from microtransformer.training.distributed import barrier
     from microtransformer.training.trainer import TrainConfig, Trainer
 
     overrides = train_overrides(args)
@@ -200,12 +217,17 @@ def _train(args: argparse.Namespace, run_dir: Path) -> Any:
         if has_checkpoint(run_dir):
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out_dir")
         config = TrainConfig(**{**_DEFAULTS, **overrides})  # validated before any work
-        shards, tok = prepare_data_for_run(args, run_dir)
+        if is_main:
+            shards, tok = prepare_data_for_run(args, run_dir)
+        barrier()
+        if not is_main:
+            shards, tok = _data_of_rank_0(args, run_dir)
         data = ShardDataset(shards, args.block_size)
         model_config = build_model_config(args, tok.vocab_size)
         torch.manual_seed(config.seed)  # the initial weights depend on --seed, and only on it
         model = build_model(args.model, model_config)
-        print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
+        if is_main:
+            print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
         trainer = Trainer(
             model, data, config, run_dir, tokenizer=tok,
             run_info={"data": {"shards_dir": _portable(Path(shards), run_dir)}},
