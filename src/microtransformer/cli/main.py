@@ -4,16 +4,12 @@ Each command module exposes ``register(subparsers)`` which adds its parser and
 sets ``func=run`` where ``run(args) -> int``. This is the only layer that
 prints and picks exit codes, and no error reaches the user as a traceback:
 
-====================================================  ==========  =========================
-what went wrong                                       exit code   stderr
-====================================================  ==========  =========================
-bad flag or value (argparse), a user error             2           one ``error: ...`` line
-(:class:`MicroTransformerError`)
-an operating-system error (permission denied, disk    1           one ``error: ...`` line
-full, a file that is a folder)
-Ctrl-C / SIGTERM                                       130 / 143   one line
-the reader of our output went away (``| head``)        141         one line
-====================================================  ==========  =========================
+- 2: a bad flag or value (argparse) or a user error (:class:`MicroTransformerError`);
+- 1: an operating-system error (permission denied, disk full);
+- 130 / 143: Ctrl-C / SIGTERM;
+- 141: the reader of our output went away (``mtx sample --stream | head``).
+
+Each prints one line on stderr (``error: ...`` for 2 and 1).
 """
 
 from __future__ import annotations
