@@ -126,7 +126,7 @@ def test_run_dir_without_metadata(tmp_path):
     data = make_data()
     Trainer(make_model(), data, make_config(max_steps=2), tmp_path / "run", show_progress=False).fit()
     (tmp_path / "run" / "checkpoints" / "step_000002" / ckpt.META_FILE).unlink()
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
         ckpt.resolve_checkpoint(tmp_path / "run", "last")
 
 
@@ -253,3 +253,8 @@ def test_trainer_ignores_minus_100_targets(tmp_path, model_kind):
         logits = before(x)[0]
         want = torch.nn.functional.cross_entropy(logits[y != -100], y[y != -100]).item()
     assert log.loss == pytest.approx(want, rel=1e-5)
+
+
+def test_negative_seed_is_a_config_error():
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        make_config(seed=-1)

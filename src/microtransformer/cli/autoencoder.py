@@ -23,17 +23,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int, utf8_text
 from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.io import atomic_write_json, read_json
 from microtransformer.tokenization.autoencoder_vocab import STRATEGIES
 
 DEFAULT_CHECKPOINT_DIR = "autoencoder_ckpt"
+# PretrainConfig fields settable from the command line; the config validates ranges the types do not
 _PRETRAIN_FLAGS = (
-    ("steps", int), ("batch_size", int), ("lr", float), ("warmup_steps", int), ("checkpoint_every", int),
-    ("eval_every", int), ("keep_last", int), ("log_every", int), ("seed", int), ("val_fraction", float),
-    ("sample_alpha", float), ("weight_decay", float), ("max_seconds", float), ("min_lr_ratio", float),
-    ("encoder_fraction", float), ("piece_share", float), ("n_pieces", int), ("augment_share", float),
-    ("separation_weight", float), ("separation_margin", float),
+    ("steps", positive_int), ("batch_size", positive_int), ("lr", positive_float), ("warmup_steps", nonneg_int),
+    ("checkpoint_every", positive_int), ("eval_every", positive_int), ("keep_last", positive_int),
+    ("log_every", positive_int), ("seed", nonneg_int), ("val_fraction", fraction), ("sample_alpha", nonneg_float),
+    ("weight_decay", nonneg_float), ("max_seconds", nonneg_float), ("min_lr_ratio", nonneg_float),
+    ("encoder_fraction", positive_float), ("piece_share", fraction), ("n_pieces", nonneg_int),
+    ("augment_share", fraction), ("separation_weight", nonneg_float), ("separation_margin", positive_float),
 )
 
 
@@ -62,23 +65,23 @@ def register(subparsers: Any) -> None:
     t.add_argument("--resume", help="continue from a checkpoint_step_N directory")
     for name, typ in _PRETRAIN_FLAGS:
         t.add_argument(f"--{name}", type=typ, default=None, help=f"override pretrain.{name}")
-    t.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--num_threads", type=positive_int, default=None, help="torch CPU threads")
     t.add_argument("--device", default="cpu")
     t.add_argument("--no_progress", action="store_true", help="no progress bar")
     t.set_defaults(func=run_pretrain)
 
     e = sub.add_parser("export", help="build a tokenizer directory from a checkpoint")
     e.add_argument("--checkpoint", required=True, help="checkpoint_step_N or checkpoint_best directory")
-    e.add_argument("--vocab_size", type=int, default=32768, help="total vocab: 256 bytes + codes + special tokens")
+    e.add_argument("--vocab_size", type=positive_int, default=32768, help="total vocab: 256 bytes + codes + special tokens")
     e.add_argument("--output_dir", required=True)
-    e.add_argument("--special_tokens", nargs="*", default=None, help="default: bos/eos/pad/mask + chat tokens")
+    e.add_argument("--special_tokens", type=utf8_text, nargs="*", default=None, help="default: bos/eos/pad/mask + chat tokens")
     e.add_argument("--strategy", choices=STRATEGIES, default="compression",
                    help="compression: verified substrings pruned to the fewest tokens on the corpus (default); "
                         "frequency: the most frequent whole chunks, then --piece_fraction pieces")
-    e.add_argument("--piece_fraction", type=float, default=0.0,
+    e.add_argument("--piece_fraction", type=fraction, default=0.0,
                    help="frequency strategy: share of the codes kept for verified prefix/suffix pieces")
     _add_corpus(e, recorded_default=True)
-    e.add_argument("--num_threads", type=int, default=None)
+    e.add_argument("--num_threads", type=positive_int, default=None)
     e.set_defaults(func=run_export)
 
     v = sub.add_parser("eval", help="reconstruction test (network alone, and after fallback for a tokenizer)")
@@ -93,26 +96,43 @@ def register(subparsers: Any) -> None:
     v.add_argument("--training_state", help="checkpoint dir or training_state.json for training curves in the report")
     v.add_argument("--analysis", help="analyze --output JSON for codebook plots in the report")
     _add_corpus(v, recorded_default=True)
-    v.add_argument("--num_threads", type=int, default=None)
+    v.add_argument("--num_threads", type=positive_int, default=None)
     v.set_defaults(func=run_eval)
 
     a = sub.add_parser("analyze", help="code frequencies, collisions, top-k coverage, utilization")
     a.add_argument("--checkpoint", required=True, help="checkpoint dir or exported tokenizer dir")
     a.add_argument("--heldout_file", nargs="*", default=(), help="held-out text for coverage/utilization (default: val split)")
-    a.add_argument("--ks", type=int, nargs="+", default=None, help="top-k vocab sizes (default 1024 4096 8192 16384 32768)")
+    a.add_argument("--ks", type=positive_int, nargs="+", default=None, help="top-k vocab sizes (default 1024 4096 8192 16384 32768)")
     a.add_argument("--output", help="analysis JSON path")
     a.add_argument("--report", help="HTML report with the plots")
     _add_corpus(a, recorded_default=True)
-    a.add_argument("--num_threads", type=int, default=None)
+    a.add_argument("--num_threads", type=positive_int, default=None)
     a.set_defaults(func=run_analyze)
 
 
 # ---------------------------------------------------------------- helpers
 def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "num_threads", None):
-        import torch
+    from microtransformer.device import set_num_threads
 
-        torch.set_num_threads(args.num_threads)
+    set_num_threads(getattr(args, "num_threads", None))
+
+
+def _read_json(path: Path, what: str, error: type[Exception] = CheckpointError) -> Any:
+    """A JSON file the user pointed at; damage is a typed one-line error, not a traceback."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is damaged or not JSON ({exc})") from None
+
+
+def _checkpoint_config(path: Path) -> dict[str, Any]:
+    """``config.json`` of an auto-encoder checkpoint directory, checked to be a JSON object."""
+    data = _read_json(path / "config.json", "the checkpoint config")
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path / 'config.json'} is not an auto-encoder checkpoint config (not a JSON object)")
+    return data
 
 
 def _data_record(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,7 +168,7 @@ def _recorded_data(args: argparse.Namespace, checkpoint: Path | None) -> dict[st
     if args.data_file or args.data_dir or args.corpus:
         return _data_record(args)
     if checkpoint is not None and (checkpoint / "config.json").is_file():
-        rec = read_json(checkpoint / "config.json").get("data")
+        rec = _checkpoint_config(checkpoint).get("data")
         if rec:
             if args.exclude is not None:
                 rec = {**rec, "exclude": list(args.exclude)}
@@ -199,7 +219,7 @@ def _checkpoint_meta(path: Path) -> dict[str, Any]:
     cfg = path / "config.json"
     if not cfg.is_file():
         raise CheckpointError(f"{path} has no config.json; pass a checkpoint_step_N / checkpoint_best directory")
-    return read_json(cfg)
+    return _checkpoint_config(path)
 
 
 # ---------------------------------------------------------------- commands
@@ -263,7 +283,7 @@ def run_export(args: argparse.Namespace) -> int:
     _checkpoint_meta(ckpt)
     record = _recorded_data(args, ckpt)
     corpus = _corpus(record)
-    pattern = (read_json(ckpt / "config.json").get("pretrain") or {}).get("pattern")
+    pattern = (_checkpoint_config(ckpt).get("pretrain") or {}).get("pattern")
     print(f"building a vocabulary of {args.vocab_size} from {ckpt} on {corpus.describe()}")
     start = time.perf_counter()
     tok = MicroTransformerTokenizer.train_from_iterator(
@@ -317,12 +337,13 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError("pass --model (a checkpoint or tokenizer dir), or --compare A.json B.json --report out.html")
     import torch
 
+    from microtransformer.data.corpus import read_text_file
     from microtransformer.evaluation.reconstruction import evaluate_model, evaluate_tokenizer
     from microtransformer.models.char_autoencoder import ChunkAutoEncoder, load_autoencoder
 
     path = Path(args.model)
     pretrain: dict[str, Any] = {}
-    texts = {Path(f).stem: Path(f).read_text(encoding="utf-8") for f in args.text_file}
+    texts = {Path(f).stem: read_text_file(f, errors="strict") for f in args.text_file}
     extra = {"model_path": str(path)}
     tok = None
     if args.phase == "final" or _is_tokenizer_dir(path):
@@ -349,7 +370,7 @@ def run_eval(args: argparse.Namespace) -> int:
             model = load_autoencoder(path)
         ckpt_for_data = path
     if ckpt_for_data is not None and not pretrain and (ckpt_for_data / "config.json").is_file():
-        pretrain = dict(read_json(ckpt_for_data / "config.json").get("pretrain") or {})
+        pretrain = dict(_checkpoint_config(ckpt_for_data).get("pretrain") or {})
     val_chunks: list[bytes] = []
     val_counts: list[int] = []
     if not args.no_val:
@@ -378,7 +399,7 @@ def _training_state(path: str | None) -> dict[str, Any] | None:
         p = p / "training_state.json"
     if not p.is_file():
         raise ConfigError(f"--training_state {path}: no training_state.json there")
-    return read_json(p)
+    return _read_json(p, "--training_state", ConfigError)
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -392,11 +413,14 @@ def _run_compare(args: argparse.Namespace) -> int:
             r = read_json(f)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read results {f} ({exc}); write it with `mtx autoencoder eval --output`") from None
+        summary = r.get("summary") if isinstance(r, dict) else None
+        if not isinstance(summary, dict) or not {"sentences_perfect", "sentences_total", "char_accuracy"} <= set(summary):
+            raise ConfigError(f"{f} is not a results file of `mtx autoencoder eval --output` (no summary); pass those files to --compare")
         name = r.get("phase", Path(f).stem)
         if name in results:
             name = f"{name} ({Path(f).name})"
         results[name] = r
-    analysis = read_json(args.analysis) if args.analysis else None
+    analysis = _read_json(Path(args.analysis), "--analysis", ConfigError) if args.analysis else None
     write_report(args.report, results=results, training_state=_training_state(args.training_state), codebook=analysis)
     for name, r in results.items():
         s = r["summary"]
@@ -429,7 +453,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     else:
         model = load_autoencoder(path)
     if ckpt_for_data is not None and (ckpt_for_data / "config.json").is_file():
-        pretrain = dict(read_json(ckpt_for_data / "config.json").get("pretrain") or {})
+        pretrain = dict(_checkpoint_config(ckpt_for_data).get("pretrain") or {})
     val_chunks, val_counts, train_counts = _val_split(_recorded_data(args, ckpt_for_data), pretrain, model.config.max_chunk_len)
     held_texts = [read_text_file(f) for f in args.heldout_file]  # read once: chunk counts, then the tokenizer's ids
     if held_texts:

@@ -28,11 +28,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from microtransformer.data.shards import SPLITS, ShardMeta, read_meta
+from microtransformer.data.shards import SPLITS, ShardMeta, read_meta, split_path
 from microtransformer.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from microtransformer.tokenization import MicroTransformerTokenizer
+
+_SCAN_BYTES = 1 << 30  # shards up to 1 GiB are checked for out-of-range ids when opened
+_SCAN_BLOCK = 1 << 24  # ids per max() while scanning
 
 
 def _check_split(split: str) -> None:
@@ -127,11 +130,26 @@ class ShardDataset:
             tokens = self.num_tokens(split)
             if tokens < block_size + 1:
                 raise DataError(
-                    f"{self.shards_dir / self.meta.splits[split].file} has {tokens} tokens but a training window "
+                    f"{split_path(self.shards_dir, self.meta.splits[split])} has {tokens} tokens but a training window "
                     f"needs block_size + 1 = {block_size + 1}; lower --block_size (at most {max(tokens - 1, 0)}) "
                     "or add more text"
                     + (" / raise --val_fraction" if split == "val" else "")
                 )
+        # shards up to _SCAN_BYTES are checked once here, larger ones batch by batch
+        self._unscanned = {s for s in SPLITS if self.num_tokens(s) * np.dtype(self.meta.dtype).itemsize > _SCAN_BYTES}
+        for split in set(SPLITS) - self._unscanned:
+            self._check_ids(self.memmap(split), split)
+
+    def _check_ids(self, ids: np.ndarray, split: str) -> None:
+        """Typed error for ids the vocabulary does not have (a damaged or foreign shard)."""
+        top = 0
+        for start in range(0, len(ids), _SCAN_BLOCK):
+            top = max(top, int(ids[start : start + _SCAN_BLOCK].max(initial=0)))
+        if top >= self.vocab_size:
+            raise DataError(
+                f"{split_path(self.shards_dir, self.meta.splits[split])} holds token id {top}, but meta.json says "
+                f"vocab_size {self.vocab_size}: the shard is damaged or from another tokenizer; re-run `mtx data prepare`"
+            )
 
     def num_tokens(self, split: str) -> int:
         _check_split(split)
@@ -142,15 +160,17 @@ class ShardDataset:
     def memmap(self, split: str) -> np.ndarray:
         """The split's token ids, memory-mapped read-only (open a fresh one per batch: see the module docstring)."""
         _check_split(split)
-        info = self.meta.splits[split]
-        return np.memmap(self.shards_dir / info.file, dtype=np.dtype(self.meta.dtype), mode="r")
+        return np.memmap(split_path(self.shards_dir, self.meta.splits[split]), dtype=np.dtype(self.meta.dtype), mode="r")
 
     def get_batch(
         self, split: str, batch_size: int, rng: np.random.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own."""
         _check_split(split)
-        return windows_to_batch(self.memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+        x, y = windows_to_batch(self.memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+        if split in self._unscanned and max(int(x.max()), int(y.max())) >= self.vocab_size:
+            self._check_ids(self.memmap(split), split)
+        return x, y
 
 
 class BPEDataset(TokenArrayDataset):

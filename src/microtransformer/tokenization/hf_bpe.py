@@ -55,9 +55,12 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
         cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, min_frequency: int = 0, **options: Any
     ) -> HFByteLevelTokenizer:
         if options:
-            raise TypeError(f"hf-bytelevel engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the hf-bytelevel engine does not take {', '.join(sorted(options))}; "
+                "drop the option or choose the engine it belongs to"
+            )
         if pattern not in (None, GPT2_SPLIT_PATTERN):
-            raise TypeError("hf-bytelevel uses HF's built-in GPT-2 split; it does not take a custom pattern")
+            raise ConfigError("the hf-bytelevel engine uses HF's built-in GPT-2 split: it does not take --pattern (use bpe or reference)")
         tk = Tokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tk.decoder = decoders.ByteLevel()

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from microtransformer.errors import TokenizerFormatError
+from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
 from microtransformer.tokenization.reference_bpe import ReferenceBPE, count_chunks, train_merges
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
@@ -42,7 +42,10 @@ class ReferenceTokenizer(MicroTransformerTokenizer):
         **options: Any,
     ) -> ReferenceTokenizer:
         if options:
-            raise TypeError(f"reference engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the reference engine does not take {', '.join(sorted(options))} (it takes --pattern and --tie_break); "
+                "drop the option or choose the engine it belongs to"
+            )
         pattern = pattern or GPT4_SPLIT_PATTERN
         merges = train_merges(count_chunks(texts, pattern), n_ordinary, tie_break=tie_break, progress=show_progress)
         return cls(merges, pattern, tie_break)

@@ -79,11 +79,13 @@ from tqdm.auto import tqdm
 from microtransformer.config import JSONConfig
 from microtransformer.errors import CheckpointError, ConfigError, CorpusError
 from microtransformer.io import (
+    DirectoryLock,
     PathLike,
     atomic_replace_dir,
     atomic_write_bytes,
     atomic_write_json,
     read_json,
+    remove_stale_temporaries,
 )
 from microtransformer.models.char_autoencoder import (
     AutoEncoderConfig,
@@ -622,8 +624,29 @@ def pretrain_autoencoder(
     trained in one call). ``resume`` continues a ``checkpoint_step_N``;
     without an explicit ``model_config`` the checkpoint's config is used.
     ``extra_config`` (JSON-able, e.g. where the corpus came from) is stored
-    in every checkpoint's ``config.json``.
+    in every checkpoint's ``config.json``. ``checkpoint_dir`` is locked while
+    this runs (a second writer gets :class:`~microtransformer.errors.DirectoryInUseError`)
+    and what a killed run left half-written there is removed first.
     """
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt_dir is None:
+        return _pretrain(documents, dataset, model_config, config, None, resume, device, progress, extra_config)
+    with DirectoryLock(ckpt_dir, purpose="mtx autoencoder pretrain"):  # one writer per checkpoint folder
+        remove_stale_temporaries(ckpt_dir)
+        return _pretrain(documents, dataset, model_config, config, ckpt_dir, resume, device, progress, extra_config)
+
+
+def _pretrain(
+    documents: Iterable[str] | None,
+    dataset: ChunkDataset | None,
+    model_config: AutoEncoderConfig | None,
+    config: PretrainConfig | None,
+    ckpt_dir: Path | None,
+    resume: PathLike | None,
+    device: str,
+    progress: bool,
+    extra_config: Mapping[str, Any] | None,
+) -> PretrainResult:
     config = config or PretrainConfig()
     resume_path = Path(resume) if resume is not None else None
     if resume_path is not None:
@@ -652,7 +675,6 @@ def pretrain_autoencoder(
         summary["train_unique"], summary["train_occurrences"], summary["val_unique"], summary["val_occurrences"],
         100 * summary["val_unseen_occurrence_rate"],
     )
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     trainer = _Trainer(dataset, model_config, config, ckpt_dir, device, extra_config)
     if resume_path is not None:
         trainer.load(resume_path)

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from microtransformer.errors import CheckpointError
-from microtransformer.io import atomic_replace_dir, atomic_write_bytes, atomic_write_json, read_json
+from microtransformer.io import atomic_replace_dir, atomic_write_bytes, atomic_write_json, member_path, read_json
 from microtransformer.models import build_model, config_from_dict, unwrap_model
 
 logger = logging.getLogger(__name__)
@@ -201,16 +201,43 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / META_FILE).is_file())
 
 
+def has_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
+    """True once a run has saved a complete checkpoint (before that it can be restarted in place)."""
+    return bool(list_checkpoints(run_dir))
+
+
+def _pointer_target(run_dir: Path, pointer: Path) -> Path:
+    """The checkpoint a ``last.json``/``best.json`` names: ``checkpoints/<plain name>`` inside the run, nothing else."""
+    try:
+        value = read_json(pointer)["checkpoint"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{pointer} is damaged ({exc}); pass --checkpoint step_N instead") from exc
+    head, sep, name = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if head != CHECKPOINTS_DIR or not sep:
+        raise CheckpointError(
+            f"{pointer} names {value!r}, not a checkpoint inside {run_dir / CHECKPOINTS_DIR}; "
+            "pass --checkpoint step_N instead"
+        )
+    return member_path(run_dir / CHECKPOINTS_DIR, name, manifest=pointer.name, error=CheckpointError)
+
+
+def normalize_checkpoint_name(which: str) -> str:
+    """``step_300`` and ``300`` -> ``step_000300`` (the on-disk name); ``last``/``best`` unchanged."""
+    number = which[len("step_") :] if which.startswith("step_") else which
+    return checkpoint_name(int(number)) if number.isdigit() else which
+
+
 def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> Path:
-    """The checkpoint directory for ``which``: ``last``, ``best``, or a ``step_N`` name.
+    """The checkpoint directory for ``which``: ``last``, ``best``, or a step (``step_N`` or ``N``).
 
     ``best`` falls back to ``last`` (and ``last`` to the newest complete
     step) with a log line, so a run stopped before its first eval still loads.
     """
     run_dir = Path(run_dir)
     read_run(run_dir)
+    which = normalize_checkpoint_name(which)
     if which.startswith("step_"):
-        path = run_dir / CHECKPOINTS_DIR / which
+        path = member_path(run_dir / CHECKPOINTS_DIR, which, manifest="--checkpoint", error=CheckpointError)
         if not (path / META_FILE).is_file():
             names = ", ".join(p.name for p in list_checkpoints(run_dir)) or "none"
             raise CheckpointError(f"no complete checkpoint {which} in {run_dir}; available: {names}")
@@ -220,10 +247,7 @@ def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> 
     for name in ((which, "last") if which == "best" else (which,)):
         pointer = run_dir / f"{name}.json"
         if pointer.is_file():
-            try:
-                path = run_dir / read_json(pointer)["checkpoint"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{pointer} is damaged ({exc}); pass --checkpoint step_N instead") from exc
+            path = _pointer_target(run_dir, pointer)
             if (path / META_FILE).is_file():
                 if name != which:
                     logger.info("no %s checkpoint in %s yet; using %s", which, run_dir, name)
@@ -232,8 +256,8 @@ def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> 
     complete = list_checkpoints(run_dir)
     if not complete:
         raise CheckpointError(
-            f"{run_dir} has no complete checkpoint (no {CHECKPOINTS_DIR}/step_*/meta.json); "
-            "train it further with `mtx train --resume` from scratch or retrain"
+            f"{run_dir} has no checkpoint yet (it stopped before its first save), so there is nothing to resume "
+            f"or sample; start it again in place with the same `mtx train --out_dir {run_dir} ...` command"
         )
     return complete[-1]
 
@@ -301,8 +325,8 @@ def _pointer_targets(run_dir: Path) -> set[str]:
     names = set()
     for p in POINTERS:
         try:
-            names.add(Path(read_json(run_dir / f"{p}.json")["checkpoint"]).name)
-        except (OSError, ValueError, KeyError, TypeError):
+            names.add(_pointer_target(run_dir, run_dir / f"{p}.json").name)
+        except (OSError, CheckpointError):
             pass
     return names
 
@@ -397,6 +421,19 @@ def checkpoint_files(path: Path) -> Iterable[Path]:
     return (path / MODEL_FILE, path / STATE_FILE, path / META_FILE)
 
 
+def locate_run(path: str | os.PathLike[str], which: str = "best") -> tuple[Path, str]:
+    """``(run_dir, which)`` for a run directory, or for one of its checkpoint directories.
+
+    >>> locate_run("runs/a/checkpoints/step_000300")  # doctest: +SKIP
+    (PosixPath('runs/a'), 'step_000300')
+    """
+    path = Path(path)
+    run_dir = path.parent.parent
+    if not is_run_dir(path) and (path / META_FILE).is_file() and path.parent.name == CHECKPOINTS_DIR and is_run_dir(run_dir):
+        return run_dir, path.name
+    return path, which
+
+
 def load_run(
     run_dir: str | os.PathLike[str],
     which: str = "best",
@@ -404,12 +441,12 @@ def load_run(
     tokenizer_path: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, Any, CheckpointInfo]:
-    """Model + tokenizer + checkpoint info from a run directory: all sampling needs.
+    """Model + tokenizer + checkpoint info from a run directory (or one of its checkpoint dirs): all sampling needs.
 
     The tokenizer is the run's own copy unless ``tokenizer_path`` is given;
     either way its vocab must match the model's, else :class:`CheckpointError`.
     """
-    run_dir = Path(run_dir)
+    run_dir, which = locate_run(run_dir, which)
     read_run(run_dir)
     if tokenizer_path is None and not (run_dir / TOKENIZER_DIR).is_dir():
         raise CheckpointError(

@@ -54,6 +54,7 @@ from microtransformer.evaluation.metrics import (
     perplexity,
     token_nats,
 )
+from microtransformer.io import DirectoryLock, atomic_write_text, remove_stale_temporaries
 from microtransformer.models import unwrap_model
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -68,6 +69,7 @@ from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
 logger = logging.getLogger(__name__)
 
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
+METRICS_FILE = "metrics.jsonl"
 
 
 class BatchSource(Protocol):
@@ -119,6 +121,8 @@ class TrainConfig(JSONConfig):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0 (numpy seeds the data order with it), got {self.seed!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
@@ -166,6 +170,7 @@ class TrainResult:
     evals: list[tuple[int, EvalResult]] = field(default_factory=list)
     best_val_loss: float | None = None
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal behind ``interrupted`` (SIGINT or SIGTERM)
     time_limited: bool = False
     tokens_per_sec: float = 0.0
     precision: PrecisionChoice | None = None
@@ -210,29 +215,43 @@ def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Ada
         return torch.optim.AdamW(groups, **kwargs)
 
 
+_STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
 class _StopFlag:
-    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: abort at once."""
+    """First Ctrl-C or SIGTERM: finish the current step, save, stop. A second one: abort at once.
+
+    SIGTERM is what ``kill``, job schedulers and container runtimes send; it
+    gets the same clean stop as Ctrl-C so a run stopped that way can resume.
+    """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: plain KeyboardInterrupt handling only
-            self._previous = None
+        for name in _STOP_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None:  # pragma: no cover - platform without SIGTERM
+                continue
+            try:
+                self._previous[signum] = signal.signal(signum, self._handler)
+            except ValueError:  # not the main thread: plain KeyboardInterrupt handling only
+                break
         return self
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logger.warning("Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to abort without saving)")
+        self.signum = signum
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        logger.warning("%s: saving a checkpoint after this step (send it again to abort without saving)", what)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 class Trainer:
@@ -269,7 +288,8 @@ class Trainer:
             raise ConfigError("Trainer needs a microtransformer model (GPT or LSTMLanguageModel)")
         self.kind: str = kind
         self._check_compatible(data, tokenizer)
-        if _resume_from is None and ckpt.is_run_dir(self.run_dir):
+        self._fresh = _resume_from is None
+        if self._fresh and ckpt.has_checkpoint(self.run_dir):
             raise CheckpointError(
                 f"{self.run_dir} already holds a run ({ckpt.RUN_FILE}); continue it with --resume {self.run_dir} "
                 "or choose a new --out_dir (nothing was overwritten)"
@@ -291,6 +311,7 @@ class Trainer:
         self.schedule = config.schedule()
         self.step = 0
         self.best_val_loss: float | None = None
+        self.train_loss_smooth: float | None = None  # the logged train loss (EMA); checkpointed so resume logs the same
         if _resume_from is not None:
             self._load_training_state(_resume_from)
 
@@ -395,6 +416,7 @@ class Trainer:
             torch.manual_seed(hash((self.config.seed, self.env.rank, info.step)) & 0x7FFF_FFFF)
         self.step = info.step
         self.best_val_loss = info.meta.get("best_val_loss")
+        self.train_loss_smooth = info.meta.get("train_loss_smooth")
         logger.info("resuming %s from step %d", info.path, self.step)
 
     def _try_compile(self, model: nn.Module) -> nn.Module:
@@ -443,6 +465,7 @@ class Trainer:
             "model": self._model_meta(),
             "train_config": self.config.to_dict(),
             "best_val_loss": self.best_val_loss,
+            "train_loss_smooth": self.train_loss_smooth,
             "val_loss": val.loss if val else None,
             "val": val.to_dict() if val else None,
             "precision": self.precision.precision,
@@ -531,22 +554,59 @@ class Trainer:
 
     def _log_eval(self, record: dict[str, Any]) -> None:
         if self.env.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def _prepare_run_dir(self) -> None:
+        """Rank 0, lock held: clear what a killed run left, then write (fresh) or trim (resume) the run files.
+
+        A fresh run in a folder whose earlier run never saved a checkpoint
+        starts over in place. On resume, ``metrics.jsonl`` keeps only the
+        records up to the resumed step, so no step is logged twice.
+        """
+        for d in (self.run_dir, self.run_dir / ckpt.CHECKPOINTS_DIR, self.run_dir / ckpt.TOKENIZER_DIR):
+            remove_stale_temporaries(d)
+        metrics = self.run_dir / METRICS_FILE
+        if self._fresh:
+            if ckpt.is_run_dir(self.run_dir):
+                logger.warning("%s holds a run that never saved a checkpoint; starting it again in place", self.run_dir)
+            metrics.unlink(missing_ok=True)
+            self._write_run_files()
+            return
+        if metrics.is_file():
+            kept = []
+            for line in metrics.read_text(encoding="utf-8").splitlines(keepends=True):
+                try:
+                    if int(json.loads(line)["step"]) <= self.step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a kill
+            atomic_write_text(metrics, "".join(kept))
 
     def fit(self, *, stop_at_step: int | None = None, time_limit_s: float | None = None) -> TrainResult:
         """Train until ``max_steps`` (or ``stop_at_step``), evaluating and checkpointing on the way.
 
-        Ctrl-C finishes the current step, saves a checkpoint and returns with
-        ``interrupted=True``. ``time_limit_s`` stops (with an eval and a
-        checkpoint) once that much wall time has passed: ``time_limited=True``.
+        Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and
+        returns with ``interrupted=True`` and ``stop_signal`` set.
+        ``time_limit_s`` stops (with an eval and a checkpoint) once that much
+        wall time has passed: ``time_limited=True``. The run directory is
+        locked for the whole call: a second writer gets
+        :class:`~microtransformer.errors.DirectoryInUseError`.
         """
+        lock = DirectoryLock(self.run_dir, purpose="mtx train") if self.env.is_main else contextlib.nullcontext()
+        with lock:
+            return self._fit(stop_at_step=stop_at_step, time_limit_s=time_limit_s)
+
+    def _fit(self, *, stop_at_step: int | None, time_limit_s: float | None) -> TrainResult:
         from tqdm.auto import tqdm
 
         end = self.config.max_steps if stop_at_step is None else min(stop_at_step, self.config.max_steps)
         result = TrainResult(run_dir=self.run_dir, step=self.step, precision=self.precision, best_val_loss=self.best_val_loss)
-        if self.env.is_main and not ckpt.is_run_dir(self.run_dir):
-            self._write_run_files()
+        if self.env.is_main:
+            if self._fresh and ckpt.has_checkpoint(self.run_dir):  # another process finished a run here since __init__
+                raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir}")
+            self._prepare_run_dir()
+            self._fresh = False  # a second fit() continues this run
         barrier()
         self.raw_model.train()
         bar = tqdm(
@@ -556,12 +616,13 @@ class Trainer:
         t_start = time.perf_counter()
         steps_run = 0
         train_time = 0.0
-        smooth: float | None = None
+        smooth = self.train_loss_smooth
         val: EvalResult | None = None
         with _StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
                     result.interrupted = True
+                    result.stop_signal = stop.signum or signal.SIGINT
                     break
                 t_step = time.perf_counter()
                 try:
@@ -581,6 +642,7 @@ class Trainer:
                 train_time += time.perf_counter() - t_step
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
+                self.train_loss_smooth = smooth
                 elapsed = time.perf_counter() - t_start
                 tps = steps_run * self.tokens_per_step / max(train_time, 1e-9)  # excludes eval/checkpoint time
                 bar.update(1)
