@@ -75,7 +75,7 @@ def deny(monkeypatch):
     import builtins
     import errno
 
-    import microtransformer.data.corpus as corpus_module
+    import microtransformer.data.formats as formats_module
 
     denied: list[Path] = []
     if os.geteuid() != 0:
@@ -109,7 +109,7 @@ def deny(monkeypatch):
             return False
         return real_access(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(corpus_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(formats_module, "open", fake_open, raising=False)
     monkeypatch.setattr(os, "scandir", fake_scandir)
     monkeypatch.setattr(os, "access", fake_access)
     yield denied.append

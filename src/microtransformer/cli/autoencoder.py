@@ -138,7 +138,7 @@ def _checkpoint_config(path: Path) -> dict[str, Any]:
 def _data_record(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "data_file": args.data_file, "data_dir": args.data_dir, "corpus": args.corpus,
-        "errors": args.errors, "exclude": list(args.exclude or []),
+        "errors": args.errors, "exclude": list(args.exclude or []), "text_field": args.text_field,
     }
 
 
@@ -147,7 +147,7 @@ def _corpus(record: dict[str, Any]) -> Any:
 
     corpus = Corpus.from_args(
         data_file=record.get("data_file"), data_dir=record.get("data_dir"), corpus=record.get("corpus"),
-        errors=record.get("errors") or "strict",
+        errors=record.get("errors") or "strict", text_field=record.get("text_field") or "text",
     )
     exclude = set(record.get("exclude") or [])
     if exclude:
@@ -225,7 +225,9 @@ def _checkpoint_meta(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- commands
 def run_pretrain(args: argparse.Namespace) -> int:
     from microtransformer.training.autoencoder_pretrain import PretrainConfig, pretrain_autoencoder
+    from microtransformer.training.distributed import refuse_distributed
 
+    refuse_distributed("mtx autoencoder pretrain")
     _threads(args)
     model_section, pretrain_section = _load_config_file(args.config) if args.config else ({}, {})
     resume = Path(args.resume) if args.resume else None
