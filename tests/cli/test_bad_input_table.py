@@ -132,7 +132,7 @@ def engine_is_a_list(c, tmp, fx):
 
 def shard_ids_out_of_range(c, tmp, fx):
     shards = _copy_tree(c["shards"], tmp / "shards")
-    train = np.memmap(shards / "train.bin", dtype=np.uint16, mode="r+")
+    train = np.memmap(shards / "train_00000.bin", dtype=np.uint16, mode="r+")
     train[5] = 60000
     train.flush()
     return ["train", "--shards_dir", str(shards), "--out_dir", str(tmp / "run"), *TINY, "--max_steps", "2"]

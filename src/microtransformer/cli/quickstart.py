@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from microtransformer.data.corpus import Corpus
     from microtransformer.data.loader import ShardDataset
-    from microtransformer.data.shards import prepare_shards
+    from microtransformer.data.prepare import prepare_shards
     from microtransformer.models import GPT, GPTConfig
     from microtransformer.sampling import SamplingConfig, generate
     from microtransformer.tokenization import MicroTransformerTokenizer
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = out / "run"
     print(f"\ndone in {minutes:.1f} min. Outputs:")
     print(f"  tokenizer    {tok_dir}")
-    print(f"  shards       {out / 'shards'} (train.bin, val.bin, meta.json)")
+    print(f"  shards       {out / 'shards'} (train_00000.bin, val_00000.bin, meta.json)")
     print(f"  run          {run_dir} (checkpoints/, best.json, last.json, metrics.jsonl, tokenizer/)")
     print("next:")
     print(f"  mtx sample --ckpt {run_dir} --prompt \"The \" --stream")

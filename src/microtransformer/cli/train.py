@@ -95,7 +95,8 @@ def register(subparsers: Any) -> None:
 def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path, Any]:
     """Shards dir + tokenizer for a fresh run: given shards, or tokenizer + shards built from text."""
     from microtransformer.cli.tokenizer import corpus_from_args
-    from microtransformer.data.shards import prepare_shards, read_meta
+    from microtransformer.data.prepare import prepare_shards
+    from microtransformer.data.shards import read_meta
     from microtransformer.tokenization import MicroTransformerTokenizer
 
     if args.shards_dir:
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     from microtransformer.device import choose_device, set_num_threads
     from microtransformer.io import DirectoryLock, check_output_dir
     from microtransformer.training.checkpoint import read_run
-    from microtransformer.training.distributed import detect_distributed, init_distributed
+    from microtransformer.training.distributed import destroy_distributed, detect_distributed, init_distributed
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
     run_dir = Path(args.resume or args.out_dir)
@@ -174,8 +175,11 @@ def run(args: argparse.Namespace) -> int:
         init_distributed(env, choose_device(args.device or "auto")[0])
     # one writer per run directory, from the first file written (tokenizer, shards) to the last checkpoint
     lock = DirectoryLock(run_dir, purpose="mtx train") if env.is_main else contextlib.nullcontext()
-    with lock:
-        result = _train(args, run_dir, env.is_main)
+    try:
+        with lock:
+            result = _train(args, run_dir, env.is_main)
+    finally:
+        destroy_distributed()
     if env.is_main:
         print_result(result, run_dir)
     if result.interrupted:
