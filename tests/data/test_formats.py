@@ -105,7 +105,7 @@ def test_compressed_bad_records_and_damaged_archives(tmp_path: Path, compression
     squeeze = gzip.compress if compression == "gz" else _zstd
     name = "gzip" if compression == "gz" else "zstd"
     bad_text = tmp_path / f"bad.txt.{compression}"
-    bad_text.write_bytes(squeeze("ok\nstill ok\n".encode() + b"bad \xff here\n"))
+    bad_text.write_bytes(squeeze(b"ok\nstill ok\nbad \xff here\n"))
     with pytest.raises(CorpusError, match=r"bad.txt.* is not valid UTF-8: byte offset 16 \(line 3\) of the decompressed text"):
         _docs(bad_text)
     bad_record = tmp_path / f"bad.jsonl.{compression}"

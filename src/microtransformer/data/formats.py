@@ -123,7 +123,7 @@ def require_pyarrow() -> ModuleType:
 # ------------------------------------------------------------ byte streams
 def _open_file(path: Path) -> BinaryIO:
     try:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        return open(path, "rb")
     except FileNotFoundError:
         raise CorpusError(f"{path} does not exist; check the path") from None
     except IsADirectoryError:
