@@ -566,7 +566,10 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return StepLog(self.step, float(loss), lr)
+        value = float(loss)
+        if self.env.is_distributed:  # the global batch's loss, as one process would log it; every rank sees a NaN
+            value = all_reduce_sum([value], self.device)[0] / self.env.world_size
+        return StepLog(self.step, value, lr)
 
     def _log_eval(self, record: dict[str, Any]) -> None:
         if self.env.is_main:
