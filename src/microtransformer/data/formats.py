@@ -14,8 +14,8 @@ The format comes from the file name:
 - anything else: UTF-8 text, one document per file.
 
 Every reader streams: text in blocks of ``BLOCK_BYTES``, JSON Lines one line
-at a time, Parquet and Arrow a few hundred rows at a time, so memory does not
-grow with the file. Text of every format gets the same rules: a BOM is
+at a time, Parquet ``ROWS_PER_BATCH`` rows and Arrow one record batch at a
+time, so memory does not grow with the file. Text of every format gets the same rules: a BOM is
 dropped, CRLF/CR become LF, invalid UTF-8 is an error naming the file and
 where (byte offset and line, JSON Lines line, Parquet/Arrow row) unless
 ``errors="replace"``, and a file with a NUL byte is binary (compressed files
