@@ -297,16 +297,20 @@ def iter_text_blocks(
 
 
 # ---------------------------------------------------------------- records
+def _decode(data: bytes, path: Path, where: str, what: str, errors: Errors) -> str:
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{path}: {where} is not valid UTF-8 (byte {exc.start} of {what} has "
+            f"{exc.object[exc.start:exc.start + 4]!r}); fix the record, or pass --errors replace"
+        ) from None
+
+
 def _record_text(value: Any, path: Path, where: str, text_field: str, errors: Errors) -> str:
     """A record's text, checked: a string (or UTF-8 bytes) that is valid Unicode, newlines normalized."""
     if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8", errors=errors)
-        except UnicodeDecodeError as exc:
-            raise CorpusError(
-                f"{path}: {where} is not valid UTF-8 (byte {exc.start} of {text_field!r} has "
-                f"{exc.object[exc.start:exc.start + 4]!r}); fix the record, or pass --errors replace"
-            ) from None
+        value = _decode(value, path, where, repr(text_field), errors)
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
         raise CorpusError(f"{path}: {where} has {kind} in {text_field!r}, not text; drop or fix that record")
@@ -318,12 +322,10 @@ def _record_text(value: Any, path: Path, where: str, text_field: str, errors: Er
                 f"{path}: {where} has a lone surrogate (U+{ord(exc.object[exc.start]):04X}) in {text_field!r}, "
                 "which is not valid Unicode; fix the record, or pass --errors replace"
             ) from None
-        value = _replace_surrogates(value)
+        from microtransformer.tokenization.base import replace_surrogates
+
+        value = replace_surrogates(value)
     return _normalize_newlines(value)
-
-
-def _replace_surrogates(text: str) -> str:
-    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 def _jsonl_documents(
@@ -341,13 +343,7 @@ def _jsonl_documents(
             if not line.strip():
                 continue
             where = f"line {lineno}{where_file}"
-            try:
-                raw = line.decode("utf-8", errors=errors)
-            except UnicodeDecodeError as exc:
-                raise CorpusError(
-                    f"{path}: {where} is not valid UTF-8 (byte {exc.start} of the line has "
-                    f"{exc.object[exc.start:exc.start + 4]!r}); fix the record, or pass --errors replace"
-                ) from None
+            raw = _decode(line, path, where, "the line", errors)
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError as exc:
