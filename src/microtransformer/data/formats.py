@@ -371,12 +371,13 @@ def _columnar_batches(path: Path, kind: str, text_field: str) -> tuple[Any, Iter
         if kind == "parquet":
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(path)
+            # read each column chunk through a 1 MB buffer: without it pyarrow loads a whole row group's chunk
+            pf = pq.ParquetFile(path, buffer_size=BLOCK_BYTES, pre_buffer=False)
             schema, rows = pf.schema_arrow, pf.metadata.num_rows
             if text_field in schema.names:
                 return schema.field(text_field).type, pf.iter_batches(batch_size=ROWS_PER_BATCH, columns=[text_field]), rows
         else:
-            source = pa.memory_map(str(path))
+            source = pa.OSFile(str(path))  # read batch by batch (a memory map would count the whole file as resident)
             try:
                 reader = pa.ipc.open_stream(source)  # what `datasets` writes
             except pa.ArrowInvalid:
@@ -389,13 +390,21 @@ def _columnar_batches(path: Path, kind: str, text_field: str) -> tuple[Any, Iter
             rows = None
             if text_field in schema.names:
                 column = schema.get_field_index(text_field)
-                return schema.field(text_field).type, (b.select([column]) for b in reader), rows
+                return schema.field(text_field).type, _closing(source, (b.select([column]) for b in reader)), rows
+            source.close()
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, PermissionError):
             raise
         raise CorpusError(f"{path} cannot be read as {kind.capitalize()} ({exc}); is the file complete?") from None
     names = ", ".join(schema.names[:10]) or "none"
     raise CorpusError(f"{path} has no column {text_field!r} (it has: {names}); pass --text_field NAME")
+
+
+def _closing(source: Any, batches: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from batches
+    finally:
+        source.close()
 
 
 def _columnar_documents(
