@@ -44,6 +44,13 @@ def tf() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def pa() -> ModuleType:
+    """pyarrow with its Parquet module (the [parquet] extra)."""
+    optional_import("pyarrow.parquet")
+    return optional_import("pyarrow")
+
+
+@pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The shared corpora directory; tests that need it skip when it is absent."""
     if not (SHARED_DATA / "tinyshakespeare.txt").is_file():

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import optional_import
 from microtransformer.cli.main import main
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.formats import FileFormat, file_format, is_corpus_file, read_documents
@@ -132,12 +131,6 @@ def test_a_compressed_binary_file_is_skipped_in_a_folder(tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------ Parquet, Arrow
-@pytest.fixture(scope="module")
-def pa():
-    optional_import("pyarrow.parquet")
-    return optional_import("pyarrow")
-
-
 def test_parquet_rows_stream_in_order(pa, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 

@@ -8,7 +8,7 @@ so the whole file costs four ``torchrun`` launches and one in-process run:
 - ``stopped`` + ``resumed``: the same run, SIGTERM to the launcher after step 3,
   then ``torchrun ... -m microtransformer train --resume``;
 - ``two_nodes``: two launchers, ``--nnodes 2 --node_rank 0|1``, one process each,
-  training from text (rank 0 prepares the shards);
+  training from text (rank 0 trains the tokenizer and prepares the shards);
 - ``one_process``: plain ``mtx train`` with twice the per-rank batch.
 """
 
@@ -127,7 +127,7 @@ def two_nodes(data) -> dict:
         subprocess.Popen(
             _torchrun("--nnodes", "2", "--node_rank", str(node), "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
                       "--master_port", port, "-m", "microtransformer", "train", "--data_file", str(data["text"]),
-                      "--tokenizer_path", str(data["tok"]), "--val_fraction", "0.2", "--out_dir", str(run),
+                      "--vocab_size", "300", "--val_fraction", "0.2", "--out_dir", str(run),
                       "--batch_size", str(B), "--dropout", "0", *TRAIN),
             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -167,7 +167,7 @@ def one_process(data, tmp_path_factory) -> dict:
     mp.setattr(loader, "window_starts", starts)
     mp.setattr(trainer_module.Trainer, "train_step", step)
     try:
-        code = main(["train", "--data_file", str(data["text"]), "--tokenizer_path", str(data["tok"]), "--val_fraction", "0.2",
+        code = main(["train", "--data_file", str(data["text"]), "--vocab_size", "300", "--val_fraction", "0.2",
                      "--out_dir", str(run), "--batch_size", str(2 * B), "--dropout", "0", *TRAIN])
     finally:
         mp.undo()
@@ -241,9 +241,13 @@ def test_two_nodes_equal_one_process_with_both_batches(two_nodes, one_process) -
     a, b = _weights(_last_checkpoint(two_nodes["run"])), _weights(_last_checkpoint(one_process["run"]))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
-    # rank 0 prepared the shards of the run from text, the same ones one process prepares
+    # rank 0 trained the tokenizer and prepared the shards from text (the same ones one process makes), the
+    # other rank waited and read them; the run directory's lock is gone
+    metas = [json.loads((r / "data" / "meta.json").read_text()) for r in (two_nodes["run"], one_process["run"])]
+    assert metas[0]["tokenizer_fingerprint"] == metas[1]["tokenizer_fingerprint"]
     for f in ("train_00000.bin", "val_00000.bin"):
-        assert (two_nodes["run"] / "data" / f).read_bytes() == (one_process["run"] / "data" / f).read_bytes()
+        assert (two_nodes["run"] / "data" / f).read_bytes() == (one_process["run"] / "data" / f).read_bytes(), f
+    assert not (two_nodes["run"] / ".lock").exists()
 
 
 def test_autoencoder_pretrain_refuses_torchrun(monkeypatch, capsys) -> None:
