@@ -122,6 +122,46 @@ def test_compressed_bad_records_and_damaged_archives(tmp_path: Path, compression
         _docs(notzip)
 
 
+def test_zstd_frames_cut_anywhere_are_found(tmp_path: Path) -> None:
+    """The frame walk that finds a cut .zst: checksums, content sizes, skippable frames, every cut position."""
+    import zstandard
+
+    from microtransformer.data.formats import _zstd_cut_short
+
+    text = ("a line of text number %d\n" * 3000 % tuple(range(3000))).encode()
+    frames = [
+        zstandard.ZstdCompressor(write_checksum=True).compress(text[:30000]),
+        b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"skip!",  # a skippable frame
+        zstandard.ZstdCompressor(write_content_size=False).compress(text[30000:]),
+        zstandard.ZstdCompressor(level=1).compress(b"x" * 300_000),  # RLE-friendly blocks
+    ]
+    whole = b"".join(frames)
+    boundaries = {sum(map(len, frames[:i])) for i in range(len(frames) + 1)}
+    p = tmp_path / "t.zst"
+    for cut in sorted({*range(0, len(whole), 97), *(b + d for b in boundaries for d in (-1, 1, 3, 5))}):
+        if 0 < cut <= len(whole):
+            p.write_bytes(whole[:cut])
+            assert _zstd_cut_short(p) == (cut not in boundaries), cut
+    p.write_bytes(whole)
+    assert not _zstd_cut_short(p)
+    q = tmp_path / "t.txt.zst"
+    q.write_bytes(whole)
+    assert _docs(q) == [(text + b"x" * 300_000).decode()]
+
+
+def test_archives_that_compress_a_thousandfold_still_stream_in_blocks(tmp_path: Path) -> None:
+    import zstandard
+
+    from microtransformer.data.formats import BLOCK_BYTES, iter_text_blocks
+
+    data = b"ab " * 7_000_000  # 21 MB in a few KB
+    for name, packed in (("z.txt.zst", zstandard.ZstdCompressor().compress(data)), ("g.txt.gz", gzip.compress(data))):
+        (tmp_path / name).write_bytes(packed)
+        assert len(packed) < 100_000
+        sizes = [len(b) for b in iter_text_blocks(tmp_path / name)]
+        assert sum(sizes) == len(data) and max(sizes) <= BLOCK_BYTES
+
+
 def test_a_compressed_binary_file_is_skipped_in_a_folder(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("text")
     (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"x" * 5_000_000 + b"\x00tail"))  # NUL after the first block

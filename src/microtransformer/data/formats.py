@@ -130,67 +130,81 @@ def _open_file(path: Path) -> BinaryIO:
         raise CorpusError(f"{path} is a directory; use --data_dir for folders") from None
 
 
-class _Decompressed(io.RawIOBase):
-    """The decompressed bytes of a gzip or zstd file; a damaged or truncated archive is a :class:`CorpusError`.
+def _zstd_cut_short(path: Path) -> bool:
+    """Whether the zstd file ends inside a frame: a walk over frame and block headers (RFC 8878), no decoding.
 
-    zstd is decoded frame by frame (``decompressobj``) rather than with
-    ``stream_reader``, which ends quietly at a truncated frame.
+    ``zstandard``'s stream reader ends quietly at a truncated frame, and its
+    ``decompressobj`` has no bound on the output of one call; so data is read
+    through the former and completeness checked here (a few bytes per block).
     """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos < size:
+            f.seek(pos)
+            head = f.read(8)
+            magic = int.from_bytes(head[:4], "little")
+            if 0x184D2A50 <= magic <= 0x184D2A5F:  # a skippable frame: magic, 4-byte length, data
+                if len(head) < 8:
+                    return True
+                pos += 8 + int.from_bytes(head[4:8], "little")
+                continue
+            if magic != 0xFD2FB528 or len(head) < 5:  # not a frame (the decoder reports that) or a cut header
+                return magic == 0xFD2FB528 or len(head) < 4
+            descriptor = head[4]
+            single_segment = descriptor >> 5 & 1
+            content_size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+            pos += 5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3] + content_size_bytes
+            last = False
+            while not last and pos <= size:
+                f.seek(pos)
+                block = f.read(3)
+                if len(block) < 3:
+                    return True
+                header = int.from_bytes(block, "little")
+                last, kind, length = bool(header & 1), header >> 1 & 3, header >> 3
+                pos += 3 + (1 if kind == 1 else length)  # an RLE block stores one byte
+            pos += 4 * (descriptor >> 2 & 1)  # the content checksum
+            if not last:
+                return True
+    return pos > size  # the last frame (or skippable frame) runs past the end of the file
+
+
+class _Decompressed(io.RawIOBase):
+    """The decompressed bytes of a gzip or zstd file; a damaged or truncated archive is a :class:`CorpusError`."""
 
     def __init__(self, raw: BinaryIO, path: Path, compression: str) -> None:
         super().__init__()
-        self.raw, self.path, self.compression = raw, path, compression
-        self._pending = memoryview(b"")
+        self.path, self.compression = path, compression
         if compression == "gzip":
-            self._gzip: gzip.GzipFile | None = gzip.GzipFile(fileobj=raw, mode="rb")
+            self._reader: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+            self._errors: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error)
         else:
             import zstandard
 
-            self._gzip = None
-            self._zstd = zstandard
-            self._dctx = zstandard.ZstdDecompressor()
-            self._dobj = self._dctx.decompressobj()
-            self._started = False
+            self._reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 16, read_across_frames=True)
+            self._errors = (zstandard.ZstdError,)
 
     def readable(self) -> bool:
         return True
 
-    def _damaged(self, exc: BaseException) -> CorpusError:
+    def _damaged(self, why: object) -> CorpusError:
         return CorpusError(
-            f"{self.path} is not a complete {self.compression} file ({exc}); it is damaged or was cut short: "
+            f"{self.path} is not a complete {self.compression} file ({why}); it is damaged or was cut short: "
             "download or compress it again"
         )
 
     def readinto(self, buffer: Any) -> int:
-        if self._gzip is not None:
-            try:
-                return self._gzip.readinto(buffer)
-            except (EOFError, OSError, zlib.error) as exc:
-                raise self._damaged(exc) from None
-        while not self._pending:
-            chunk = self.raw.read(1 << 16)
-            if not chunk:
-                if self._started and not self._dobj.eof:
-                    raise self._damaged(EOFError("the last zstd frame is incomplete"))
-                return 0
-            try:
-                out = self._dobj.decompress(chunk)
-                self._started = True
-                while self._dobj.eof and self._dobj.unused_data:  # the next frame of a multi-frame file
-                    rest = self._dobj.unused_data
-                    self._dobj = self._dctx.decompressobj()
-                    out += self._dobj.decompress(rest)
-            except self._zstd.ZstdError as exc:
-                raise self._damaged(exc) from None
-            self._pending = memoryview(out)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        try:
+            n = self._reader.readinto(buffer)  # at most len(buffer) bytes, however well the data compresses
+        except self._errors as exc:
+            raise self._damaged(exc) from None
+        if n == 0 and self.compression == "zstd" and _zstd_cut_short(self.path):
+            raise self._damaged("the last frame is incomplete")
         return n
 
     def close(self) -> None:
-        if self._gzip is not None:
-            self._gzip.close()
+        self._reader.close()
         super().close()
 
 
