@@ -30,7 +30,7 @@ def data_file(tmp_path: Path) -> Path:
 
 def test_configs_are_valid() -> None:
     from microtransformer.cli.autoencoder import _load_config_file, _model_config
-    from microtransformer.training.autoencoder_pretrain import PretrainConfig
+    from microtransformer.autoencoder.pretrain import PretrainConfig
 
     for name in ("autoencoder.json", "autoencoder_tiny.json"):
         model, pretrain = _load_config_file(str(REPO / "configs" / name))

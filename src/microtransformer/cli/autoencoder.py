@@ -26,7 +26,7 @@ from typing import Any
 from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int, utf8_text
 from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.io import atomic_write_json, read_json
-from microtransformer.tokenization.autoencoder_vocab import STRATEGIES
+from microtransformer.autoencoder.vocab import STRATEGIES
 
 DEFAULT_CHECKPOINT_DIR = "autoencoder_ckpt"
 # PretrainConfig fields settable from the command line; the config validates ranges the types do not
@@ -189,7 +189,7 @@ def _load_config_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _model_config(model_section: dict[str, Any], preset: str | None) -> Any:
-    from microtransformer.models.char_autoencoder import AutoEncoderConfig
+    from microtransformer.autoencoder.model import AutoEncoderConfig
 
     section = dict(model_section)
     base = AutoEncoderConfig.preset(section.pop("preset", None) or preset or "design")
@@ -198,7 +198,7 @@ def _model_config(model_section: dict[str, Any], preset: str | None) -> Any:
 
 def _val_split(record: dict[str, Any], pretrain: dict[str, Any], max_chunk_len: int) -> tuple[list[bytes], list[int], Counter[bytes]]:
     """The deterministic train/val split the pre-training used: (val chunks, val counts, train counts)."""
-    from microtransformer.training.autoencoder_pretrain import ChunkDataset, PretrainConfig
+    from microtransformer.autoencoder.pretrain import ChunkDataset, PretrainConfig
 
     cfg = PretrainConfig.from_dict(pretrain) if pretrain else PretrainConfig()
     ds = ChunkDataset.from_documents(
@@ -224,7 +224,7 @@ def _checkpoint_meta(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- commands
 def run_pretrain(args: argparse.Namespace) -> int:
-    from microtransformer.training.autoencoder_pretrain import PretrainConfig, pretrain_autoencoder
+    from microtransformer.autoencoder.pretrain import PretrainConfig, pretrain_autoencoder
 
     _threads(args)
     model_section, pretrain_section = _load_config_file(args.config) if args.config else ({}, {})
@@ -338,8 +338,8 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from microtransformer.data.corpus import read_text_file
-    from microtransformer.evaluation.reconstruction import evaluate_model, evaluate_tokenizer
-    from microtransformer.models.char_autoencoder import ChunkAutoEncoder, load_autoencoder
+    from microtransformer.autoencoder.evaluate import evaluate_model, evaluate_tokenizer
+    from microtransformer.autoencoder.model import ChunkAutoEncoder, load_autoencoder
 
     path = Path(args.model)
     pretrain: dict[str, Any] = {}
@@ -432,9 +432,9 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from microtransformer.data.corpus import read_text_file
-    from microtransformer.evaluation.codebook import DEFAULT_KS, analyze_codebook, format_table
-    from microtransformer.models.char_autoencoder import load_autoencoder
-    from microtransformer.tokenization.chunking import count_chunks
+    from microtransformer.autoencoder.codebook import DEFAULT_KS, analyze_codebook, format_table
+    from microtransformer.autoencoder.model import load_autoencoder
+    from microtransformer.autoencoder.chunking import count_chunks
 
     _threads(args)
     path = Path(args.checkpoint)

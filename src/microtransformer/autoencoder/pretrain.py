@@ -19,7 +19,7 @@ frequent chunks frequent without starving the tail the vocabulary also needs.
 
 **Checkpoints.** ``checkpoint_dir/checkpoint_step_{N}/`` holds
 ``model.safetensors`` + ``config.json`` (loadable with
-:func:`~microtransformer.models.char_autoencoder.load_autoencoder`),
+:func:`~microtransformer.autoencoder.model.load_autoencoder`),
 ``optimizer.safetensors`` (AdamW and the code memory's SparseAdam tensors,
 torch and sampler RNG) and
 ``training_state.json`` (step, metrics, history; written last). Each
@@ -47,7 +47,7 @@ Freezing halfway raised val char accuracy in ~100 s of CPU from 0.78 to
 0.87 on the shared books. Chunks that collide at the freeze stay collided;
 ``mtx autoencoder analyze`` counts them. ``separation_weight > 0`` adds a
 loss that pushes colliding training strings apart while the encoder trains
-(:mod:`~microtransformer.training.code_separation`).
+(:mod:`~microtransformer.autoencoder.separation`).
 
 **Batch size.** 64 by default: on a CPU the cost per *sample* is the same
 from batch 64 to 256 (~0.23 ms each for the design model, one thread), so
@@ -87,7 +87,7 @@ from microtransformer.io import (
     read_json,
     remove_stale_temporaries,
 )
-from microtransformer.models.char_autoencoder import (
+from microtransformer.autoencoder.model import (
     AutoEncoderConfig,
     AutoEncoderOutput,
     ChunkAutoEncoder,
@@ -96,8 +96,8 @@ from microtransformer.models.char_autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
-from microtransformer.tokenization.autoencoder_vocab import string_priorities
-from microtransformer.tokenization.chunking import iter_chunks
+from microtransformer.autoencoder.vocab import string_priorities
+from microtransformer.autoencoder.chunking import iter_chunks
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 from microtransformer.training.checkpoint import (
     load_optimizer_state,
@@ -105,8 +105,8 @@ from microtransformer.training.checkpoint import (
     restore_rng,
     rng_tensors,
 )
-from microtransformer.training.chunk_augment import augment_chunk
-from microtransformer.training.code_separation import CollisionTable, separation_loss
+from microtransformer.autoencoder.augment import augment_chunk
+from microtransformer.autoencoder.separation import CollisionTable, separation_loss
 from microtransformer.training.schedule import cosine_lr_factor
 
 __all__ = [
@@ -367,7 +367,7 @@ def _training_pieces(dataset: ChunkDataset, config: PretrainConfig, max_len: int
     """Sub-chunk pieces to train on beside the whole chunks, with their counts (empty unless ``piece_share > 0``).
 
     The ``n_pieces`` best substrings of the training chunks that are not
-    whole chunks themselves (:func:`~microtransformer.tokenization.autoencoder_vocab.string_priorities`,
+    whole chunks themselves (:func:`~microtransformer.autoencoder.vocab.string_priorities`,
     the candidates the export's vocabulary is chosen from), each with the
     number of chunk occurrences containing it: the export can only keep
     strings the network reconstructs, and a network trained on whole chunks
@@ -522,7 +522,7 @@ class _Trainer:
         return out.loss.item(), acc, rows, out.indices.detach().cpu(), n_pairs
 
     def _augment(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        """Replace ``augment_share`` of the batch by synthetic variants (:mod:`.chunk_augment`);
+        """Replace ``augment_share`` of the batch by synthetic variants (:mod:`.augment`);
         returns the new batch and the replaced positions."""
         pick = (torch.rand(len(rows), generator=self.sampler) < self.config.augment_share).nonzero().flatten().tolist()
         if not pick:
@@ -534,7 +534,7 @@ class _Trainer:
         return x, pick
 
     def _separation(self, out: AutoEncoderOutput, rows: torch.Tensor, augmented: list[int]) -> tuple[torch.Tensor, int]:
-        """Separation loss (:mod:`.code_separation`) between the batch's strings and the other strings
+        """Separation loss (:mod:`.separation`) between the batch's strings and the other strings
         last seen at their codes; the partners are re-encoded so both sides move."""
         assert self.collisions is not None and out.latent is not None
         skip = set(augmented)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from microtransformer.evaluation.codebook import analyze_codebook, encode_unique_chunks, format_table
+from microtransformer.autoencoder.codebook import analyze_codebook, encode_unique_chunks, format_table
 
 
 def test_analysis_figures(tiny_model, tiny_counts) -> None:

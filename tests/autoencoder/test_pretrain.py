@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from microtransformer.errors import CheckpointError, ConfigError, CorpusError
-from microtransformer.models.char_autoencoder import AutoEncoderConfig, load_autoencoder
-from microtransformer.training.autoencoder_pretrain import (
+from microtransformer.autoencoder.model import AutoEncoderConfig, load_autoencoder
+from microtransformer.autoencoder.pretrain import (
     ChunkDataset,
     PretrainConfig,
     list_step_checkpoints,
@@ -41,7 +41,7 @@ def test_dataset_split_and_order() -> None:
     assert ds.train_counts == sorted(ds.train_counts, reverse=True)
     s = ds.summary()
     assert s["train_occurrences"] + s["val_occurrences"] == sum(1 for d in DOCS for _ in __import__(
-        "microtransformer.tokenization.chunking", fromlist=["iter_chunks"]).iter_chunks(d))
+        "microtransformer.autoencoder.chunking", fromlist=["iter_chunks"]).iter_chunks(d))
     assert 0.0 <= s["val_unseen_occurrence_rate"] < 0.5
     # deterministic
     assert ChunkDataset.from_documents(DOCS, val_fraction=0.2, split_block_chars=200, seed=0).fingerprint == ds.fingerprint
@@ -155,7 +155,7 @@ def test_encoder_freezes_after_its_fraction(tmp_path: Path) -> None:
 
 
 def test_piece_share_trains_on_sub_chunk_pieces() -> None:
-    from microtransformer.training.autoencoder_pretrain import _training_pieces
+    from microtransformer.autoencoder.pretrain import _training_pieces
 
     torch.set_num_threads(1)
     ds = ChunkDataset.from_documents(DOCS, val_fraction=0.2, split_block_chars=200, seed=0)

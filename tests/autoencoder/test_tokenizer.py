@@ -13,18 +13,18 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder
+from microtransformer.autoencoder.model import AutoEncoderConfig, ChunkAutoEncoder
 from microtransformer.errors import TokenizerFormatError, TokenizerNotFoundError
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.tokenization.autoencoder import N_BYTES, WEIGHTS_FILE, AutoEncoderTokenizer
+from microtransformer.autoencoder.tokenizer import N_BYTES, WEIGHTS_FILE, AutoEncoderTokenizer
 from microtransformer.tokenization.base import _JOIN_BLOCK, CONFIG_FILE, LazyFile
-from microtransformer.tokenization.autoencoder_vocab import build_vocabulary, greedy_split
-from microtransformer.tokenization.chunking import count_chunks, iter_chunks
+from microtransformer.autoencoder.vocab import build_vocabulary, greedy_split
+from microtransformer.autoencoder.chunking import count_chunks, iter_chunks
 
 from autoencoder_testkit import train_tiny_autoencoder
 
 # Reuse the one contract every engine passes (tests/tokenization/test_contract.py).
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tokenization"))
 contract = importlib.import_module("test_contract")
 
 WORDS = (

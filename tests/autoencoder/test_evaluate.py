@@ -8,17 +8,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microtransformer.evaluation.reconstruction import (
+from microtransformer.autoencoder.evaluate import (
     STANDARD_SENTENCES,
     evaluate_model,
     evaluate_sentences,
     evaluate_tokenizer,
     levenshtein,
 )
-from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder
+from microtransformer.autoencoder.model import AutoEncoderConfig, ChunkAutoEncoder
 from microtransformer.tokenization import MicroTransformerTokenizer
 
-from conftest import DOCS, SENTENCES
+from autoencoder_testkit import EVAL_DOCS as DOCS, EVAL_SENTENCES as SENTENCES
 
 
 def test_levenshtein_known_values() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from microtransformer.errors import ConfigError
-from microtransformer.models.fsq import DESIGN_LEVELS, FSQ, FSQ_LEVEL_PRESETS, levels_from_preset, round_ste
+from microtransformer.autoencoder.fsq import DESIGN_LEVELS, FSQ, FSQ_LEVEL_PRESETS, levels_from_preset, round_ste
 
 SMALL_PRESETS = [name for name, lv in FSQ_LEVEL_PRESETS.items() if math.prod(lv) <= 2**16]
 

@@ -27,12 +27,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from microtransformer.tokenization.chunking import chunk_text
+from microtransformer.autoencoder.chunking import chunk_text
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 if TYPE_CHECKING:
-    from microtransformer.models.char_autoencoder import ChunkAutoEncoder
-    from microtransformer.tokenization.autoencoder import AutoEncoderTokenizer
+    from microtransformer.autoencoder.model import ChunkAutoEncoder
+    from microtransformer.autoencoder.tokenizer import AutoEncoderTokenizer
 
 __all__ = [
     "STANDARD_SENTENCES",
@@ -134,7 +134,7 @@ def evaluate_model(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Network-alone results as a JSON-able dict (sentences + occurrence-weighted val split)."""
-    from microtransformer.models.char_autoencoder import evaluate_chunks
+    from microtransformer.autoencoder.model import evaluate_chunks
 
     result = evaluate_sentences(model, sentences)
     summary = result["summary"]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microtransformer.errors import ConfigError, CorpusError
-from microtransformer.tokenization.chunking import chunk_text, count_chunks, iter_chunks, split_piece
+from microtransformer.autoencoder.chunking import chunk_text, count_chunks, iter_chunks, split_piece
 
 
 def test_word_like_pieces() -> None:

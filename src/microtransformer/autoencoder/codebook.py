@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from microtransformer.models.char_autoencoder import ChunkAutoEncoder
+    from microtransformer.autoencoder.model import ChunkAutoEncoder
 
 __all__ = ["DEFAULT_KS", "analyze_codebook", "encode_unique_chunks", "format_table"]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from microtransformer.evaluation.codebook import analyze_codebook
-from microtransformer.evaluation.reconstruction import evaluate_model
+from microtransformer.autoencoder.codebook import analyze_codebook
+from microtransformer.autoencoder.evaluate import evaluate_model
 from microtransformer.evaluation.report import build_report, write_report
 
-from conftest import SENTENCES
+from autoencoder_testkit import EVAL_SENTENCES as SENTENCES
 
 
 def test_report_has_tables_and_plots(tiny_model, tiny_counts, tmp_path) -> None:

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from microtransformer.errors import ConfigError
-from microtransformer.models.fsq import FSQ
-from microtransformer.training.autoencoder_pretrain import PretrainConfig, pretrain_autoencoder
-from microtransformer.training.code_separation import CollisionTable, separation_loss
+from microtransformer.autoencoder.fsq import FSQ
+from microtransformer.autoencoder.pretrain import PretrainConfig, pretrain_autoencoder
+from microtransformer.autoencoder.separation import CollisionTable, separation_loss
 
-from test_autoencoder_pretrain import DOCS, TINY, small_config
+from test_pretrain import DOCS, TINY, small_config
 
 
 def test_partner_is_the_lowest_other_row_at_the_same_code() -> None:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from microtransformer.errors import ConfigError
 
 if TYPE_CHECKING:  # torch stays out of import time
-    from microtransformer.models.char_autoencoder import ChunkAutoEncoder
+    from microtransformer.autoencoder.model import ChunkAutoEncoder
 
 __all__ = [
     "STRATEGIES",

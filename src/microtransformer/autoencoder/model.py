@@ -4,7 +4,7 @@ The learned tokenizer's model. A chunk (at most ``max_chunk_len`` UTF-8
 bytes, see ``tokenization/chunking.py``) is padded with the END symbol (id
 256) to a fixed width, embedded byte by byte (+ a position embedding), run
 through a Conv1d stack and pooled to one vector, projected to ``len(levels)``
-dimensions, normalized and quantized by :class:`~microtransformer.models.fsq.FSQ`.
+dimensions, normalized and quantized by :class:`~microtransformer.autoencoder.fsq.FSQ`.
 The FSQ index is the token. :class:`VectorDecoder` maps the quantized code
 back to logits over 256 bytes + END at *every* position, so the length is
 learned too and a chunk can decode exactly.
@@ -51,7 +51,7 @@ from microtransformer.io import (
     atomic_write_json,
     read_json,
 )
-from microtransformer.models.fsq import DESIGN_LEVELS, FSQ
+from microtransformer.autoencoder.fsq import DESIGN_LEVELS, FSQ
 
 __all__ = [
     "END_ID",

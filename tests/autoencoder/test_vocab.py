@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from microtransformer.errors import ConfigError
-from microtransformer.tokenization.autoencoder_vocab import (
+from microtransformer.autoencoder.vocab import (
     build_vocabulary,
     greedy_split,
     select_by_compression,

@@ -6,7 +6,7 @@ import string
 
 import torch
 
-from microtransformer.training.chunk_augment import augment_chunk
+from microtransformer.autoencoder.augment import augment_chunk
 
 CHUNKS = [b" walking", b"The", b" the", b"and", b" Pierre", b" caf\xc3\xa9", b"\xff\xfe"]
 

@@ -1,7 +1,7 @@
 """The learned auto-encoder tokenizer (engine ``autoencoder``).
 
 A token is an FSQ code of the chunk auto-encoder
-(:mod:`microtransformer.models.char_autoencoder`): text is cut into word-like
+(:mod:`microtransformer.autoencoder.model`): text is cut into word-like
 chunks (:mod:`.chunking`), the encoder maps a chunk to a code, the decoder
 maps the code back to bytes.
 
@@ -11,7 +11,7 @@ Vocabulary (ids ``0 .. n_ordinary-1``):
 * ids ``256..`` are codes, most used first. A code enters the vocabulary
   only if the network encodes a string to it *and* decodes it back to
   exactly that string, one string per code (verified when the vocabulary
-  is built, :mod:`.autoencoder_vocab`). The strings are whole chunks and
+  is built, :mod:`.vocab`). The strings are whole chunks and
   sub-chunk pieces, chosen (``strategy="compression"``, the default) as the
   verified ones that encode the training chunks in the fewest tokens, or
   (``strategy="frequency"``) as the most frequent whole chunks. Single-byte
@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
-from microtransformer.tokenization.autoencoder_vocab import build_vocabulary, greedy_split
+from microtransformer.autoencoder.vocab import build_vocabulary, greedy_split
 from microtransformer.tokenization.base import EngineFile, LazyFile, MicroTransformerTokenizer
-from microtransformer.tokenization.chunking import DEFAULT_MAX_CHUNK_LEN, count_chunks, iter_chunks, split_piece
+from microtransformer.autoencoder.chunking import DEFAULT_MAX_CHUNK_LEN, count_chunks, iter_chunks, split_piece
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 if TYPE_CHECKING:  # torch stays out of import time
-    from microtransformer.models.char_autoencoder import ChunkAutoEncoder
+    from microtransformer.autoencoder.model import ChunkAutoEncoder
 
 __all__ = ["AutoEncoderTokenizer"]
 
@@ -129,7 +129,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         if self._model is None:
             from safetensors.torch import load
 
-            from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder
+            from microtransformer.autoencoder.model import AutoEncoderConfig, ChunkAutoEncoder
 
             weights = self._weights.read() if isinstance(self._weights, LazyFile) else self._weights
             model = ChunkAutoEncoder(AutoEncoderConfig.from_dict(self._model_config))
@@ -161,8 +161,8 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
                 f"unknown options for the autoencoder engine: {sorted(options)}; "
                 "use checkpoint=, model=, preset=, steps=, pretrain_options=, strategy= or piece_fraction="
             )
-        from microtransformer.models.char_autoencoder import AutoEncoderConfig, load_autoencoder
-        from microtransformer.training.autoencoder_pretrain import ChunkDataset, PretrainConfig, pretrain_autoencoder
+        from microtransformer.autoencoder.model import AutoEncoderConfig, load_autoencoder
+        from microtransformer.autoencoder.pretrain import ChunkDataset, PretrainConfig, pretrain_autoencoder
 
         split = pattern or GPT4_SPLIT_PATTERN
         source: dict[str, Any] = {}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from microtransformer.errors import CheckpointError, ConfigError
-from microtransformer.models.char_autoencoder import (
+from microtransformer.autoencoder.model import (
     END_ID,
     N_SYMBOLS,
     AutoEncoderConfig,
