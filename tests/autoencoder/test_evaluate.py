@@ -16,6 +16,7 @@ from microtransformer.autoencoder.evaluate import (
     levenshtein,
 )
 from microtransformer.autoencoder.model import AutoEncoderConfig, ChunkAutoEncoder
+from microtransformer.autoencoder.results import ReconstructionResult
 from microtransformer.tokenization import MicroTransformerTokenizer
 
 from autoencoder_testkit import EVAL_DOCS as DOCS, EVAL_SENTENCES as SENTENCES
@@ -50,19 +51,22 @@ def test_trained_beats_untrained(tiny_model, tiny_counts) -> None:
     counts = [tiny_counts[c] for c in chunks]
     before = evaluate_model(untrained, val_chunks=chunks, val_counts=counts, sentences=SENTENCES, phase="before")
     after = evaluate_model(tiny_model, val_chunks=chunks, val_counts=counts, sentences=SENTENCES, phase="after")
-    assert before["summary"]["sentences_perfect"] == 0
-    assert after["summary"]["sentences_perfect"] == len(SENTENCES)
-    assert after["summary"]["val_char_accuracy"] > 0.95 > before["summary"]["val_char_accuracy"]
-    assert after["summary"]["mean_levenshtein"] == 0 < before["summary"]["mean_levenshtein"]
-    json.dumps(after)  # JSON-able
+    assert before.sentences_perfect == 0
+    assert after.sentences_perfect == len(SENTENCES)
+    assert after.val is not None and before.val is not None
+    assert after.val.char_accuracy > 0.95 > before.val.char_accuracy
+    assert after.mean_levenshtein == 0 < before.mean_levenshtein
+    assert ReconstructionResult.from_json(json.loads(json.dumps(after.to_json()))) == after  # JSON round trip
 
 
 def test_sentence_metrics_are_consistent(tiny_model) -> None:
-    r = evaluate_sentences(tiny_model, ["hello world", "zzzz qqqq"])
-    s0, s1 = r["sentences"]
-    assert s0["perfect"] and s0["levenshtein"] == 0 and s0["char_accuracy"] == 1.0
-    assert not s1["perfect"] and s1["levenshtein"] > 0
-    assert r["summary"]["sentences_perfect"] == 1 and r["summary"]["sentences_total"] == 2
+    s0, s1 = evaluate_sentences(tiny_model, ["hello world", "zzzz qqqq"])
+    assert s0.perfect and s0.levenshtein == 0 and s0.char_accuracy == 1.0
+    assert not s1.perfect and s1.levenshtein > 0
+    r = evaluate_model(tiny_model, sentences=["hello world", "zzzz qqqq"])
+    assert r.sentences_perfect == 1 and r.sentences_total == 2 and r.val is None
+    n0, n1 = len(b"hello world"), len(b"zzzz qqqq")
+    assert abs(r.char_accuracy - (s0.char_accuracy * n0 + s1.char_accuracy * n1) / (n0 + n1)) < 1e-12
 
 
 def test_tokenizer_after_fallback_is_lossless(tiny_model, tiny_counts) -> None:
@@ -70,8 +74,11 @@ def test_tokenizer_after_fallback_is_lossless(tiny_model, tiny_counts) -> None:
     chunks = list(tiny_counts)
     r = evaluate_tokenizer(tok, val_chunks=chunks, val_counts=[tiny_counts[c] for c in chunks],
                            texts={"doc": DOCS[0]}, phase="final")
-    after = r["summary"]["after_fallback"]
-    assert after["sentences_perfect"] == after["sentences_total"] == len(STANDARD_SENTENCES)
-    assert after["val_fallback_rate"] == 0.0  # every multi-byte training chunk is in the vocabulary
-    assert after["doc_bytes_per_token"] == after["val_bytes_per_token"] > 1.5
-    assert r["tokenizer"]["n_codes"] == len(tok.codes)
+    after = r.after_fallback
+    assert after is not None and after.val is not None
+    assert after.sentences_perfect == after.sentences_total == len(STANDARD_SENTENCES)
+    assert after.val.fallback_rate == 0.0  # every multi-byte training chunk is in the vocabulary
+    assert after.texts["doc"].bytes_per_token == after.val.bytes_per_token > 1.5
+    assert r.tokenizer is not None and r.tokenizer.n_codes == len(tok.codes)
+    assert all(s.perfect_after_fallback for s in r.sentences)
+    assert ReconstructionResult.from_json(json.loads(json.dumps(r.to_json()))) == r

@@ -1,4 +1,4 @@
-"""Chunk auto-encoder: shapes, config validation, save/load, and that it learns."""
+"""Chunk auto-encoder: shapes, config validation, save/load, the versioned memory hash, and that it learns."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from microtransformer.errors import CheckpointError, ConfigError
+from microtransformer.autoencoder.checkpoint import KIND, load_autoencoder
+from microtransformer.autoencoder.config import DEFAULT_LEVELS
+from microtransformer.autoencoder.evaluate import evaluate_chunks
+from microtransformer.autoencoder.fsq import DESIGN_LEVELS
 from microtransformer.autoencoder.model import (
     END_ID,
     N_SYMBOLS,
@@ -16,12 +19,11 @@ from microtransformer.autoencoder.model import (
     ChunkAutoEncoder,
     VectorDecoder,
     chunks_to_tensor,
-    load_autoencoder,
     logits_to_chunks,
     memory_row,
-    reconstruction_stats,
-    save_autoencoder,
 )
+from microtransformer.errors import CheckpointError, ConfigError
+from microtransformer.training import checkpoint as run_format
 
 WORDS = (
     "the of and to a in is it you that he was for on are with as I his they be at one have this from "
@@ -40,7 +42,7 @@ def test_chunks_to_tensor_and_back() -> None:
         chunks_to_tensor([b"x" * 17], 16)
 
 
-@pytest.mark.parametrize("preset", ["design", "cpu", "tiny"])
+@pytest.mark.parametrize("preset", ["default", "design", "cpu", "tiny"])
 @pytest.mark.parametrize("pooling", ["flatten", "mean"])
 def test_shapes(preset: str, pooling: str) -> None:
     # digit embeddings on for flatten, off for mean: both decoder inputs get exercised
@@ -57,12 +59,14 @@ def test_shapes(preset: str, pooling: str) -> None:
     assert isinstance(model.encoder, CharacterEncoder) and isinstance(model.decoder, VectorDecoder)
 
 
-def test_design_defaults() -> None:
+def test_defaults_and_the_design_preset() -> None:
     cfg = AutoEncoderConfig()
     assert (cfg.embed_dim, cfg.channels, cfg.kernel_sizes, cfg.strides) == (64, (128, 256, 256), (3, 3, 3), (1, 2, 2))
-    assert cfg.levels == (8, 8, 8, 8, 8, 5, 5, 5) and cfg.pooling == "flatten" and cfg.max_chunk_len == 16
-    assert cfg.conv_out_len == 4
+    assert cfg.levels == DEFAULT_LEVELS == (8,) * 20 and cfg.pooling == "flatten" and cfg.max_chunk_len == 16
+    assert cfg.conv_out_len == 4 and cfg.memory_hash_version == 2
     assert AutoEncoderConfig.from_dict(cfg.to_dict()) == cfg
+    design = AutoEncoderConfig.preset("design")
+    assert design.levels == DESIGN_LEVELS and design == dataclasses.replace(cfg, levels=DESIGN_LEVELS)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +79,8 @@ def test_design_defaults() -> None:
         {"max_chunk_len": 0},
         {"channels": []},
         {"dropout": 1.5},
+        {"memory_hash_version": 3},
+        {"pattern": ""},
     ],
 )
 def test_invalid_config(bad: dict) -> None:
@@ -101,13 +107,20 @@ def test_mean_pooling_ignores_padding() -> None:
 
 
 def test_save_load_round_trip(tmp_path) -> None:
+    """A network saved through the run format loads back with every weight and BatchNorm buffer."""
     torch.manual_seed(0)
-    model = ChunkAutoEncoder(dataclasses.replace(AutoEncoderConfig.preset("tiny"), norm="batch")).eval()
-    save_autoencoder(model, tmp_path / "m", extra_config={"note": "x"})
+    model = ChunkAutoEncoder(dataclasses.replace(AutoEncoderConfig.preset("tiny"), norm="batch"))
+    model(chunks_to_tensor(CHUNKS, 16))  # BatchNorm running stats move away from their init
+    model.eval()
+    meta = {"model": {"kind": KIND, "config": model.config.to_dict()}}
+    run_format.write_run(tmp_path / "m", meta)
+    run_format.save_checkpoint(tmp_path / "m", 3, model=model, meta=meta, best=True)
     loaded = load_autoencoder(tmp_path / "m")
     x = chunks_to_tensor(CHUNKS, 16)
     a, b = model(x), loaded(x)
-    assert torch.equal(a.indices, b.indices) and torch.allclose(a.logits, b.logits)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.logits, b.logits)
+    assert torch.equal(loaded.encoder.norm.running_mean, model.encoder.norm.running_mean)
+    assert torch.equal(load_autoencoder(tmp_path / "m" / "checkpoint_step_3")(x).logits, a.logits)  # the earlier name
     with pytest.raises(CheckpointError):
         load_autoencoder(tmp_path / "missing")
 
@@ -125,8 +138,9 @@ def test_learns_tiny_set() -> None:
         with torch.no_grad():
             out = model(x)
         model.train()
-        s = reconstruction_stats(out.logits, x)
-        return float(out.loss), s["byte_correct"] / s["byte_total"], s["exact"] / s["chunks"]
+        v = evaluate_chunks(model, CHUNKS)
+        assert abs(v.loss - float(out.loss)) < 1e-5  # unweighted: the mean loss over every position
+        return float(out.loss), v.char_accuracy, v.exact_chunk_rate
 
     loss0, acc0, _ = evaluate()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -168,3 +182,24 @@ def test_memory_row_keeps_the_small_grid_hash_and_mixes_large_indices() -> None:
     rows = memory_row((digits * basis).sum(-1), 65536)
     assert rows.unique().numel() > 3800  # ~3,969 expected for random rows; the low-bit hash gives 1
     assert int(rows.min()) >= 0 and int(rows.max()) < 65536
+
+
+def test_memory_hash_versions() -> None:
+    """Version 1 (Knuth everywhere) and 2 agree below 2**31 and differ above; the version travels in the config."""
+    small, large = torch.tensor([0, 7, 4_095_999]), torch.tensor([2**31 + 5, 8**20 - 1])
+    assert torch.equal(memory_row(small, 4096, 1), memory_row(small, 4096, 2))
+    assert memory_row(large, 4096, 1).tolist() == [((i * 0x9E3779B1) & 0xFFFFFFFF) % 4096 for i in large.tolist()]
+    assert not torch.equal(memory_row(large, 4096, 1), memory_row(large, 4096, 2))
+    cfg = dataclasses.replace(AutoEncoderConfig.preset("tiny"), levels=(8,) * 12, decoder_memory_size=64, decoder_memory_dim=4)
+    saved = cfg.to_dict()
+    assert saved["memory_hash_version"] == 2
+    del saved["memory_hash_version"]  # a config saved before the key existed hashed as version 2
+    assert AutoEncoderConfig.from_dict(saved) == cfg
+    torch.manual_seed(0)
+    v2 = ChunkAutoEncoder(cfg).eval()
+    torch.nn.init.normal_(v2.decoder.memory.weight)
+    v1 = ChunkAutoEncoder(dataclasses.replace(cfg, memory_hash_version=1)).eval()
+    v1.load_state_dict(v2.state_dict())
+    codes = v2.fsq.indices_to_codes(torch.tensor([5, 2**31 + 12345]))  # (2, 12)
+    out1, out2 = v1.decoder(codes), v2.decoder(codes)
+    assert torch.equal(out1[0], out2[0]) and not torch.equal(out1[1], out2[1])  # only the large index reads another row

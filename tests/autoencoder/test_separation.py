@@ -1,4 +1,4 @@
-"""Collision table and separation loss (training/code_separation.py), alone and inside pre-training."""
+"""Collision table and separation loss (autoencoder/separation.py), alone and inside pre-training."""
 
 from __future__ import annotations
 
@@ -74,17 +74,17 @@ def test_separation_trains_resumes_exactly_and_is_validated(tmp_path: Path) -> N
     cfg = small_config(steps=12, checkpoint_every=6, eval_every=6, separation_weight=1.0, augment_share=0.3)
     full = tmp_path / "full"
     result = pretrain_autoencoder(DOCS, model_config=TINY, config=cfg, checkpoint_dir=full, progress=False)
-    assert any(r["collision_pairs"] > 0 for r in result.history)  # an untrained encoder collides a lot
-    table = load_file(str(full / "checkpoint_step_6" / "optimizer.safetensors"))["separation.last_code"]
+    assert any(r.collision_pairs > 0 for r in result.history.train)  # an untrained encoder collides a lot
+    table = load_file(str(full / "checkpoints" / "step_000006" / "trainer_state.safetensors"))["separation.last_code"]
     assert (table >= 0).any()
     resumed = tmp_path / "resumed"
     pretrain_autoencoder(DOCS, config=cfg, resume=full / "checkpoint_step_6", checkpoint_dir=resumed, progress=False)
-    a = load_file(str(full / "checkpoint_step_12" / "model.safetensors"))
-    b = load_file(str(resumed / "checkpoint_step_12" / "model.safetensors"))
+    a = load_file(str(full / "checkpoints" / "step_000012" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoints" / "step_000012" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     off = pretrain_autoencoder(DOCS, model_config=TINY, config=dataclasses.replace(cfg, separation_weight=0.0),
                                checkpoint_dir=None, progress=False)
-    assert all(r["collision_pairs"] == 0 for r in off.history)
+    assert all(r.collision_pairs == 0 for r in off.history.train)
     c = off.model.state_dict()
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the loss did change the encoder
     with pytest.raises(ConfigError, match="separation_weight"):

@@ -56,8 +56,8 @@ FSQ_LEVEL_PRESETS: dict[str, tuple[int, ...]] = {
     "2^12": (7, 5, 5, 5, 5),
     "2^14": (8, 8, 8, 6, 5),
     "2^16": (8, 8, 8, 5, 5, 5),
-    # The auto-encoder tokenizer's design: 8^5 * 5^3 = 4,096,000 codes, far more
-    # than the vocabulary, so distinct chunks rarely have to share a code.
+    # The auto-encoder's "design" preset: 8^5 * 5^3 = 4,096,000 codes, far more
+    # than a vocabulary, so distinct chunks rarely have to share a code.
     "design": (8, 8, 8, 8, 8, 5, 5, 5),
 }
 DESIGN_LEVELS: tuple[int, ...] = FSQ_LEVEL_PRESETS["design"]

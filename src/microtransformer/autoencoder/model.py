@@ -1,57 +1,38 @@
 """Chunk auto-encoder: bytes -> one FSQ code -> bytes.
 
-The learned tokenizer's model. A chunk (at most ``max_chunk_len`` UTF-8
-bytes, see ``tokenization/chunking.py``) is padded with the END symbol (id
-256) to a fixed width, embedded byte by byte (+ a position embedding), run
-through a Conv1d stack and pooled to one vector, projected to ``len(levels)``
-dimensions, normalized and quantized by :class:`~microtransformer.autoencoder.fsq.FSQ`.
-The FSQ index is the token. :class:`VectorDecoder` maps the quantized code
-back to logits over 256 bytes + END at *every* position, so the length is
-learned too and a chunk can decode exactly.
+The learned tokenizer's network. A chunk (at most ``max_chunk_len`` UTF-8
+bytes, :mod:`.chunking`) is padded with the END symbol (id 256), embedded
+byte by byte plus a position embedding, run through a Conv1d stack, pooled,
+projected to ``len(levels)`` dimensions, normalized and quantized by
+:class:`~microtransformer.autoencoder.fsq.FSQ`: the FSQ index is the token.
+:class:`VectorDecoder` maps the code back to logits over 256 bytes + END at
+every position, so the chunk's length is learned too.
 
-Why these pieces:
-
-* **flatten pooling** (default) keeps the position of every conv feature;
-  plain average pooling would make ``"ab"`` and ``"ba"`` look alike. Masked
-  global average pooling is available as an option (``pooling="mean"``).
-* **normalization before FSQ** (LayerNorm or BatchNorm): without it the
-  pre-``tanh`` values grow during training, ``tanh`` saturates, and every
-  chunk collapses to the same corner code.
-* the loss is cross-entropy over all ``max_chunk_len`` positions, bytes and
-  END symbols alike, so "where the chunk stops" is trained like any byte.
+Why: flatten pooling keeps each conv feature's position (mean pooling would
+make ``"ab"`` and ``"ba"`` alike); the norm before FSQ stops ``tanh`` from
+saturating (without it every chunk collapses to one corner code); the loss
+is cross-entropy over every position, END symbols included.
 
 >>> model = ChunkAutoEncoder(AutoEncoderConfig.preset("tiny"))
 >>> x = chunks_to_tensor([b"hello", b" world"], model.config.max_chunk_len)  # (2, 16)
 >>> out = model(x)
 >>> out.logits.shape, out.indices.shape
 (torch.Size([2, 16, 257]), torch.Size([2]))
-
-This module knows nothing of tokenizers: it takes byte strings and returns
-integer codes.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from microtransformer.config import JSONConfig
-from microtransformer.errors import CheckpointError, ConfigError
-from microtransformer.io import (
-    PathLike,
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-)
-from microtransformer.autoencoder.fsq import DESIGN_LEVELS, FSQ
+from microtransformer.autoencoder.config import AutoEncoderConfig
+from microtransformer.autoencoder.fsq import FSQ
+from microtransformer.errors import ConfigError
 
 __all__ = [
     "END_ID",
@@ -62,132 +43,15 @@ __all__ = [
     "ChunkAutoEncoder",
     "VectorDecoder",
     "chunks_to_tensor",
-    "evaluate_chunks",
-    "load_autoencoder",
     "logits_to_chunks",
     "memory_row",
-    "reconstruction_stats",
-    "save_autoencoder",
 ]
 
-logger = logging.getLogger(__name__)
-
 END_ID = 256  # end-of-chunk / padding symbol, after the 256 byte values
-_HASH_MULT = 0x9E3779B1  # Knuth's multiplicative hash: spreads neighbouring code indices over memory rows
 N_SYMBOLS = 257  # 256 bytes + END
+_HASH_MULT = 0x9E3779B1  # Knuth's multiplicative hash: spreads neighbouring code indices over memory rows
 _MIX1 = 0xBF58476D1CE4E5B9 - 2**64  # splitmix64 multipliers as signed int64
 _MIX2 = 0x94D049BB133111EB - 2**64
-
-MODEL_WEIGHTS_NAME = "model.safetensors"
-MODEL_CONFIG_NAME = "config.json"
-_POOLINGS = ("flatten", "mean")
-_NORMS = ("layer", "batch", "none")
-
-
-@dataclass(frozen=True)
-class AutoEncoderConfig(JSONConfig):
-    """Architecture of :class:`ChunkAutoEncoder`; stored as JSON in every checkpoint.
-
-    The defaults are the design's: embed 64, channels (128, 256, 256), kernels
-    3, strides (1, 2, 2), flatten pooling, LayerNorm, levels
-    ``[8, 8, 8, 8, 8, 5, 5, 5]`` (4,096,000 codes); the decoder (not fixed
-    by the design) is a 2-layer MLP of width 1024 with digit embeddings (see
-    :class:`VectorDecoder`). ``preset("cpu")`` is a smaller model that trains
-    faster on a laptop CPU.
-    """
-
-    max_chunk_len: int = 16
-    embed_dim: int = 64
-    channels: tuple[int, ...] = (128, 256, 256)
-    kernel_sizes: tuple[int, ...] = (3, 3, 3)
-    strides: tuple[int, ...] = (1, 2, 2)
-    pooling: str = "flatten"
-    norm: str = "layer"
-    levels: tuple[int, ...] = DESIGN_LEVELS
-    fsq_eps: float = 1e-3
-    decoder_hidden: int = 1024
-    decoder_layers: int = 2
-    decoder_pos_dim: int = 64
-    decoder_digit_embedding: bool = True
-    decoder_memory_size: int = 65536
-    decoder_memory_dim: int = 64
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("channels", "kernel_sizes", "strides", "levels"):
-            value = getattr(self, name)
-            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-                raise ConfigError(f"{name} must be a list of ints, got {value!r}")
-            object.__setattr__(self, name, tuple(int(v) for v in value))
-        if self.max_chunk_len < 1:
-            raise ConfigError(f"max_chunk_len must be >= 1, got {self.max_chunk_len}")
-        if self.embed_dim < 1 or self.decoder_hidden < 1 or self.decoder_pos_dim < 1:
-            raise ConfigError("embed_dim, decoder_hidden and decoder_pos_dim must be >= 1")
-        if not self.channels:
-            raise ConfigError("channels must list at least one conv layer, e.g. [128, 256, 256]")
-        if not (len(self.channels) == len(self.kernel_sizes) == len(self.strides)):
-            raise ConfigError(
-                f"channels, kernel_sizes and strides need one entry per conv layer; got "
-                f"{len(self.channels)}, {len(self.kernel_sizes)}, {len(self.strides)}"
-            )
-        if any(c < 1 for c in self.channels) or any(k < 1 for k in self.kernel_sizes) or any(s < 1 for s in self.strides):
-            raise ConfigError("channels, kernel_sizes and strides must all be >= 1")
-        if self.pooling not in _POOLINGS:
-            raise ConfigError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
-        if self.norm not in _NORMS:
-            raise ConfigError(f"norm must be one of {_NORMS}, got {self.norm!r} (use 'layer' unless you know why)")
-        if not self.levels or any(lv < 2 for lv in self.levels):
-            raise ConfigError(f"levels must be a non-empty list of ints >= 2, got {list(self.levels)}")
-        if self.decoder_memory_size < 0 or (self.decoder_memory_size and self.decoder_memory_dim < 1):
-            raise ConfigError("decoder_memory_size must be >= 0 (0 disables the code memory) and decoder_memory_dim >= 1")
-        if self.decoder_layers < 1:
-            raise ConfigError(f"decoder_layers must be >= 1, got {self.decoder_layers}")
-        if not (0.0 <= self.dropout < 1.0):
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.conv_out_len < 1:
-            raise ConfigError(f"the conv stack reduces {self.max_chunk_len} positions to nothing; use fewer/smaller strides")
-
-    @property
-    def conv_out_len(self) -> int:
-        """Sequence length after the conv stack (``padding = kernel // 2``)."""
-        n = self.max_chunk_len
-        for k, s in zip(self.kernel_sizes, self.strides):
-            n = (n + 2 * (k // 2) - k) // s + 1
-        return n
-
-    @property
-    def code_dim(self) -> int:
-        return len(self.levels)
-
-    @classmethod
-    def preset(cls, name: str) -> AutoEncoderConfig:
-        """``"design"`` (the defaults), ``"cpu"`` (smaller, for 2-core training) or ``"tiny"`` (tests)."""
-        if name not in _PRESETS:
-            raise ConfigError(f"unknown auto-encoder preset {name!r}; choose one of {sorted(_PRESETS)}")
-        return cls(**_PRESETS[name])
-
-
-_PRESETS: dict[str, dict[str, Any]] = {
-    "design": {},
-    "cpu": {
-        "embed_dim": 32,
-        "channels": (64, 128, 128),
-        "decoder_hidden": 384,
-        "decoder_pos_dim": 48,
-        "decoder_memory_size": 16384,
-        "decoder_memory_dim": 32,
-    },
-    "tiny": {
-        "embed_dim": 16,
-        "channels": (32, 32),
-        "kernel_sizes": (3, 3),
-        "strides": (1, 2),
-        "decoder_hidden": 128,
-        "decoder_layers": 1,
-        "decoder_pos_dim": 32,
-        "decoder_memory_size": 0,
-    },
-}
 
 
 def chunks_to_tensor(chunks: Sequence[bytes], max_chunk_len: int) -> torch.Tensor:
@@ -217,28 +81,6 @@ def logits_to_chunks(logits_or_ids: torch.Tensor) -> list[bytes]:
             pass
         out.append(bytes(row))
     return out
-
-
-def reconstruction_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Byte accuracy and exact-chunk rate of greedy decoding, network alone.
-
-    ``char_accuracy`` counts real byte positions only (not padding);
-    ``exact_rate`` needs every byte *and* the END right after the last byte.
-    Returns sums and counts so callers can aggregate over batches.
-    """
-    pred = logits.argmax(-1)  # (B, T)
-    is_byte = targets != END_ID  # (B, T)
-    lengths = is_byte.sum(-1, keepdim=True)  # (B, 1)
-    positions = torch.arange(targets.shape[1], device=targets.device)  # (T,)
-    must_match = positions.unsqueeze(0) <= lengths  # bytes + the first END
-    correct = pred == targets
-    exact = (correct | ~must_match).all(-1)  # (B,)
-    return {
-        "byte_correct": float((correct & is_byte).sum()),
-        "byte_total": float(is_byte.sum()),
-        "exact": float(exact.sum()),
-        "chunks": float(targets.shape[0]),
-    }
 
 
 class CharacterEncoder(nn.Module):
@@ -294,17 +136,26 @@ def _shift_right(x: torch.Tensor, k: int) -> torch.Tensor:
     return (x >> k) & ((1 << (64 - k)) - 1)
 
 
-def memory_row(index: torch.Tensor, memory_size: int) -> torch.Tensor:
+def memory_row(index: torch.Tensor, memory_size: int, version: int = 2) -> torch.Tensor:
     """Hashed code-memory row of FSQ indices ``(B,) -> (B,)``.
 
-    Indices below ``2**31`` (every grid up to the design's 4,096,000 codes)
-    take Knuth's multiplicative hash (low 32 bits of ``index * 0x9E3779B1``),
-    as models saved with such grids expect. Larger indices (grids such as 20
-    dimensions of 8 levels) go through the splitmix64 finalizer instead: the
-    low bits of a product ignore every index bit above them, so codes
-    differing only in their last dimensions would always share a row.
+    The row a code reads is part of what saved weights mean, so the hash is
+    versioned (``AutoEncoderConfig.memory_hash_version``, saved with every
+    model) and a version, once released, never changes:
+
+    * 1: Knuth's multiplicative hash for every index (low 32 bits of
+      ``index * 0x9E3779B1``), as the first models with a code memory used.
+    * 2 (current): version 1 below ``2**31``, so grids up to that size hash
+      as before, and the splitmix64 finalizer above it: the low bits of a
+      product ignore every index bit above them, so on larger grids codes
+      that differ only in their last dimensions would all share a row.
+
+    A config saved without the key was written by code that hashed as version 2.
+    A new hash is a new version here, never a change to an old one.
     """
     knuth = ((index * _HASH_MULT) & 0xFFFFFFFF) % memory_size
+    if version == 1:
+        return knuth
     x = index ^ _shift_right(index, 30)
     x = x * _MIX1  # int64 multiplication wraps, as splitmix64's uint64 one does
     x = x ^ _shift_right(x, 27)
@@ -319,23 +170,14 @@ class VectorDecoder(nn.Module):
 
     An MLP trunk reads the whole code, a linear layer fans it out to one
     small vector per position, and a shared head turns each into byte logits.
-
-    With ``decoder_digit_embedding`` (default) the trunk's input also adds a
-    learned vector per (dimension, level) of the code. Why: a code is a
-    discrete key the decoder has to *memorize* a chunk for, and a linear
-    layer on the 8 scalar values can only separate neighbouring levels
-    slowly; reading each digit as a category made reconstruction learn
-    faster (val char accuracy 0.81 -> 0.85 after 3000 steps of batch 64 on
-    tinyshakespeare). The scalar path stays, so the straight-through
-    gradient still reaches the encoder; the digit path is detached.
-
-    With ``decoder_memory_size > 0`` (default 65,536 rows of 64) the input
-    also adds a row of a hashed embedding table picked by the code's index:
-    a per-code memory that learns a chunk in a few visits, where the MLP
-    alone needs many (exactly reconstructed unique chunks after 3000 steps:
-    26% -> 42%; val char accuracy 0.89 -> 0.92, tinyshakespeare). Codes that
-    share a row are told apart by the MLP path. The table takes sparse
-    gradients; the pre-training loop gives it its own ``SparseAdam``.
+    Two optional inputs help the decoder memorize a discrete key per chunk
+    (figures in ``docs/benchmarks.md``): ``decoder_digit_embedding`` adds a
+    learned vector per (dimension, level), read as a category (detached: the
+    scalar path still carries the straight-through gradient to the encoder);
+    ``decoder_memory_size`` adds a row of a hashed table picked by the code's
+    index (:func:`memory_row`), which learns a chunk in a few visits. Codes
+    sharing a row are told apart by the MLP path. The table takes sparse
+    gradients; pre-training gives it its own ``SparseAdam``.
     """
 
     def __init__(self, config: AutoEncoderConfig) -> None:
@@ -377,7 +219,7 @@ class VectorDecoder(nn.Module):
                 h = h + self.digit_emb(digits + self._digit_offsets).sum(1)  # (B, H)
             if self.memory is not None:
                 index = (digits * self._basis).sum(-1)  # (B,) FSQ index
-                row = memory_row(index, self.config.decoder_memory_size)  # (B,)
+                row = memory_row(index, self.config.decoder_memory_size, self.config.memory_hash_version)  # (B,)
                 h = h + self.memory_proj(self.memory(row))  # (B, H)
         h = self.dropout(self.trunk(h))  # (B, H)
         h = self.to_positions(h).view(B, self.config.max_chunk_len, -1)  # (B, T, P)
@@ -415,7 +257,8 @@ class ChunkAutoEncoder(nn.Module):
     def codebook_size(self) -> int:
         return self.encoder.fsq.codebook_size
 
-    def num_parameters(self) -> int:
+    def num_params(self) -> int:
+        """Number of parameters, all of them (the log line and eval results report it)."""
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: torch.Tensor) -> AutoEncoderOutput:
@@ -458,89 +301,3 @@ class ChunkAutoEncoder(nn.Module):
             out.extend(logits_to_chunks(self.decoder(codes)))
             idx.append(indices.cpu())
         return out, (torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long))
-
-
-@torch.no_grad()
-def evaluate_chunks(
-    model: ChunkAutoEncoder,
-    chunks: Sequence[bytes],
-    weights: Sequence[float] | None = None,
-    batch_size: int = 2048,
-) -> dict[str, float]:
-    """Network-alone reconstruction of ``chunks``, each weighted (e.g. by its count).
-
-    Returns ``loss`` (weighted mean cross-entropy per position),
-    ``char_accuracy`` (weighted over real bytes), ``exact_rate`` (weighted
-    share of chunks decoded exactly), ``distinct_codes`` and ``chunks``
-    (unique chunks evaluated). Runs in eval mode and restores the mode after.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    w_all = torch.ones(len(chunks)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-    byte_c = byte_t = exact = loss_sum = w_sum = 0.0
-    codes = []
-    for i in range(0, len(chunks), batch_size):
-        x = chunks_to_tensor(chunks[i : i + batch_size], model.config.max_chunk_len).to(device)  # (b, T)
-        w = w_all[i : i + batch_size].to(device)  # (b,)
-        out = model(x)
-        pred = out.logits.argmax(-1)  # (b, T)
-        is_byte = x != END_ID
-        lengths = is_byte.sum(-1, keepdim=True)
-        must = torch.arange(x.shape[1], device=device).unsqueeze(0) <= lengths
-        correct = pred == x
-        per_loss = F.cross_entropy(out.logits.reshape(-1, N_SYMBOLS).float(), x.reshape(-1), reduction="none")
-        loss_sum += float((per_loss.view(x.shape).mean(-1).double() * w).sum())
-        byte_c += float(((correct & is_byte).sum(-1).double() * w).sum())
-        byte_t += float((is_byte.sum(-1).double() * w).sum())
-        exact += float(((correct | ~must).all(-1).double() * w).sum())
-        w_sum += float(w.sum())
-        codes.append(out.indices.cpu())
-    model.train(was_training)
-    return {
-        "loss": loss_sum / max(w_sum, 1e-12),
-        "char_accuracy": byte_c / max(byte_t, 1e-12),
-        "exact_rate": exact / max(w_sum, 1e-12),
-        "distinct_codes": float(torch.unique(torch.cat(codes)).numel()) if codes else 0.0,
-        "chunks": float(len(chunks)),
-    }
-
-
-def save_autoencoder(model: ChunkAutoEncoder, directory: PathLike, extra_config: Mapping[str, Any] | None = None) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``directory`` (each atomically)."""
-    from safetensors.torch import save
-
-    directory = Path(directory)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(directory / MODEL_WEIGHTS_NAME, save(state))
-    payload: dict[str, Any] = {"model": model.config.to_dict(), "model_type": "chunk_autoencoder"}
-    if extra_config:
-        payload.update(extra_config)
-    atomic_write_json(directory / MODEL_CONFIG_NAME, payload)
-    return directory
-
-
-def load_autoencoder(directory: PathLike, map_location: str | torch.device = "cpu") -> ChunkAutoEncoder:
-    """Load a model written by :func:`save_autoencoder` (no pickle: safetensors + JSON)."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    cfg_path, w_path = directory / MODEL_CONFIG_NAME, directory / MODEL_WEIGHTS_NAME
-    if not cfg_path.is_file() or not w_path.is_file():
-        raise CheckpointError(
-            f"{directory} is not an auto-encoder checkpoint (needs {MODEL_CONFIG_NAME} and {MODEL_WEIGHTS_NAME}); "
-            "pass a checkpoint_step_N or checkpoint_best directory"
-        )
-    try:
-        payload = read_json(cfg_path)
-        config = AutoEncoderConfig.from_dict(payload["model"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{cfg_path} is damaged or not an auto-encoder config: {exc}") from exc
-    model = ChunkAutoEncoder(config)
-    try:
-        state = load_file(str(w_path), device=str(map_location))
-        model.load_state_dict(state)
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"cannot load weights from {w_path}: {exc}") from exc
-    model.eval()
-    return model

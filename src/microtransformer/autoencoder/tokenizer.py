@@ -1,37 +1,18 @@
 """The learned auto-encoder tokenizer (engine ``autoencoder``).
 
-A token is an FSQ code of the chunk auto-encoder
-(:mod:`microtransformer.autoencoder.model`): text is cut into word-like
-chunks (:mod:`.chunking`), the encoder maps a chunk to a code, the decoder
-maps the code back to bytes.
+A token is an FSQ code of the chunk auto-encoder (:mod:`.model`): text is
+cut into chunks (:mod:`.chunking`), the encoder maps a chunk to a code, the
+decoder maps the code back to bytes. Ids ``0..255`` are the 256 bytes (any
+text encodes); ids ``256..`` are codes, most used first, each verified when
+the vocabulary is built (:mod:`.vocab`): the network encodes a string to it
+and decodes it back to exactly that string, one string per code.
 
-Vocabulary (ids ``0 .. n_ordinary-1``):
-
-* ids ``0..255`` are the 256 single bytes, so any text can be encoded;
-* ids ``256..`` are codes, most used first. A code enters the vocabulary
-  only if the network encodes a string to it *and* decodes it back to
-  exactly that string, one string per code (verified when the vocabulary
-  is built, :mod:`.vocab`). The strings are whole chunks and
-  sub-chunk pieces, chosen (``strategy="compression"``, the default) as the
-  verified ones that encode the training chunks in the fewest tokens, or
-  (``strategy="frequency"``) as the most frequent whole chunks. Single-byte
-  chunks are left to the byte tokens.
-
-Encode, per chunk: cache hit (the verified chunk -> id table), else greedy
-longest match over vocabulary strings, else byte tokens. The network itself
-is only needed to *build* the table: a chunk outside the table cannot be
-reconstructed through a vocabulary code (that code decodes to its own,
-different chunk), so running it would only confirm the fallback.
-:meth:`AutoEncoderTokenizer.encode_with_network` does run it, and a test
-asserts both paths give the same ids. Decode: id -> bytes from the same
-table, which equals the decoder's output for that code
-(:meth:`AutoEncoderTokenizer.decode_with_network`). So
-``decode(encode(s)) == s`` for every string, by construction.
-
-Why the table and not the network at inference: importing torch alone costs
-~200 MB of RSS and a forward pass per chunk is slow; the table makes encode a
-dict lookup and keeps inference far below 100 MB. Torch is imported only for
-training, verification and the network paths.
+Encode, per chunk: the verified chunk -> id table, else greedy longest match
+over vocabulary strings, else bytes. The network is only needed to build the
+table (:meth:`AutoEncoderTokenizer.encode_with_network` runs it and gives
+the same ids; a test checks). Decode reads the same table, so
+``decode(encode(s)) == s`` for every string. Why a table: encode is a dict
+lookup and torch is never imported to encode or decode.
 
 >>> tok = AutoEncoderTokenizer.from_checkpoint("ckpt/checkpoint_best", corpus, vocab_size=32768)  # doctest: +SKIP
 >>> tok.decode(tok.encode("hello world"))  # doctest: +SKIP
@@ -44,17 +25,29 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import regex
 
-from microtransformer.errors import ConfigError, TokenizerFormatError
+from microtransformer.autoencoder.chunking import (
+    DEFAULT_MAX_CHUNK_LEN,
+    count_chunks,
+    iter_chunks,
+    split_piece,
+)
+from microtransformer.autoencoder.config import AutoEncoderConfig, PretrainConfig
 from microtransformer.autoencoder.vocab import build_vocabulary, greedy_split
-from microtransformer.tokenization.base import EngineFile, LazyFile, MicroTransformerTokenizer
-from microtransformer.autoencoder.chunking import DEFAULT_MAX_CHUNK_LEN, count_chunks, iter_chunks, split_piece
+from microtransformer.errors import ConfigError, TokenizerFormatError
+from microtransformer.tokenization.base import (
+    EngineFile,
+    LazyFile,
+    MicroTransformerTokenizer,
+)
+from microtransformer.tokenization.interop.hf_export import HFExportError
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
-if TYPE_CHECKING:  # torch stays out of import time
+if TYPE_CHECKING:  # torch stays out of import time: the network modules are imported where they are used
     from microtransformer.autoencoder.model import ChunkAutoEncoder
 
 __all__ = ["AutoEncoderTokenizer"]
@@ -66,13 +59,6 @@ MODEL_CONFIG_FILE = "autoencoder_config.json"
 VOCAB_FILE = "vocab.json"
 VOCAB_FORMAT = 1
 N_BYTES = 256
-# In-engine training when no pre-trained checkpoint is given: small and quick.
-# Measured on the built-in corpus (one thread): 12 s, all 432 codes of a
-# 700-token vocabulary verified. Real tokenizers come from
-# `mtx autoencoder pretrain` + `mtx autoencoder export`.
-DEFAULT_TRAIN_PRESET = "cpu"
-DEFAULT_TRAIN_STEPS = 1500
-DEFAULT_PRETRAIN_OPTIONS: dict[str, Any] = {"encoder_fraction": 0.5}
 _FALLBACK_CACHE_MAX = 1 << 16
 
 
@@ -127,9 +113,9 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         the model holds the weights, and ``save`` reads the file again.
         """
         if self._model is None:
-            from safetensors.torch import load
+            from safetensors.torch import load  # torch: only when the network is used
 
-            from microtransformer.autoencoder.model import AutoEncoderConfig, ChunkAutoEncoder
+            from microtransformer.autoencoder.model import ChunkAutoEncoder
 
             weights = self._weights.read() if isinstance(self._weights, LazyFile) else self._weights
             model = ChunkAutoEncoder(AutoEncoderConfig.from_dict(self._model_config))
@@ -147,49 +133,66 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         pattern: str | None,
         checkpoint: str | None = None,
         model: ChunkAutoEncoder | None = None,
-        preset: str = DEFAULT_TRAIN_PRESET,
-        steps: int = DEFAULT_TRAIN_STEPS,
+        preset: str = "cpu",
+        steps: int | None = None,
         pretrain_options: dict[str, Any] | None = None,
         piece_fraction: float = 0.0,
         strategy: str = "compression",
         show_progress: bool = False,
         **options: Any,
     ) -> AutoEncoderTokenizer:
-        """Count chunks, get a network (``checkpoint``, ``model`` or a quick in-memory pre-training), build the vocab."""
+        """Count chunks, get a network (``checkpoint``, ``model``, or an in-memory pre-training of ``preset``), build the vocab.
+
+        Without a network, the named preset (``cpu`` by default: a small model,
+        1,500 steps) is pre-trained in memory; ``steps`` and
+        ``pretrain_options`` (PretrainConfig fields) override its pre-training.
+        Real tokenizers come from ``mtx autoencoder pretrain`` + ``export``.
+        """
         if options:
             raise ConfigError(
                 f"unknown options for the autoencoder engine: {sorted(options)}; "
                 "use checkpoint=, model=, preset=, steps=, pretrain_options=, strategy= or piece_fraction="
             )
-        from microtransformer.autoencoder.model import AutoEncoderConfig, load_autoencoder
-        from microtransformer.autoencoder.pretrain import ChunkDataset, PretrainConfig, pretrain_autoencoder
-
-        split = pattern or GPT4_SPLIT_PATTERN
         source: dict[str, Any] = {}
         if checkpoint is not None:
+            from microtransformer.autoencoder.checkpoint import (
+                load_autoencoder,  # torch
+            )
+
             model = load_autoencoder(checkpoint)
             source["checkpoint"] = str(checkpoint)
         if model is not None:
+            split = pattern or model.config.pattern
             counts = count_chunks(texts, max_chunk_len=model.config.max_chunk_len, pattern=split)
         else:
-            model_config = AutoEncoderConfig.preset(preset)
-            pcfg = PretrainConfig(
-                **{"steps": steps, "pattern": split, "eval_every": steps, **DEFAULT_PRETRAIN_OPTIONS, **(pretrain_options or {})}
-            )
-            dataset = ChunkDataset.from_documents(
-                texts, max_chunk_len=model_config.max_chunk_len, val_fraction=pcfg.val_fraction,
-                split_block_chars=pcfg.split_block_chars, seed=pcfg.seed, pattern=split,
-            )
-            result = pretrain_autoencoder(dataset=dataset, model_config=model_config, config=pcfg, checkpoint_dir=None, progress=show_progress)
-            model = result.model
-            counts = Counter(dict(zip(dataset.train_chunks, dataset.train_counts)))
-            counts.update(dict(zip(dataset.val_chunks, dataset.val_counts)))
-            source.update({"preset": preset, "steps": steps, "val_char_accuracy": result.best_val_char_accuracy})
-        tok = cls.from_model(
+            model, counts, split, trained = cls._pretrain_in_memory(texts, pattern, preset, steps, pretrain_options, show_progress)
+            source.update(trained)
+        return cls.from_model(
             model, counts, n_codes=max(0, n_ordinary - N_BYTES), pattern=split, piece_fraction=piece_fraction,
             strategy=strategy, show_progress=show_progress, source=source,
         )
-        return tok
+
+    @staticmethod
+    def _pretrain_in_memory(
+        texts: Iterable[str], pattern: str | None, preset: str, steps: int | None, options: dict[str, Any] | None, show_progress: bool
+    ) -> tuple[ChunkAutoEncoder, Counter[bytes], str, dict[str, Any]]:
+        """A network for :meth:`_train_engine` without one: ``(model, chunk counts, pattern, source record)``."""
+        from microtransformer.autoencoder.dataset import ChunkDataset  # torch
+        from microtransformer.autoencoder.pretrain import pretrain_autoencoder
+
+        model_config = AutoEncoderConfig.preset(preset)
+        model_config = replace(model_config, pattern=pattern or model_config.pattern)
+        pcfg = PretrainConfig.preset(preset)
+        if steps is not None:
+            pcfg = replace(pcfg, steps=steps, eval_every=steps)
+        pcfg = PretrainConfig.from_dict({**pcfg.to_dict(), **(options or {})})
+        dataset = ChunkDataset.from_documents(
+            texts, max_chunk_len=model_config.max_chunk_len, val_fraction=pcfg.val_fraction,
+            split_block_chars=pcfg.split_block_chars, seed=pcfg.seed, pattern=model_config.pattern,
+        )
+        result = pretrain_autoencoder(dataset=dataset, model_config=model_config, config=pcfg, checkpoint_dir=None, progress=show_progress)
+        source = {"preset": preset, "steps": pcfg.steps, "val_char_accuracy": result.best_val_char_accuracy}
+        return result.model, dataset.all_counts(), model_config.pattern, source
 
     @classmethod
     def from_model(
@@ -268,8 +271,6 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         return [bytes([b]) for b in range(N_BYTES)] + self.chunks
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import HFExportError
-
         raise HFExportError(
             "the autoencoder engine cuts regex chunks longer than max_chunk_len bytes at UTF-8 character "
             "boundaries before its longest-match lookup, and no Hugging Face pre-tokenizer cuts by bytes on "
@@ -278,6 +279,14 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         )
 
     def _engine_files(self) -> dict[str, EngineFile]:
+        """The saved files; their bytes are what the fingerprint hashes (see ``MicroTransformerTokenizer.fingerprint``).
+
+        A new key in the model config (``autoencoder_config.json``) or in
+        ``vocab.json`` changes the fingerprint of every tokenizer saved from
+        then on, and shards and runs refuse a tokenizer whose fingerprint
+        differs from theirs. Directories already on disk keep theirs: the
+        config is kept as loaded, not rewritten from today's defaults.
+        """
         vocab = {
             "format_version": VOCAB_FORMAT,
             "max_chunk_len": self.max_chunk_len,

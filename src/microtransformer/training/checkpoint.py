@@ -358,13 +358,15 @@ def save_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
     best: bool = False,
     keep_last: int = 5,
 ) -> Path:
     """Write ``checkpoints/step_<step>`` atomically, update ``last`` (and ``best``), prune old ones.
 
     ``meta`` must hold ``model`` (``{"kind", "config"}``); step, aliases and
-    optimizer hyper-parameters are added here. Returns the checkpoint path.
+    optimizer hyper-parameters are added here. The torch RNG and the states
+    of ``generators`` go with the optimizer tensors. Returns the checkpoint path.
     """
     run_dir = Path(run_dir)
     root = run_dir / CHECKPOINTS_DIR
@@ -374,7 +376,7 @@ def save_checkpoint(
     def write(tmp: Path) -> None:
         weights, aliases = model_tensors(model)
         _save_safetensors(tmp / MODEL_FILE, weights, {"format": "pt"})
-        state: dict[str, torch.Tensor] = dict(rng_tensors())
+        state: dict[str, torch.Tensor] = dict(rng_tensors(generators))
         full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step, "aliases": aliases}
         if optimizer is not None:
             opt_t, opt_json = optimizer_tensors(optimizer)
