@@ -139,8 +139,8 @@ def build_vocabulary(
     verified by the network, best first (:func:`verify_strings`), and the
     verified ones are pruned to the ``n_codes`` that encode the training
     chunks in the fewest tokens (:func:`select_by_compression`).
-    ``strategy="frequency"``: the issue's first design, the most frequent
-    whole chunks (see :func:`_frequency_vocabulary`).
+    ``strategy="frequency"``: the most frequent whole chunks, then pieces
+    (see :func:`_frequency_vocabulary`); the first strategy this tokenizer had.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown vocabulary strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -302,11 +302,9 @@ def string_priorities(chunk_counts: Counter[bytes] | dict[bytes, int], *, max_le
 
     ``(len - 1) * n`` bounds the tokens a string can save over single bytes.
     Candidates are any substrings, not only whole chunks and their
-    prefixes/suffixes: measured on the four training books with a perfect
-    network, a 3,828-code vocabulary pruned from the top 100,000 substrings
-    gives 3.53 bytes/token on Pride and Prejudice against 3.13 from whole
-    chunks + prefixes/suffixes and 2.79 from the most frequent whole chunks
-    (hf-bytelevel of that size: 3.38). Ties by bytes (deterministic).
+    prefixes/suffixes: with a perfect network they compress the training
+    books best (``docs/benchmarks.md``, how the vocabulary strategy was
+    chosen). Ties by bytes (deterministic).
     """
     subs = substring_counts(chunk_counts, max_len=max_len)
     ranked = sorted(subs, key=lambda x: (-(len(x) - 1) * subs[x], x))[:max_strings]
@@ -363,9 +361,8 @@ def select_by_compression(
     greedy fallback (:func:`greedy_split`), count how many tokens each entry
     saves (its uses times the extra tokens its own split would need), drop
     the least useful ``prune_share`` (unused ones first) and repeat. Why
-    not "most frequent chunks": at 4,096 codes whole chunks cover 87 % of
-    occurrences and the rest falls to bytes, 19 % behind a BPE of the same
-    size; kept pieces let rare words cost two or three tokens instead.
+    not "most frequent chunks": those leave every rare word to bytes, while
+    kept pieces let it cost two or three tokens (figures in ``docs/benchmarks.md``).
     """
     chunks = [(c, n) for c, n in chunk_counts.items() if len(c) >= 2]
     table = set(candidates)

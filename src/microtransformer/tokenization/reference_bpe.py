@@ -2,8 +2,8 @@
 
 The fast tokenizer trains with rustbpe (Rust) and encodes with tiktoken. Both
 are opaque, so this module re-implements the same algorithm in readable
-Python, and the tests assert that the two produce *identical merges and ids*
-(house principle 2, after minbpe's "our ids equal tiktoken's" test).
+Python, and the tests assert that the two produce *identical merges and ids*:
+a slow reference beside the fast path (minbpe's "our ids equal tiktoken's" test).
 
 Algorithm (Sennrich et al. 2016, "Neural Machine Translation of Rare Words
 with Subword Units", at the byte level of GPT-2; split pattern of GPT-4):
