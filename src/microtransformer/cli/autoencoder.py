@@ -25,7 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from microtransformer.autoencoder.chunking import count_chunks
 from microtransformer.autoencoder.config import PRESETS, AutoEncoderConfig, PretrainConfig, read_preset
+from microtransformer.autoencoder.report import write_report
 from microtransformer.autoencoder.results import (
     CodebookAnalysis,
     PretrainHistory,
@@ -46,7 +48,6 @@ from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.io import atomic_write_json, read_json
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.base import is_saved_tokenizer_dir
-from microtransformer.training import checkpoint as run_format
 
 DEFAULT_CHECKPOINT_DIR = "autoencoder_ckpt"
 
@@ -339,7 +340,6 @@ def run_eval(args: argparse.Namespace) -> int:
         atomic_write_json(args.output, result.to_json())
         print(f"results written to {args.output}")
     if args.report:
-        from microtransformer.autoencoder.report import write_report
 
         write_report(args.report, results={args.phase: result}, history=_history(args.training_state))
         print(f"report written to {args.report}")
@@ -350,7 +350,8 @@ def _history(path: str | None) -> PretrainHistory | None:
     """Training curves from a run dir (all of it), a checkpoint (up to it) or an earlier ``training_state.json``."""
     if not path:
         return None
-    from microtransformer.autoencoder.checkpoint import open_checkpoint
+    from microtransformer.autoencoder.checkpoint import open_checkpoint  # torch
+    from microtransformer.training import checkpoint as run_format
 
     p = Path(path)
     if p.is_file():
@@ -366,8 +367,6 @@ def _history(path: str | None) -> PretrainHistory | None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from microtransformer.autoencoder.report import write_report
-
     if not args.report:
         raise ConfigError("--compare needs --report out.html")
     results: dict[str, ReconstructionResult] = {}
@@ -391,7 +390,6 @@ def _run_compare(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- analyze
 def run_analyze(args: argparse.Namespace) -> int:
     from microtransformer.autoencoder.checkpoint import open_checkpoint  # torch
-    from microtransformer.autoencoder.chunking import count_chunks
     from microtransformer.autoencoder.codebook import (
         DEFAULT_KS,
         analyze_codebook,
@@ -427,7 +425,6 @@ def run_analyze(args: argparse.Namespace) -> int:
         atomic_write_json(args.output, analysis.to_json())
         print(f"analysis written to {args.output}")
     if args.report:
-        from microtransformer.autoencoder.report import write_report
 
         write_report(args.report, codebook=analysis, title="Auto-encoder codebook analysis")
         print(f"report written to {args.report}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
 from microtransformer.tokenization.reference_bpe import ReferenceBPE, count_pieces, train_merges
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
@@ -57,8 +58,6 @@ class ReferenceTokenizer(MicroTransformerTokenizer):
         return self._bpe.vocab
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
-
         return bytelevel_bpe(self._bpe.vocab, self.pattern, merges=self.merges)
 
     def _engine_files(self) -> dict[str, bytes]:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from microtransformer.config import JSONConfig
 from microtransformer.device import (
@@ -272,8 +273,6 @@ class Trainer:
             self.model = self._try_compile(self.raw_model)
         self.eval_model = self.model
         if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.model, device_ids=ids)
 
@@ -385,8 +384,6 @@ class Trainer:
         self.model = self.raw_model
         self.eval_model = self.raw_model
         if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.raw_model, device_ids=ids)
 
