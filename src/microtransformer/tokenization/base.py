@@ -1047,6 +1047,13 @@ class MicroTransformerTokenizer:
 
         Stable across releases and layouts (see :meth:`_fingerprint_config`):
         shards and runs record it, and check it against the tokenizer they load.
+        Its scope is every key of that config (``engine_config`` included) and
+        the bytes of every engine file: a key added to either changes the
+        fingerprint of tokenizers saved from then on, and shard directories
+        made with the earlier fingerprint refuse them. So a new setting goes
+        where it does not enter the hash, or is written only when it differs
+        from what earlier files meant; directories already on disk keep their
+        fingerprint because their files are written back as they were read.
         """
         if self._fingerprint is None:
             cfg = self._fingerprint_config()
