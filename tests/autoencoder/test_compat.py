@@ -124,6 +124,16 @@ def test_an_earlier_checkpoint_resumes_with_the_same_losses(tmp_path: Path, capl
     assert (ckpt / "checkpoint_step_120" / "training_state.json").is_file()  # the earlier files are left as they were
     assert open_checkpoint(ckpt / "checkpoint_step_120").step == 120  # and still load by their names
 
+    # the export the fixture's tokenizer came from, again: the same files (its fingerprint but for the source path)
+    assert main(["autoencoder", "export", "--checkpoint", str(ckpt / "checkpoint_step_180"), "--vocab_size", "300",
+                 "--data_dir", str(data), "--output_dir", str(tmp_path / "tok"), "--num_threads", "1"]) == 0
+    files = ("autoencoder_config.json", "vocab.json", "autoencoder.safetensors")
+    new, old = (MicroTransformerTokenizer.from_pretrained(d) for d in (tmp_path / "tok", FIXTURE / "tokenizer"))
+    if SAME_PLATFORM:
+        assert [(tmp_path / "tok" / f).read_bytes() for f in files] == [(FIXTURE / "tokenizer" / f).read_bytes() for f in files]
+    assert {k: v for k, v in new.engine_config.items() if k != "source"} == {k: v for k, v in old.engine_config.items() if k != "source"}
+    assert [new.encode(t) for t in GOLDEN["tokenizer"]["texts"]] == GOLDEN["tokenizer"]["ids"]
+
 
 def test_an_earlier_tokenizer_gives_the_same_ids() -> None:
     want = GOLDEN["tokenizer"]

@@ -62,6 +62,17 @@ N_BYTES = 256
 _FALLBACK_CACHE_MAX = 1 << 16
 
 
+def _saved_model_config(config: AutoEncoderConfig) -> dict[str, Any]:
+    """The model config as ``autoencoder_config.json`` stores it: the fields the earlier release wrote, and a newer
+    field only where it differs from what its absence means (``pattern``: the tokenizer's own;
+    ``memory_hash_version`` 2), so the same export keeps the same fingerprint."""
+    saved = config.to_dict()
+    del saved["pattern"]
+    if saved["memory_hash_version"] == AutoEncoderConfig.memory_hash_version:
+        del saved["memory_hash_version"]
+    return saved
+
+
 class AutoEncoderTokenizer(MicroTransformerTokenizer):
     """Engine ``autoencoder``: FSQ codes of a chunk auto-encoder as tokens (see module docstring)."""
 
@@ -118,7 +129,7 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
             from microtransformer.autoencoder.model import ChunkAutoEncoder
 
             weights = self._weights.read() if isinstance(self._weights, LazyFile) else self._weights
-            model = ChunkAutoEncoder(AutoEncoderConfig.from_dict(self._model_config))
+            model = ChunkAutoEncoder(AutoEncoderConfig.from_dict({"pattern": self._split_pattern, **self._model_config}))
             model.load_state_dict(load(weights))
             self._model = model.eval()
         return self._model
@@ -215,7 +226,10 @@ class AutoEncoderTokenizer(MicroTransformerTokenizer):
         )
         weights = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
         engine_config = {"vocabulary": report.to_dict(), "source": dict(source or {})}
-        tok = cls(weights=weights, model_config=model.config.to_dict(), codes=codes, chunks=chunks, pattern=pattern, engine_config=engine_config)
+        tok = cls(
+            weights=weights, model_config=_saved_model_config(model.config), codes=codes, chunks=chunks, pattern=pattern,
+            engine_config=engine_config,
+        )
         tok._model = model.eval()
         return tok
 
