@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,22 @@ from microtransformer.autoencoder.results import (
     ValidationResult,
 )
 
-if TYPE_CHECKING:  # the engine module is only needed for its type
-    from microtransformer.autoencoder.tokenizer import AutoEncoderTokenizer
+
+class CodeTokenizer(Protocol):
+    """What the after-fallback figures read of a tokenizer (the ``autoencoder`` engine has it all)."""
+
+    model: ChunkAutoEncoder
+    codes: list[int]
+    max_chunk_len: int
+    pattern: str | None
+    vocab_size: int
+    fingerprint: str
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def encode_chunk(self, chunk: bytes) -> list[int]: ...
 
 __all__ = [
     "STANDARD_SENTENCES",
@@ -189,7 +203,7 @@ def evaluate_model(
 
 
 def evaluate_tokenizer(
-    tok: AutoEncoderTokenizer,
+    tok: CodeTokenizer,
     *,
     val_chunks: Sequence[bytes] = (),
     val_counts: Sequence[int] = (),
@@ -221,7 +235,7 @@ def evaluate_tokenizer(
     return result
 
 
-def chunk_fallback_stats(tok: AutoEncoderTokenizer, chunks: Sequence[bytes], counts: Sequence[int]) -> FallbackStats:
+def chunk_fallback_stats(tok: CodeTokenizer, chunks: Sequence[bytes], counts: Sequence[int]) -> FallbackStats:
     """Bytes per token and fallback rate over weighted chunks.
 
     The fallback rate is the share of multi-byte chunk occurrences that do
@@ -241,7 +255,7 @@ def chunk_fallback_stats(tok: AutoEncoderTokenizer, chunks: Sequence[bytes], cou
     )
 
 
-def _counted_chunks(tok: AutoEncoderTokenizer, text: str) -> tuple[list[bytes], list[int]]:
+def _counted_chunks(tok: CodeTokenizer, text: str) -> tuple[list[bytes], list[int]]:
     """The chunks of ``text`` (the tokenizer's chunking) with their counts."""
     counts = Counter(chunk_text(text, max_chunk_len=tok.max_chunk_len, pattern=tok.pattern))
     chunks = list(counts)
