@@ -91,6 +91,13 @@ def test_end_to_end(tmp_path: Path, data_file: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "grid utilization" in out
 
+    # the run format is shared, the model kinds are not: LM commands refuse an auto-encoder run in one line
+    assert main(["sample", "--ckpt", str(ck), "--prompt", "hi"]) == 2
+    assert main(["train", "--resume", str(ck), "--max_steps", "400"]) == 2
+    err = capsys.readouterr().err
+    assert "is a 'chunk_autoencoder' run, not a language model" in err and len(err.strip().splitlines()) == 2
+    assert "Traceback" not in err
+
 
 def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["autoencoder", "export", "--checkpoint", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "t")]) == 2

@@ -536,7 +536,12 @@ def load_run(
     either way its vocab must match the model's, else :class:`CheckpointError`.
     """
     run_dir, which = locate_run(run_dir, which)
-    read_run(run_dir)
+    kind = read_run(run_dir)["model"]["kind"]
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(
+            f"{run_dir} is a {kind!r} run, not a language model ({', '.join(MODEL_KINDS)}); "
+            "an auto-encoder run is read by `mtx autoencoder export/eval/analyze`"
+        )
     if tokenizer_path is None and not (run_dir / TOKENIZER_DIR).is_dir():
         raise CheckpointError(
             f"{run_dir} has no {TOKENIZER_DIR}/ (the run was trained without a tokenizer); pass --tokenizer_path "
