@@ -33,7 +33,7 @@ from microtransformer.autoencoder.results import (
     PretrainHistory,
     ReconstructionResult,
 )
-from microtransformer.autoencoder.vocab import STRATEGIES
+from microtransformer.autoencoder.vocab import STRATEGIES, VocabularyReport
 from microtransformer.cli.args import (
     add_config_flags,
     config_overrides,
@@ -262,13 +262,13 @@ def run_export(args: argparse.Namespace) -> int:
         piece_fraction=args.piece_fraction, show_progress=True,
     )
     out = tok.save(args.output_dir)
-    vocab = tok.engine_config.get("vocabulary", {})
+    v = VocabularyReport(**tok.engine_config["vocabulary"])
     print(f"vocab size:      {tok.vocab_size} (256 bytes + {len(tok.codes)} codes + {len(tok.special_tokens)} special)")
-    print(f"strategy:        {vocab.get('strategy')}")
-    print(f"strings tried:   {vocab.get('candidates_tried')} of {vocab.get('candidates_total')} "
-          f"({vocab.get('rejected_mismatch')} not reconstructed, {vocab.get('rejected_collision')} collisions)")
-    print(f"pieces:          {vocab.get('pieces_accepted', 0)} sub-chunk pieces accepted of {vocab.get('pieces_tried', 0)} tried")
-    print(f"coverage:        {100 * vocab.get('occurrence_coverage', 0):.2f}% of chunk occurrences are one token")
+    print(f"strategy:        {v.strategy}")
+    print(f"strings tried:   {v.candidates_tried} of {v.candidates_total} "
+          f"({v.rejected_mismatch} not reconstructed, {v.rejected_collision} collisions)")
+    print(f"pieces:          {v.pieces_accepted} sub-chunk pieces accepted of {v.pieces_tried} tried")
+    print(f"coverage:        {100 * v.occurrence_coverage:.2f}% of chunk occurrences are one token")
     print(f"time:            {time.perf_counter() - start:.1f} s")
     print(f"saved to:        {out}")
     return 0
