@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from microtransformer.data.corpus import cut_pieces
 from microtransformer.errors import ConfigError, DataError
 from microtransformer.io import DirectoryLock, atomic_write_json, member_path, read_json, remove_stale_temporaries
 
@@ -103,7 +104,6 @@ def split_long_document(text: str, max_chars: int) -> list[str]:
     >>> split_long_document("a\\n\\nb\\n\\nc", 3)
     ['a\\n\\n', 'b\\n\\n', 'c']
     """
-    from microtransformer.data.corpus import cut_pieces
 
     return list(cut_pieces([text], max_chars)) or [text]
 
