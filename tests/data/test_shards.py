@@ -84,6 +84,12 @@ def test_single_long_file_gets_a_val_split(tmp_path, tok):
     assert "".join(split_long_document("x" * 25, 10)) == "x" * 25
 
 
+def test_prepare_shards_still_imports_from_shards():
+    from microtransformer.data import shards
+
+    assert shards.prepare_shards is prepare_shards and shards.split_long_document is split_long_document
+
+
 def test_dtype_choice():
     assert dtype_for_vocab(65536) == np.uint16
     assert dtype_for_vocab(65537) == np.uint32

@@ -8,7 +8,7 @@ import pytest
 from microtransformer.data.batches import create_causal_lm_inputs, create_mlm_inputs, prepare_input_for_batch
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import ShardDataset
-from microtransformer.data.shards import prepare_shards
+from microtransformer.data.prepare import prepare_shards
 from microtransformer.errors import ConfigError
 from microtransformer.tokenization import MicroTransformerTokenizer
 

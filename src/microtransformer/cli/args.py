@@ -10,7 +10,9 @@ work starts, e.g. ``--max_piece_chars 0`` (which would otherwise never finish).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -72,3 +74,38 @@ def utf8_text(text: str) -> str:
             bad = ascii(text[exc.start : exc.end])
         raise argparse.ArgumentTypeError(f"is not valid UTF-8 ({bad} at character {exc.start}); pass UTF-8 text") from None
     return text
+
+
+def add_config_flags(parser: Any, config_cls: type, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """One flag per field of a config dataclass; returns the field names.
+
+    ``--name`` and ``--name-with-dashes``, the type from the annotation
+    (a tuple field takes several values, a bool ``--name``/``--no-name``),
+    the help from the field's ``metadata["help"]``. Every default is
+    ``None``, meaning "not given": the config decides (see :func:`config_overrides`).
+    """
+    hints = typing.get_type_hints(config_cls)
+    names = []
+    for f in dataclasses.fields(config_cls):
+        if f.name in exclude:
+            continue
+        typ = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        help_ = f.metadata.get("help", "") + (f" (default {shown})" if len(str(shown)) <= 40 else "")
+        kwargs: dict[str, Any] = {"default": None, "help": help_, "dest": f.name}
+        if typ is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(typ) is tuple:
+            kwargs.update(type=_int, nargs="+", metavar="N")
+        else:
+            kwargs["type"] = {int: _int, float: _float}.get(typ, str)
+        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        parser.add_argument(*flags, **kwargs)
+        names.append(f.name)
+    return names
+
+
+def config_overrides(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The fields among ``names`` that were given on the command line."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}

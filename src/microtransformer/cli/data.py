@@ -13,7 +13,10 @@ from typing import Any
 
 from microtransformer.cli.args import fraction, positive_int
 from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args, print_skipped
-from microtransformer.data.prepare import DEFAULT_SHARD_TOKENS
+from microtransformer.data.prepare import DEFAULT_SHARD_TOKENS, prepare_shards
+from microtransformer.device import num_threads_from_env
+from microtransformer.io import check_output_dir
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 
 def register(subparsers: Any) -> None:
@@ -35,11 +38,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.data.prepare import prepare_shards
-    from microtransformer.device import num_threads_from_env
-    from microtransformer.io import check_output_dir
-    from microtransformer.tokenization import MicroTransformerTokenizer
-
     num_threads = args.num_threads or num_threads_from_env()
     check_output_dir(args.output_dir)
     tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)

@@ -22,8 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from microtransformer.cli.args import nonneg_int, positive_float, positive_int
+from microtransformer.data.corpus import Corpus
+from microtransformer.data.prepare import prepare_shards
+from microtransformer.device import set_num_threads
 from microtransformer.errors import ConfigError
+from microtransformer.io import check_output_dir
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 PROMPTS = ("The ", "The for statement", "def ")
 
@@ -49,8 +56,6 @@ def register(subparsers: Any) -> None:
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    from microtransformer.io import check_output_dir
-
     check_output_dir(out, "--out_dir")
     parts = [out / "tokenizer", out / "shards", out / "run"]
     if any(p.exists() for p in parts):
@@ -61,16 +66,9 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.device import set_num_threads
-
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from microtransformer.data.corpus import Corpus
     from microtransformer.data.loader import ShardDataset
-    from microtransformer.data.prepare import prepare_shards
     from microtransformer.models import GPT, GPTConfig
     from microtransformer.sampling import SamplingConfig, generate
-    from microtransformer.tokenization import MicroTransformerTokenizer
     from microtransformer.training.trainer import TrainConfig, Trainer
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)

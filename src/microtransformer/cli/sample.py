@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from microtransformer.cli.args import nonneg_float, nonneg_int, positive_int, probability, utf8_text
+from microtransformer.device import choose_device, set_num_threads
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +33,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.device import choose_device, set_num_threads
     from microtransformer.sampling import SamplingConfig, generate, stream
     from microtransformer.training.checkpoint import load_run
 

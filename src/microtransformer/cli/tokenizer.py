@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from microtransformer.cli.args import fraction, positive_int, utf8_text
+from microtransformer.data.batches import create_causal_lm_inputs, create_mlm_inputs, prepare_input_for_batch
 from microtransformer.data.corpus import BUILTIN_CORPORA, TRAIN_PIECE_CHARS, Corpus, split_holdout
 from microtransformer.data.formats import DEFAULT_TEXT_FIELD
+from microtransformer.io import check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer, available_engines
+from microtransformer.tokenization.interop import imports as interop
 from microtransformer.tokenization.special import SPECIAL_TOKEN_PRESETS
 
 SAMPLE_SENTENCES = (
@@ -118,8 +122,6 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from microtransformer.io import check_output_dir
-
     check_output_dir(args.output_dir)
     corpus = corpus_from_args(args)
     options: dict[str, Any] = {}
@@ -160,7 +162,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _checks(tok: MicroTransformerTokenizer) -> list[tuple[str, Callable[[], str]]]:
     """The classic tokenizer test script, each check returning a detail string or raising."""
-    from microtransformer.data.batches import create_causal_lm_inputs, create_mlm_inputs, prepare_input_for_batch
 
     texts = [*SAMPLE_SENTENCES, "", "a\r\nb\x00c", "<|bos|> is text here"]
 
@@ -264,10 +265,6 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from microtransformer.tokenization.interop.imports import parity, reference_encoder, sample_strings
-
     src = Path(args.src)
     tok = MicroTransformerTokenizer.from_pretrained(
         src, pattern=args.pattern, special_tokens=special_tokens_arg(args.special_tokens)
@@ -275,10 +272,10 @@ def run_convert(args: argparse.Namespace) -> int:
     out = tok.save(args.output_dir)
     converted = MicroTransformerTokenizer.from_pretrained(out)
     print(f"converted {src} -> {out}: {converted!r}")
-    library, encode = reference_encoder(src, pattern=args.pattern)
-    texts = sample_strings(corpus_from_args(args).iter_documents(), args.n_strings)
+    library, encode = interop.reference_encoder(src, pattern=args.pattern)
+    texts = interop.sample_strings(corpus_from_args(args).iter_documents(), args.n_strings)
     if library == "SentencePiece":  # ours encodes a literal U+2581 as its bytes, SentencePiece as a space
         texts = [t for t in texts if "\u2581" not in t]
-    result = parity(converted, encode, texts)
+    result = interop.parity(converted, encode, texts)
     print(result.line(library))
     return 0 if result.mismatch is None else 1

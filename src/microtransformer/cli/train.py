@@ -18,12 +18,21 @@ on the same data and settings gives bit-identical weights on a CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
-from microtransformer.cli.tokenizer import add_corpus_args
+from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
+from microtransformer.data.prepare import prepare_shards
+from microtransformer.data.shards import read_meta
+from microtransformer.device import choose_device, set_num_threads
 from microtransformer.errors import ConfigError
+from microtransformer.io import DirectoryLock, check_output_dir
+from microtransformer.tokenization import MicroTransformerTokenizer
+from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
 
 # TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
@@ -94,10 +103,6 @@ def register(subparsers: Any) -> None:
 
 def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path, Any]:
     """Shards dir + tokenizer for a fresh run: given shards, or tokenizer + shards built from text."""
-    from microtransformer.cli.tokenizer import corpus_from_args
-    from microtransformer.data.prepare import prepare_shards
-    from microtransformer.data.shards import read_meta
-    from microtransformer.tokenization import MicroTransformerTokenizer
 
     if args.shards_dir:
         meta = read_meta(args.shards_dir)
@@ -157,12 +162,7 @@ def print_result(result: Any, run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import contextlib
-
-    from microtransformer.device import choose_device, set_num_threads
-    from microtransformer.io import DirectoryLock, check_output_dir
     from microtransformer.training.checkpoint import read_run
-    from microtransformer.training.distributed import destroy_distributed, detect_distributed, init_distributed
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
     run_dir = Path(args.resume or args.out_dir)
@@ -189,7 +189,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _data_of_rank_0(args: argparse.Namespace, run_dir: Path) -> tuple[Path, Any]:
     """On the other ranks of a torchrun: the shards and tokenizer rank 0 prepared (read only)."""
-    from microtransformer.tokenization import MicroTransformerTokenizer
 
     if args.shards_dir:
         return prepare_data_for_run(args, run_dir)  # reads only
@@ -198,12 +197,10 @@ def _data_of_rank_0(args: argparse.Namespace, run_dir: Path) -> tuple[Path, Any]
 
 def _train(args: argparse.Namespace, run_dir: Path, is_main: bool) -> Any:
     import torch
-    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from microtransformer.data.loader import ShardDataset
     from microtransformer.models import build_model
     from microtransformer.training.checkpoint import has_checkpoint, read_run
-    from microtransformer.training.distributed import barrier
     from microtransformer.training.trainer import TrainConfig, Trainer
 
     overrides = train_overrides(args)

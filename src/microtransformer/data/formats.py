@@ -38,6 +38,7 @@ import importlib
 import io
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ DEFAULT_TEXT_FIELD = "text"
 Errors = Literal["strict", "replace"]
 Progress = Callable[[int], object]  # called with bytes of the file (on disk) read since the last call
 _BOM = codecs.BOM_UTF8
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BinaryFileError(CorpusError):
@@ -336,9 +338,7 @@ def _record_text(value: Any, path: Path, where: str, text_field: str, errors: Er
                 f"{path}: {where} has a lone surrogate (U+{ord(exc.object[exc.start]):04X}) in {text_field!r}, "
                 "which is not valid Unicode; fix the record, or pass --errors replace"
             ) from None
-        from microtransformer.tokenization.base import replace_surrogates
-
-        value = replace_surrogates(value)
+        value = _LONE_SURROGATE.sub("\ufffd", value)  # json.loads has already joined the valid pairs
     return _normalize_newlines(value)
 
 

@@ -35,6 +35,7 @@ import torch
 
 from microtransformer.data.shards import SPLITS, ShardMeta, TokenStream, read_meta
 from microtransformer.errors import ConfigError, DataError
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from microtransformer.tokenization import MicroTransformerTokenizer
@@ -236,7 +237,6 @@ class BPEDataset(TokenArrayDataset):
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if tokenizer is None:
-            from microtransformer.tokenization import MicroTransformerTokenizer
 
             tokenizer = MicroTransformerTokenizer.train_from_iterator(docs, engine="bpe", vocab_size=vocab_size)
         self.tokenizer = tokenizer

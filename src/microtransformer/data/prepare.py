@@ -44,6 +44,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -269,8 +270,6 @@ class _SplitWriter:
 
 def _corpus_identity(corpus: Corpus) -> str:
     """A hash of what the corpus is (its files' names, sizes and times, or the built-in one): a resume reads the same."""
-    import sys
-
     files = []
     for p in corpus.files:
         try:

@@ -203,7 +203,7 @@ _MOVED = {"prepare_shards", "auto_piece_chars", "split_long_document"}
 def __getattr__(name: str) -> Any:
     """``prepare_shards`` and its helpers live in :mod:`microtransformer.data.prepare`; still importable from here."""
     if name in _MOVED:
-        from microtransformer.data import prepare
+        from microtransformer.data import prepare  # here, not at the top: prepare imports this module
 
         return getattr(prepare, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,9 @@ require_tensorflow()
 import keras  # noqa: E402  (Keras 3, installed with TensorFlow >= 2.16)
 from keras import ops  # noqa: E402
 
+from microtransformer.errors import CheckpointError
+from microtransformer.tokenization import MicroTransformerTokenizer
+
 if TYPE_CHECKING:  # pragma: no cover
     from microtransformer.tokenization import MicroTransformerTokenizer
 
@@ -225,8 +228,6 @@ def save_keras(model: keras.Model, tokenizer: MicroTransformerTokenizer, directo
 
 def load_keras(directory: str | os.PathLike[str]) -> tuple[keras.Model, MicroTransformerTokenizer]:
     """The model and tokenizer :func:`save_keras` wrote; a typed error when either is missing or they disagree."""
-    from microtransformer.errors import CheckpointError
-    from microtransformer.tokenization import MicroTransformerTokenizer
 
     directory = Path(directory)
     path = directory / MODEL_FILE
@@ -249,8 +250,6 @@ def _umask() -> int:
 
 
 def _check_match(model: keras.Model, tokenizer: MicroTransformerTokenizer, *, where: str) -> None:
-    from microtransformer.errors import CheckpointError
-
     vocab = int(model.output_shape[-1])
     if vocab != tokenizer.vocab_size:
         raise CheckpointError(

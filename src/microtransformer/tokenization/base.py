@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 import numpy as np
 
 from microtransformer import __version__
+from microtransformer.data.corpus import TRAIN_PIECE_CHARS, Corpus
 from microtransformer.errors import (
     ConfigError,
     CorpusError,
@@ -67,6 +68,9 @@ from microtransformer.errors import (
     VocabSizeError,
 )
 from microtransformer.io import atomic_write_bytes, atomic_write_json, member_path, sha256_bytes, sha256_file
+from microtransformer.tokenization.chat import render_conversation, render_for_completion, visualize_tokenization
+from microtransformer.tokenization.interop.hf_export import HF_FILES, HFExportError, hf_files
+from microtransformer.tokenization.registry import get_engine
 from microtransformer.tokenization.special import (
     SpecialToken,
     SpecialTokenRegistry,
@@ -296,7 +300,6 @@ class MicroTransformerTokenizer:
 
     def _hf_backend(self) -> Any:
         """A ``tokenizers.Tokenizer`` giving our ordinary ids (no special tokens), for ``tokenizer.json``."""
-        from microtransformer.tokenization.interop.hf_export import HFExportError
 
         raise HFExportError(f"the {self.engine_name} engine has no Hugging Face tokenizer.json export")
 
@@ -348,14 +351,12 @@ class MicroTransformerTokenizer:
 
         >>> tok = MicroTransformerTokenizer.train("data/", vocab_size=5000)  # doctest: +SKIP
         """
-        from microtransformer.data.corpus import Corpus
 
         if corpus is None:
             corpus = Corpus.builtin()
         elif isinstance(corpus, (str, os.PathLike)):
             corpus = Corpus.from_path(corpus)
         if isinstance(corpus, Corpus):  # a large file comes in pieces cut between pre-split chunks
-            from microtransformer.data.corpus import TRAIN_PIECE_CHARS
 
             texts = corpus.iter_documents(progress=show_progress, max_chars=TRAIN_PIECE_CHARS)
         else:
@@ -398,7 +399,6 @@ class MicroTransformerTokenizer:
 
         >>> tok = MicroTransformerTokenizer.train_from_iterator(docs, vocab_size=4096, buffer_size=8192)  # doctest: +SKIP
         """
-        from microtransformer.tokenization.registry import get_engine
 
         engine_cls = get_engine(engine or cls.engine_name or "bpe")
         specials = parse_special_tokens(special_tokens)
@@ -728,7 +728,6 @@ class MicroTransformerTokenizer:
 
     def render_for_completion(self, conversation: Any) -> list[int]:
         """A chat ending in an assistant turn, rendered without it and primed with ``<|assistant_start|>``."""
-        from microtransformer.tokenization.chat import render_for_completion
 
         return render_for_completion(self, conversation)
 
@@ -870,7 +869,6 @@ class MicroTransformerTokenizer:
     # ------------------------------------------------------------------ chat
     def render_conversation(self, conversation: Any, max_tokens: int = 2048) -> tuple[list[int], list[int]]:
         """Token ids and loss mask (1 on assistant tokens) of a chat; see :mod:`.chat`."""
-        from microtransformer.tokenization.chat import render_conversation
 
         return render_conversation(self, conversation, max_tokens=max_tokens)
 
@@ -878,7 +876,6 @@ class MicroTransformerTokenizer:
         self, ids: Sequence[int], mask: Sequence[int] | None = None, color: bool = True, with_token_id: bool = False
     ) -> str:
         """Ids with visible token boundaries (ANSI colours); see :mod:`.chat`."""
-        from microtransformer.tokenization.chat import visualize_tokenization
 
         return visualize_tokenization(self, ids, mask, color=color, with_token_id=with_token_id)
 
@@ -922,7 +919,6 @@ class MicroTransformerTokenizer:
         ``tokenizer.json`` (``autoencoder``) logs why and writes none. A
         :class:`LazyFile` is read (and verified) here, one at a time.
         """
-        from microtransformer.tokenization.interop.hf_export import HF_FILES, HFExportError, hf_files
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -965,8 +961,8 @@ class MicroTransformerTokenizer:
         >>> tok = MicroTransformerTokenizer.from_pretrained("tok/")  # doctest: +SKIP
         >>> tok = MicroTransformerTokenizer.from_pretrained("cl.tiktoken", pattern="gpt4")  # doctest: +SKIP
         """
+        # the importers build engines, which subclass this class: imported here, as the registry imports engines
         from microtransformer.tokenization.interop import imports
-        from microtransformer.tokenization.registry import get_engine
 
         path = Path(path)
         if path.is_file():
@@ -1054,6 +1050,13 @@ class MicroTransformerTokenizer:
 
         Stable across releases and layouts (see :meth:`_fingerprint_config`):
         shards and runs record it, and check it against the tokenizer they load.
+        Its scope is every key of that config (``engine_config`` included) and
+        the bytes of every engine file: a key added to either changes the
+        fingerprint of tokenizers saved from then on, and shard directories
+        made with the earlier fingerprint refuse them. So a new setting goes
+        where it does not enter the hash, or is written only when it differs
+        from what earlier files meant; directories already on disk keep their
+        fingerprint because their files are written back as they were read.
         """
         if self._fingerprint is None:
             cfg = self._fingerprint_config()
@@ -1080,8 +1083,6 @@ class MicroTransformerTokenizer:
 
 
 def _rebuild(engine_name: str, files: dict[str, EngineFile], config: dict[str, Any]) -> MicroTransformerTokenizer:
-    from microtransformer.tokenization.registry import get_engine
-
     return get_engine(engine_name)._load(files, config)
 
 

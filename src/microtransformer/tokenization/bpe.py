@@ -31,6 +31,7 @@ import tiktoken
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -157,8 +158,6 @@ class BPETokenizer(MicroTransformerTokenizer):
         return cls(parse_tiktoken_file(files[RANKS_FILE]), config.get("pattern") or GPT4_SPLIT_PATTERN)
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
-
         return bytelevel_bpe(self._ranks, self.pattern)
 
     @property

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from microtransformer.errors import ConfigError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import HFExportError, strip_specials, tokenizer_json
 from microtransformer.tokenization.special import GPT2_SPLIT_PATTERN
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -98,7 +99,6 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
 
     def _saved_files(self) -> dict[str, bytes]:
         """``tokenizer.json`` with our special tokens added: one file for both libraries."""
-        from microtransformer.tokenization.interop.hf_export import HFExportError, tokenizer_json
 
         try:
             return {TOKENIZER_FILE: tokenizer_json(self).encode("utf-8")}
@@ -110,8 +110,6 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
 
     @classmethod
     def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> HFByteLevelTokenizer:
-        from microtransformer.tokenization.interop.hf_export import strip_specials
-
         ordinary = strip_specials(files[TOKENIZER_FILE].decode("utf-8"))
         return cls(Tokenizer.from_str(ordinary), config.get("pattern") or GPT2_SPLIT_PATTERN)
 

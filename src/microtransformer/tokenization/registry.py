@@ -20,7 +20,7 @@ _ENGINES: dict[str, str] = {
     "hf-bpe": "microtransformer.tokenization.hf_bpe:HFByteFallbackTokenizer",
     "sentencepiece": "microtransformer.tokenization.sentencepiece_bpe:SentencePieceTokenizer",
     "reference": "microtransformer.tokenization.reference:ReferenceTokenizer",
-    "autoencoder": "microtransformer.tokenization.autoencoder:AutoEncoderTokenizer",
+    "autoencoder": "microtransformer.autoencoder.tokenizer:AutoEncoderTokenizer",
 }
 
 

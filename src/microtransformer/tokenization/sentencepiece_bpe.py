@@ -38,6 +38,7 @@ import sentencepiece as spm
 
 from microtransformer.errors import ConfigError, VocabSizeError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import HFExportError, byte_fallback_bpe
 from microtransformer.tokenization.interop.sentencepiece_model import special_pieces_suffix
 from microtransformer.tokenization.special import SpecialToken
 
@@ -171,8 +172,6 @@ class SentencePieceTokenizer(MicroTransformerTokenizer):
         return {MODEL_FILE: self._proto + self._special_suffix()}
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import HFExportError, byte_fallback_bpe
-
         if self.engine_config.get("normalization", "identity") != "identity":
             raise HFExportError(
                 "nfkc: Hugging Face's Precompiled normalizer does not apply SentencePiece's compiled NFKC map the "

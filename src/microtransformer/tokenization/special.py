@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, Union
 
+import regex
+
 from microtransformer.errors import ConfigError
 
 # GPT-4 (cl100k) pre-split pattern, as used by tiktoken/nanochat. Note the
@@ -60,8 +62,6 @@ def validate_pattern(pattern: str) -> str:
     >>> validate_pattern(r"\w+|\s+|.") == r"\w+|\s+|."
     True
     """
-    import regex
-
     if not isinstance(pattern, str) or not pattern:
         raise ConfigError(f"the split pattern must be a non-empty regex string, got {pattern!r}")
     try:

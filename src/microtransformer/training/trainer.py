@@ -13,7 +13,8 @@ Reproducibility is designed in rather than hoped for:
 - The learning rate is a pure function of ``t`` (:mod:`.schedule`).
 - Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout;
   every rank's under DDP) are saved bit for bit, so on CPU in fp32 "2N steps"
-  equals "N steps, stop, resume for N" to the last bit, under ``torchrun`` too.
+  equals "N steps, stop, resume for N" to the last bit
+  (``tests/training/test_trainer.py`` checks it, ``test_torchrun.py`` under ``torchrun``).
 
 Gradient accumulation divides each micro-batch loss by the number of
 micro-steps, so the summed gradient is the gradient of the mean loss over the
@@ -26,7 +27,6 @@ whole (equal-sized micro-batches) batch: the same as one big batch.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from microtransformer.config import JSONConfig
 from microtransformer.device import (
@@ -55,7 +56,7 @@ from microtransformer.evaluation.metrics import (
     perplexity,
     token_nats,
 )
-from microtransformer.io import DirectoryLock, atomic_write_text, remove_stale_temporaries
+from microtransformer.io import DirectoryLock
 from microtransformer.models import unwrap_model
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -68,12 +69,12 @@ from microtransformer.training.distributed import (
     rank_batch,
     restore_rank_rng,
 )
+from microtransformer.training.loop import StopFlag, adamw, progress_bar
 from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
 
 logger = logging.getLogger(__name__)
 
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
-METRICS_FILE = "metrics.jsonl"
 
 
 class BatchSource(Protocol):
@@ -212,54 +213,6 @@ def accumulate_gradients(
     return total
 
 
-def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW, fused where torch supports it (CUDA; CPU since torch 2.4: ~2.5x faster step)."""
-    kwargs: dict[str, Any] = {"lr": config.lr, "betas": (config.beta1, config.beta2)}
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):  # older torch / unsupported device
-        return torch.optim.AdamW(groups, **kwargs)
-
-
-_STOP_SIGNALS = ("SIGINT", "SIGTERM")
-
-
-class _StopFlag:
-    """First Ctrl-C or SIGTERM: finish the current step, save, stop. A second one: abort at once.
-
-    SIGTERM is what ``kill``, job schedulers and container runtimes send; it
-    gets the same clean stop as Ctrl-C so a run stopped that way can resume.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for name in _STOP_SIGNALS:
-            signum = getattr(signal, name, None)
-            if signum is None:  # pragma: no cover - platform without SIGTERM
-                continue
-            try:
-                self._previous[signum] = signal.signal(signum, self._handler)
-            except ValueError:  # not the main thread: plain KeyboardInterrupt handling only
-                break
-        return self
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signum = signum
-        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        logger.warning("%s: saving a checkpoint after this step (send it again to abort without saving)", what)
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-
 class Trainer:
     """Trains ``model`` on ``data`` and writes checkpoints into ``run_dir``.
 
@@ -312,7 +265,7 @@ class Trainer:
 
         torch.manual_seed(config.seed + self.env.rank)
         self.raw_model.to(self.device)
-        self.optimizer = _adamw(self.raw_model.optimizer_groups(config.weight_decay), config)
+        self.optimizer = adamw(self.raw_model.optimizer_groups(config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2))
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
         self.schedule = config.schedule()
         self.step = 0
@@ -327,8 +280,6 @@ class Trainer:
             self.model = self._try_compile(self.raw_model)
         self.eval_model = self.model
         if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.model, device_ids=ids)
 
@@ -449,8 +400,6 @@ class Trainer:
         self.model = self.raw_model
         self.eval_model = self.raw_model
         if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.raw_model, device_ids=ids)
 
@@ -573,34 +522,11 @@ class Trainer:
 
     def _log_eval(self, record: dict[str, Any]) -> None:
         if self.env.is_main:
-            with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            ckpt.append_metrics(self.run_dir, record)
 
     def _prepare_run_dir(self) -> None:
-        """Rank 0, lock held: clear what a killed run left, then write (fresh) or trim (resume) the run files.
-
-        A fresh run in a folder whose earlier run never saved a checkpoint
-        starts over in place. On resume, ``metrics.jsonl`` keeps only the
-        records up to the resumed step, so no step is logged twice.
-        """
-        for d in (self.run_dir, self.run_dir / ckpt.CHECKPOINTS_DIR, self.run_dir / ckpt.TOKENIZER_DIR):
-            remove_stale_temporaries(d)
-        metrics = self.run_dir / METRICS_FILE
-        if self._fresh:
-            if ckpt.is_run_dir(self.run_dir):
-                logger.warning("%s holds a run that never saved a checkpoint; starting it again in place", self.run_dir)
-            metrics.unlink(missing_ok=True)
-            self._write_run_files()
-            return
-        if metrics.is_file():
-            kept = []
-            for line in metrics.read_text(encoding="utf-8").splitlines(keepends=True):
-                try:
-                    if int(json.loads(line)["step"]) <= self.step:
-                        kept.append(line)
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a kill
-            atomic_write_text(metrics, "".join(kept))
+        """Rank 0, lock held: see :func:`~microtransformer.training.checkpoint.prepare_run_dir`."""
+        ckpt.prepare_run_dir(self.run_dir, fresh=self._fresh, step=self.step, write_run_files=self._write_run_files)
 
     def fit(self, *, stop_at_step: int | None = None, time_limit_s: float | None = None) -> TrainResult:
         """Train until ``max_steps`` (or ``stop_at_step``), evaluating and checkpointing on the way.
@@ -617,8 +543,6 @@ class Trainer:
             return self._fit(stop_at_step=stop_at_step, time_limit_s=time_limit_s)
 
     def _fit(self, *, stop_at_step: int | None, time_limit_s: float | None) -> TrainResult:
-        from tqdm.auto import tqdm
-
         end = self.config.max_steps if stop_at_step is None else min(stop_at_step, self.config.max_steps)
         result = TrainResult(run_dir=self.run_dir, step=self.step, precision=self.precision, best_val_loss=self.best_val_loss)
         if self.env.is_main:
@@ -628,16 +552,15 @@ class Trainer:
             self._fresh = False  # a second fit() continues this run
         barrier()
         self.raw_model.train()
-        bar = tqdm(
-            total=self.config.max_steps, initial=self.step, desc="training", unit="step",
-            disable=not (self.show_progress and self.env.is_main), dynamic_ncols=True,
+        bar = progress_bar(
+            total=self.config.max_steps, initial=self.step, desc="training", enabled=self.show_progress and self.env.is_main
         )
         t_start = time.perf_counter()
         steps_run = 0
         train_time = 0.0
         smooth = self.train_loss_smooth
         val: EvalResult | None = None
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
                     result.interrupted = True
@@ -697,7 +620,7 @@ class Trainer:
         result.tokens_per_sec = steps_run * self.tokens_per_step / max(train_time, 1e-9)
         return result
 
-    def _stop_requested(self, stop: _StopFlag) -> bool:
+    def _stop_requested(self, stop: StopFlag) -> bool:
         if not self.env.is_distributed:
             return stop.requested
         return all_reduce_sum([1.0 if stop.requested else 0.0], self.device)[0] > 0
