@@ -46,6 +46,7 @@ import re
 import signal
 import sys
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,7 +283,7 @@ def _corpus_identity(corpus: Corpus) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _remove_ours(directory: Path, keep: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _remove_ours(directory: Path, keep: Collection[str] = ()) -> None:
     """Remove shard files (this layout's and the old one's) not in ``keep``: leftovers of an earlier prepare."""
     for p in directory.iterdir():
         if _OUR_FILES.match(p.name) and p.name not in keep and p.is_file():
