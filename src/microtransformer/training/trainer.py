@@ -164,6 +164,7 @@ class TrainResult:
     interrupted: bool = False
     time_limited: bool = False
     tokens_per_sec: float = 0.0
+    train_seconds: float = 0.0  # wall time inside optimizer steps this call (no eval/checkpoint time)
     precision: PrecisionChoice | None = None
     last_checkpoint: Path | None = None
 
@@ -609,6 +610,7 @@ class Trainer:
         result.step = self.step
         result.best_val_loss = self.best_val_loss
         result.tokens_per_sec = steps_run * self.tokens_per_step / max(train_time, 1e-9)
+        result.train_seconds = train_time
         return result
 
     def _stop_requested(self, stop: _StopFlag) -> bool:
