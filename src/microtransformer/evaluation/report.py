@@ -28,12 +28,13 @@ from typing import Any
 
 from microtransformer.io import PathLike, atomic_write_text
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "png_img", "pyplot", "write_report"]
 
 logger = logging.getLogger(__name__)
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (headless; imported on first use, never by the package)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -42,11 +43,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> str:
+def png_img(fig: Any, alt: str = "plot") -> str:
+    """An ``<img>`` tag holding ``fig`` as a base64 PNG (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
-    return '<img alt="plot" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
+    pyplot().close(fig)
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
 
 
 def _fmt(v: Any) -> str:
@@ -106,7 +108,7 @@ def _curves(state: Mapping[str, Any]) -> str:
     evals = state.get("evals") or []
     if not history and not evals:
         return ""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     if history:
         steps = [h["step"] for h in history]
@@ -126,14 +128,14 @@ def _curves(state: Mapping[str, Any]) -> str:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
-    return _png(fig)
+    return png_img(fig)
 
 
 def _codebook_plots(analysis: Mapping[str, Any]) -> str:
     freqs = analysis.get("code_frequencies") or []
     if not freqs:
         return ""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     ax1.loglog(range(1, len(freqs) + 1), freqs)
     ax1.set_xlabel("code rank")
@@ -150,7 +152,7 @@ def _codebook_plots(analysis: Mapping[str, Any]) -> str:
         ax2.legend()
         ax2.grid(alpha=0.3)
         ax2.set_title("pruned vocabulary")
-    return _png(fig)
+    return png_img(fig)
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
