@@ -1,4 +1,4 @@
-"""``mtx tokenizer train | test | encode | convert``.
+"""``mtx tokenizer train | test | encode | convert | compare``.
 
 ``mtx tokenizer train --data_dir data/ --output_dir tok/ --vocab_size 5000`` is
 the classic ``python scripts/train_tokenizer.py`` one to one.
@@ -93,6 +93,10 @@ def register(subparsers: Any) -> None:
     c.add_argument("--n_strings", type=int, default=200, help="strings of the corpus to compare ids on")
     add_corpus_args(c)
     c.set_defaults(func=run_convert)
+
+    from microtransformer.cli.compare import register_compare
+
+    register_compare(sub)
 
 
 def run_train(args: argparse.Namespace) -> int:
