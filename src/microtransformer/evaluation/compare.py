@@ -371,14 +371,17 @@ def _unique_name(name: str, taken: set[str], hint: str) -> str:
 
 
 def _measure(
-    name: str, tok: MicroTransformerTokenizer, heldout: list[str], extra: Mapping[str, str], threads: int
+    tok: MicroTransformerTokenizer, heldout: list[str], extra: Mapping[str, str], threads: int
 ) -> tuple[TextStats, list[RoundTripCheck], dict[str, dict[str, Any]]]:
+    """Figures and round-trip checks of one tokenizer on the held-out text, the adversarial set and the extras."""
     ids = tok.encode_batch(heldout, num_threads=threads)
     stats = text_stats(tok, heldout, ids)
-    failed = [c for c in (round_trip_check(tok, f"held-out document {k}", d, i) for k, (d, i) in enumerate(zip(heldout, ids))) if not c.passed]
+    checks = (round_trip_check(tok, f"held-out document {k}", d, i) for k, (d, i) in enumerate(zip(heldout, ids)))
+    failed = [c for c in checks if not c.passed]
     held = RoundTripCheck(
         "held-out text", not failed,
-        failed[0].detail if failed else f"{len(heldout)} document(s), {stats.bytes:,} bytes, {stats.tokens:,} tokens",
+        f"{len(failed)} of {len(heldout)} documents differ; {failed[0].name}: {failed[0].detail}" if failed
+        else f"{len(heldout)} document(s), {stats.bytes:,} bytes, {stats.tokens:,} tokens",
     )
     extras = {}
     for label, text in extra.items():
@@ -470,7 +473,7 @@ def compare_tokenizers(
                     )
         results: dict[str, TokenizerResult] = {}
         for name, tok in toks.items():
-            stats, checks, extras = _measure(name, tok, texts.heldout, extra, threads)
+            stats, checks, extras = _measure(tok, texts.heldout, extra, threads)
             results[name] = TokenizerResult(
                 name=name, engine=tok.engine_name, vocab_size=tok.vocab_size, source=meta[name]["source"],
                 path=meta[name]["path"], heldout=stats, round_trip=checks, training=meta[name]["training"], extra=extras,
