@@ -40,6 +40,7 @@ import platform
 import re
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any

@@ -8,7 +8,11 @@ import pytest
 
 from microtransformer import MicroTransformerTokenizer
 from microtransformer.errors import CorpusError, MicroTransformerError
-from microtransformer.evaluation.compare import CompareConfig, compare_tokenizers, format_table
+from microtransformer.evaluation.compare import (
+    CompareConfig,
+    compare_tokenizers,
+    format_table,
+)
 from microtransformer.evaluation.compare_report import build_compare_report
 
 

@@ -100,7 +100,11 @@ def run_compare(args: argparse.Namespace) -> int:
 
     from microtransformer.cli.tokenizer import corpus_from_args
     from microtransformer.device import set_num_threads_from_env
-    from microtransformer.evaluation.compare import CompareConfig, compare_tokenizers, format_table
+    from microtransformer.evaluation.compare import (
+        CompareConfig,
+        compare_tokenizers,
+        format_table,
+    )
     from microtransformer.evaluation.compare_report import write_compare_report
 
     set_num_threads_from_env()

@@ -57,7 +57,10 @@ from microtransformer.evaluation.tokenizer_metrics import (
     round_trip_check,
     text_stats,
 )
-from microtransformer.evaluation.train_measured import TrainMeasurement, train_in_subprocess
+from microtransformer.evaluation.train_measured import (
+    TrainMeasurement,
+    train_in_subprocess,
+)
 from microtransformer.io import PathLike, atomic_write_json, atomic_write_text
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.registry import get_engine

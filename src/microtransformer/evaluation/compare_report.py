@@ -20,9 +20,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from microtransformer.evaluation.compare import SORT_BPB, ComparisonResult, TokenizerResult, table_rows
+from microtransformer.evaluation.compare import (
+    SORT_BPB,
+    ComparisonResult,
+    TokenizerResult,
+    table_rows,
+)
 from microtransformer.evaluation.report import png_img, pyplot
-from microtransformer.evaluation.tokenizer_metrics import MAX_HIST_LEN, ROUND_TRIP_DEFINITION
+from microtransformer.evaluation.tokenizer_metrics import (
+    MAX_HIST_LEN,
+    ROUND_TRIP_DEFINITION,
+)
 from microtransformer.io import PathLike, atomic_write_text
 
 __all__ = ["build_compare_report", "write_compare_report"]
@@ -233,8 +241,10 @@ def _newline_runs(text: str) -> str:
 
 
 def _samples(result: ComparisonResult) -> str:
-    parts = ["<h2>Greedy samples</h2><p>Each GPT continues the same held-out prompts (highlighted) with greedy "
-             f"decoding, about {result.config.sample_bytes} bytes each.</p>"]
+    parts = [(
+        "<h2>Greedy samples</h2><p>Each GPT continues the same held-out prompts (highlighted) with greedy "
+        f"decoding, about {result.config.sample_bytes} bytes each.</p>"
+    )]
     for t in result.tokenizers:
         if t.downstream is None or not t.downstream.samples:
             continue

@@ -39,7 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from microtransformer.tokenization.base import MicroTransformerTokenizer, replace_surrogates
+from microtransformer.tokenization.base import (
+    MicroTransformerTokenizer,
+    replace_surrogates,
+)
 
 __all__ = [
     "ADVERSARIAL_CASES",

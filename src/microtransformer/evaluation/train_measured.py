@@ -18,7 +18,6 @@ the parent's pages across fork + exec). Training time is wall time of
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -113,7 +112,7 @@ def train_in_subprocess(
         atomic_write_json(spec_path, spec)
         proc = subprocess.run(
             [sys.executable, "-m", __name__, str(spec_path), str(out_path)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", check=False,
+            env=env, capture_output=True, text=True, errors="replace", check=False,
         )
         result = read_json(out_path) if out_path.is_file() else {}
     if proc.returncode != 0 or "seconds" not in result:
