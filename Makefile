@@ -1,7 +1,10 @@
 # One-line set-up: `make quickstart` (the main job) and `make test` (the suite).
 # torch is pinned to the local CPU wheel here; pyproject.toml declares a range.
 PYTHON ?= python3
-INSTALL = $(PYTHON) -m pip install --quiet --disable-pip-version-check "torch==2.13.0" -e ".[dev]"
+PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+# everything, optional extras included (the tests of [tf] must run); quickstart needs no TensorFlow
+INSTALL = $(PIP) -e ".[dev,tf]"
+INSTALL_CORE = $(PIP) -e ".[dev]"
 MTX = $(PYTHON) -m microtransformer
 
 .PHONY: install quickstart test bench
@@ -9,11 +12,14 @@ MTX = $(PYTHON) -m microtransformer
 install:
 	$(INSTALL)
 
-quickstart: install
+quickstart:
+	$(INSTALL_CORE)
 	$(MTX) quickstart --out_dir runs/quickstart --overwrite
 
+# The install above brings every optional extra, so no test may skip for a missing one.
 test: install
-	$(PYTHON) -m pytest -q
+	MTX_REQUIRE_OPTIONAL=1 $(PYTHON) -m pytest -q
 
-bench: install
+bench:
+	$(INSTALL_CORE)
 	$(PYTHON) benchmarks/bench_tokenizers.py

@@ -14,7 +14,12 @@ Three loops:
 - naive, last position only: our slow reference ``generate_ids(use_cache=False)``,
   which reruns the sequence but applies the 8192-wide head to the last position only.
 
+With ``--batch B`` (B > 1) it also times batched generation: B prompts of
+different lengths in one left-padded ``model.generate`` call (KV cache) against
+the same B prompts one call each; every row must get the tokens it gets alone.
+
     python benchmarks/bench_generate.py
+    python benchmarks/bench_generate.py --batch 8 --new_tokens 128
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new_tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=1, help="also time B prompts batched vs one by one")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,7 +91,37 @@ def main(argv: list[str] | None = None) -> int:
         r = [args.new_tokens / t for t in times[loop]]
         print(f"| {loop} | {med[loop]:,.0f} | {min(r):,.0f}..{max(r):,.0f} | {med[LOOPS[0]] / med[loop]:.1f}x |")
     print(f"\nidentical greedy tokens in all loops: {same}")
+    if args.batch > 1:
+        same = batched(model, args) and same
     return 0 if same else 1
+
+
+def batched(model: GPT, args: argparse.Namespace) -> bool:
+    """B prompts of 1..B*4 tokens: one left-padded batch vs B single calls; True if the tokens agree."""
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, CONFIG["vocab_size"], (1 + 4 * i,), generator=g).tolist() for i in range(args.batch)]
+    T = max(map(len, prompts))
+    ids = torch.tensor([[0] * (T - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
+    times: dict[str, list[float]] = {"one batched call": [], "one call per prompt": []}
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=args.new_tokens, do_sample=False)[:, T:].tolist()
+        times["one batched call"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        alone = [model.generate([p], max_new_tokens=args.new_tokens, do_sample=False)[0, len(p):].tolist() for p in prompts]
+        times["one call per prompt"].append(time.perf_counter() - t)
+    total = args.batch * args.new_tokens
+    print(f"\n{args.batch} prompts of 1..{T} tokens, {args.new_tokens} new tokens each, greedy, KV cache, median of {args.repeats}")
+    print()
+    print("| generation | median tokens/s | min..max |")
+    print("|---|---:|---:|")
+    for name, ts in times.items():
+        r = [total / t for t in ts]
+        print(f"| {name} | {statistics.median(r):,.0f} | {min(r):,.0f}..{max(r):,.0f} |")
+    same = out == alone
+    print(f"\nevery row equals its prompt alone: {same}")
+    return same
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from microtransformer.models.char_autoencoder import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
+from microtransformer.autoencoder.model import AutoEncoderConfig, ChunkAutoEncoder, chunks_to_tensor
+
+#: Sentences the evaluation tests reconstruct, and the documents their tiny model is trained on.
+EVAL_SENTENCES = ("hello world", "the cat sat on the mat", "123 test")
+EVAL_DOCS = ["\n".join(EVAL_SENTENCES) + "\nhello the world, the cat!\n"] * 20
 
 
 def train_tiny_autoencoder(chunks: list[bytes], steps: int, config: AutoEncoderConfig | None = None) -> ChunkAutoEncoder:

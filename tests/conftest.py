@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -14,6 +17,30 @@ settings.load_profile("microtransformer")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+# `make test` installs every optional extra and sets this: there a missing extra fails instead of skipping.
+REQUIRE_OPTIONAL = os.environ.get("MTX_REQUIRE_OPTIONAL") == "1"
+
+
+def optional_import(name: str) -> ModuleType:
+    """Import an optional dependency; skip the test without it, unless MTX_REQUIRE_OPTIONAL=1 (CI)."""
+    if REQUIRE_OPTIONAL:
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
+@pytest.fixture(scope="session")
+def tf() -> ModuleType:
+    """TensorFlow on one thread (tests are single-threaded; the machine is shared)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = optional_import("tensorflow")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised by an earlier test: keep its settings
+        pass
+    return tf
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +65,51 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def deny(monkeypatch):
+    """Make paths unreadable/unwritable. A normal user gets chmod 000; root ignores file modes, so for
+    root the corpus reader's open(), the folder walk's scandir() and os.access refuse those paths as
+    the OS would for anyone else."""
+    import builtins
+    import errno
+
+    import microtransformer.data.corpus as corpus_module
+
+    denied: list[Path] = []
+    if os.geteuid() != 0:
+        def apply(path: Path) -> None:
+            os.chmod(path, 0)
+            denied.append(path)
+
+        yield apply
+        for p in denied:
+            os.chmod(p, 0o755)
+        return
+
+    def refuse(path) -> None:
+        if any(Path(path) == p or p in Path(path).parents for p in denied):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def fake_open(path, *args, **kwargs):
+        refuse(path)
+        return real_open(path, *args, **kwargs)
+
+    def fake_scandir(path="."):
+        refuse(path)
+        return real_scandir(path)
+
+    real_access = os.access
+
+    def fake_access(path, mode, *args, **kwargs):
+        if any(Path(path) == p or p in Path(path).parents for p in denied):
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(os, "scandir", fake_scandir)
+    monkeypatch.setattr(os, "access", fake_access)
+    yield denied.append

@@ -175,3 +175,15 @@ def test_load_run_without_metadata(tmp_path):
         load_run(tmp_path / "notarun")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_run(tmp_path / "missing")
+
+
+def test_generate_a_list_of_prompts_is_one_batch_equal_to_each_alone(byte_tokenizer):
+    tok = byte_tokenizer
+    for model in (
+        GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=64)),
+        LSTMLanguageModel(LSTMConfig(vocab_size=tok.vocab_size, n_embd=16, n_hidden=16)),
+    ):
+        prompts = ["hello world", "h", ""]
+        cfg = SamplingConfig(max_new_tokens=12, temperature=0)
+        assert generate(model, tok, prompts, cfg) == [generate(model, tok, p, cfg) for p in prompts]
+    assert generate(model, tok, [], cfg) == []

@@ -170,18 +170,37 @@ def choose_precision(device: str, requested: str = "auto", *, cpu_bf16_auto: boo
     )
 
 
-def set_num_threads_from_env() -> None:
-    """Honour ``MTX_NUM_THREADS`` if set.
+def num_threads_from_env() -> int | None:
+    """``MTX_NUM_THREADS`` as a positive int, None when unset; a typed error for anything else."""
+    value = os.environ.get("MTX_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"MTX_NUM_THREADS must be a positive integer, got {value!r}; unset it or use e.g. MTX_NUM_THREADS=1")
+    return n
+
+
+def set_num_threads(num_threads: int | None = None) -> int | None:
+    """Set torch's CPU threads to ``num_threads``, else to ``MTX_NUM_THREADS`` if set; returns what was set.
 
     Why: on a shared 2-core machine where a neighbour keeps one core busy,
     every OpenMP region waits for the descheduled second thread; there one
     thread trained the benchmark GPT ~1.8x faster than two (docs/benchmarks.md).
     """
-    value = os.environ.get("MTX_NUM_THREADS")
-    if value:
+    if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1):
+        raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
+    n = num_threads if num_threads is not None else num_threads_from_env()
+    if n is not None:
         import torch
 
-        try:
-            torch.set_num_threads(int(value))
-        except ValueError as exc:
-            raise ConfigError(f"MTX_NUM_THREADS must be an integer, got {value!r}") from exc
+        torch.set_num_threads(n)
+    return n
+
+
+def set_num_threads_from_env() -> None:
+    """Honour ``MTX_NUM_THREADS`` if set (see :func:`set_num_threads`)."""
+    set_num_threads(None)

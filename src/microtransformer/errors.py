@@ -51,3 +51,11 @@ class VocabSizeError(ConfigError):
 
 class InvalidTokenIdError(TokenizerError, ValueError):
     """A token id is negative or not below ``vocab_size``."""
+
+
+class UnsafePathError(MicroTransformerError, ValueError):
+    """A manifest names a file that is not a plain name inside its own directory."""
+
+
+class DirectoryInUseError(MicroTransformerError):
+    """Another live process holds the lock of a run, checkpoint or shards directory."""

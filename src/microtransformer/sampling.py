@@ -1,6 +1,7 @@
 """Text generation: greedy, temperature, top-k, top-p (nucleus), streaming.
 
-Two loops produce the same tokens:
+Text in, text out, over the models' own batched generation loop
+(:meth:`model.generate <microtransformer.models.generation.GenerationMixin.generate>`):
 
 - the fast path runs the prompt once and then one token per step, reusing
   the model's cache (GPT: keys/values; LSTM: hidden state);
@@ -18,6 +19,7 @@ Generation stops at EOS, and also at BOS: token shards put one BOS before
 every document, so a model that emits BOS has finished its document.
 
 >>> text = generate(model, tok, "ROMEO:", max_new_tokens=50, temperature=0.8, top_k=80)  # doctest: +SKIP
+>>> texts = generate(model, tok, ["ROMEO:", "JULIET:"], max_new_tokens=50)  # one batch  # doctest: +SKIP
 >>> for piece in stream(model, tok, "ROMEO:", max_new_tokens=50):  # doctest: +SKIP
 ...     print(piece, end="", flush=True)
 """
@@ -25,7 +27,7 @@ every document, so a model that emits BOS has finished its document.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,11 @@ import torch
 import torch.nn as nn
 
 from microtransformer.errors import ConfigError
+from microtransformer.models.generation import generate_stream, sample_next_token
+
+__all__ = [
+    "SamplingConfig", "encode_prompt", "generate", "generate_ids", "sample_next_token", "stop_ids_for", "stream",
+]
 
 
 @dataclass(frozen=True)
@@ -62,38 +69,6 @@ class SamplingConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
 
 
-def sample_next_token(
-    logits: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Pick one token per row of ``logits`` ``(B, V)``; returns ``(B,)`` int64."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature  # (B, V)
-    if top_k is not None:
-        k = min(top_k, logits.size(-1))
-        kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)  # (B, V)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # drop a token when the mass *before* it already reaches top_p (the top token always stays)
-        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
-
-
-def _model_vocab(model: nn.Module) -> int:
-    return int(model.config.vocab_size)  # type: ignore[union-attr]
-
-
-@torch.no_grad()
 def generate_ids(
     model: nn.Module,
     prompt_ids: Iterable[int],
@@ -108,58 +83,37 @@ def generate_ids(
     ``generate_ids(model, [1, 2], max_new_tokens=5, temperature=0)``.
     A token in ``stop_ids`` ends generation and is not yielded.
     """
+    config = _config(config, kwargs)
+    stops = set(stop_ids) if config.stop_at_eos else set()
+    for step in generate_stream(
+        model,
+        [int(i) for i in prompt_ids],
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        eos_token_id=sorted(stops),
+        generator=_generator(model, config.seed),
+        use_cache=config.use_cache,
+    ):
+        token = int(step[0])
+        if token in stops:
+            return
+        yield token
+
+
+def _config(config: SamplingConfig | None, kwargs: dict[str, Any]) -> SamplingConfig:
     if config is not None and kwargs:
         raise ConfigError("pass either a SamplingConfig or keyword settings, not both")
-    config = config or SamplingConfig(**kwargs)
-    ids = [int(i) for i in prompt_ids]
-    if not ids:
-        raise ConfigError("generation needs at least one prompt token; pass a prompt (or a tokenizer with BOS)")
-    vocab = _model_vocab(model)
-    if min(ids) < 0 or max(ids) >= vocab:
-        raise ConfigError(f"prompt ids must be in [0, {vocab}); was the prompt encoded with another tokenizer?")
-    stops = set(stop_ids) if config.stop_at_eos else set()
-    p = next(model.parameters())
-    device = p.device
-    generator = None
-    if config.seed is not None:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(config.seed)
-    limit: int | None = model.context_limit  # type: ignore[assignment]
-    was_training = model.training
-    model.eval()
-    try:
-        cache = None
-        if config.use_cache:
-            cache = model.new_cache(1)  # type: ignore[operator]
-            context = ids[-limit:] if limit else ids
-            logits, _ = model(torch.tensor([context], device=device), cache=cache, last_only=True)
-        for _ in range(config.max_new_tokens):
-            if not config.use_cache:
-                context = ids[-limit:] if limit else ids
-                logits, _ = model(torch.tensor([context], device=device), last_only=True)  # (1, 1, V')
-            nxt = int(
-                sample_next_token(
-                    logits[:, -1, :vocab],
-                    temperature=config.temperature,
-                    top_k=config.top_k,
-                    top_p=config.top_p,
-                    generator=generator,
-                )[0]
-            )
-            if nxt in stops:
-                return
-            ids.append(nxt)
-            yield nxt
-            if config.use_cache:
-                if limit is not None and cache.pos >= limit:  # type: ignore[union-attr]
-                    # the window is full: re-run the last half of it and continue from there
-                    cache.reset()  # type: ignore[union-attr]
-                    logits, _ = model(torch.tensor([ids[-(limit // 2 or 1) :]], device=device), cache=cache, last_only=True)
-                else:
-                    logits, _ = model(torch.tensor([[nxt]], device=device), cache=cache, last_only=True)
-    finally:
-        if was_training:
-            model.train()
+    return config or SamplingConfig(**kwargs)
+
+
+def _generator(model: nn.Module, seed: int | None) -> torch.Generator | None:
+    if seed is None:
+        return None
+    generator = torch.Generator(device=next(model.parameters()).device)
+    generator.manual_seed(seed)
+    return generator
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -212,11 +166,44 @@ def stream(
 def generate(
     model: nn.Module,
     tokenizer: Any,
-    prompt: str = "",
+    prompt: str | Sequence[str] = "",
     config: SamplingConfig | None = None,
     *,
     skip_special_tokens: bool = True,
     **kwargs: Any,
-) -> str:
-    """The generated continuation of ``prompt`` as one string (the prompt itself not included)."""
-    return "".join(stream(model, tokenizer, prompt, config, skip_special_tokens=skip_special_tokens, **kwargs))
+) -> Any:
+    """The generated continuation of ``prompt`` (not included) as one string.
+
+    A list of prompts is generated as one left-padded batch and gives a list
+    of strings; each row stops at its own EOS/BOS.
+    """
+    if isinstance(prompt, str):
+        return "".join(stream(model, tokenizer, prompt, config, skip_special_tokens=skip_special_tokens, **kwargs))
+    config = _config(config, kwargs)
+    rows = [encode_prompt(tokenizer, p) for p in prompt]
+    if not rows:
+        return []
+    stops = sorted(stop_ids_for(tokenizer)) if config.stop_at_eos else []
+    new = [
+        step.tolist()
+        for step in generate_stream(
+            model,
+            rows,  # ragged: left-padded inside
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+            eos_token_id=stops,
+            generator=_generator(model, config.seed),
+            use_cache=config.use_cache,
+        )
+    ]
+    texts = []
+    for b in range(len(rows)):
+        ids = []
+        for step in new:
+            if step[b] in stops:
+                break
+            ids.append(step[b])
+        texts.append(tokenizer.decode(ids, skip_special_tokens=skip_special_tokens))
+    return texts

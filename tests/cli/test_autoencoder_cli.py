@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from microtransformer.autoencoder.config import PRESETS, AutoEncoderConfig, PretrainConfig, read_preset
 from microtransformer.cli.main import main
 from microtransformer.tokenization import MicroTransformerTokenizer
-
-REPO = Path(__file__).resolve().parents[2]
-TINY_CONFIG = REPO / "configs" / "autoencoder_tiny.json"
+from microtransformer.training import checkpoint as run_format
 
 TEXT = "\n".join(
     f"The quick brown fox {i % 9} jumps over the lazy dog. Hello, world! It's chunk number {i % 13}; "
@@ -28,31 +27,31 @@ def data_file(tmp_path: Path) -> Path:
     return f
 
 
-def test_configs_are_valid() -> None:
-    from microtransformer.cli.autoencoder import _load_config_file, _model_config
-    from microtransformer.training.autoencoder_pretrain import PretrainConfig
-
-    for name in ("autoencoder.json", "autoencoder_tiny.json"):
-        model, pretrain = _load_config_file(str(REPO / "configs" / name))
-        _model_config(model, None)
-        PretrainConfig.from_dict(pretrain)
+def test_presets_are_valid() -> None:
+    for name in PRESETS:
+        AutoEncoderConfig.preset(name)
+        PretrainConfig.preset(name)
+    assert read_preset("default").model == read_preset("default").pretrain == {}  # the dataclass defaults
+    assert read_preset("configs/autoencoder_tiny.json") == read_preset("tiny")  # where a checkout kept it before
 
 
 def test_end_to_end(tmp_path: Path, data_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     torch.set_num_threads(1)
     ck = tmp_path / "ck"
     common = ["--num_threads", "1"]
-    assert main(["autoencoder", "pretrain", "--data_file", str(data_file), "--config", str(TINY_CONFIG),
+    assert main(["autoencoder", "pretrain", "--data_file", str(data_file), "--config", "tiny",
                  "--checkpoint_dir", str(ck), "--no_progress", *common]) == 0
-    assert (ck / "checkpoint_step_100").is_dir() and (ck / "checkpoint_step_200").is_dir() and (ck / "checkpoint_best").is_dir()
+    assert {"step_000100", "step_000200"} <= {p.name for p in run_format.list_checkpoints(ck)}
+    assert (ck / "best.json").is_file() and (ck / "last.json").is_file()
 
     # resume with hyphenated flag aliases: continues at 201 and ends with checkpoint_step_300
     assert main(["autoencoder", "pretrain", "--resume", str(ck / "checkpoint_step_200"), "--steps", "300",
                  "--checkpoint-every", "100", "--no-progress", *common]) == 0
-    state = json.loads((ck / "checkpoint_step_300" / "training_state.json").read_text())
-    assert state["step"] == 300
-    assert [h["step"] for h in state["history"]][-7:] == [180, 200, 220, 240, 260, 280, 300]
-    assert json.loads((ck / "checkpoint_step_300" / "config.json").read_text())["data"]["data_file"] == str(data_file)
+    meta = json.loads((ck / "checkpoints" / "step_000300" / "meta.json").read_text())
+    assert meta["step"] == 300 and meta["train_config"]["steps"] == 300
+    steps = [r["step"] for r in run_format.read_metrics(ck) if "loss" in r]
+    assert steps[-7:] == [180, 200, 220, 240, 260, 280, 300] and len(steps) == len(set(steps))
+    assert json.loads((ck / "run.json").read_text())["data"]["data_file"] == str(data_file)
 
     tok_dir = tmp_path / "tok"
     assert main(["autoencoder", "export", "--checkpoint", str(ck / "checkpoint_step_300"), "--vocab_size", "300",
@@ -63,15 +62,16 @@ def test_end_to_end(tmp_path: Path, data_file: Path, capsys: pytest.CaptureFixtu
     assert tok.decode(tok.encode(TEXT[:500])) == TEXT[:500]
 
     before, after, final = (tmp_path / f"{p}.json" for p in ("before", "after", "final"))
+    # --model is the earlier spelling of --checkpoint
     assert main(["autoencoder", "eval", "--phase", "before", "--model", str(ck / "checkpoint_step_300"), "--output", str(before), *common]) == 0
-    assert main(["autoencoder", "eval", "--phase", "after", "--model", str(ck / "checkpoint_step_300"), "--output", str(after), *common]) == 0
-    assert main(["autoencoder", "eval", "--phase", "final", "--model", str(tok_dir), "--output", str(final),
+    assert main(["autoencoder", "eval", "--phase", "after", "--checkpoint", str(ck / "checkpoint_step_300"), "--output", str(after), *common]) == 0
+    assert main(["autoencoder", "eval", "--phase", "final", "--checkpoint", str(tok_dir), "--output", str(final),
                  "--text_file", str(data_file), *common]) == 0
     b, a, f = (json.loads(p.read_text()) for p in (before, after, final))
-    assert a["summary"]["val_char_accuracy"] > b["summary"]["val_char_accuracy"]
-    after_fb = f["summary"]["after_fallback"]
+    assert a["val"]["char_accuracy"] > b["val"]["char_accuracy"]
+    after_fb = f["after_fallback"]
     assert after_fb["sentences_perfect"] == after_fb["sentences_total"]  # lossless by construction
-    assert after_fb["corpus_bytes_per_token"] > 1.0
+    assert after_fb["texts"]["corpus"]["bytes_per_token"] > 1.0
 
     report = tmp_path / "report.html"
     assert main(["autoencoder", "eval", "--compare", str(before), str(after), str(final), "--report", str(report),
@@ -90,6 +90,13 @@ def test_end_to_end(tmp_path: Path, data_file: Path, capsys: pytest.CaptureFixtu
     assert "grid_utilization" in an["summary"] and "vocab_utilization" in an["topk"][0]
     out = capsys.readouterr().out
     assert "grid utilization" in out
+
+    # the run format is shared, the model kinds are not: LM commands refuse an auto-encoder run in one line
+    assert main(["sample", "--ckpt", str(ck), "--prompt", "hi"]) == 2
+    assert main(["train", "--resume", str(ck), "--max_steps", "400"]) == 2
+    err = capsys.readouterr().err
+    assert "is a 'chunk_autoencoder' run, not a language model" in err and len(err.strip().splitlines()) == 2
+    assert "Traceback" not in err
 
 
 def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ import sentencepiece as spm
 from microtransformer.cli.main import main
 from microtransformer.data.corpus import Corpus
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.tokenization.reference_bpe import count_chunks, train_merges
+from microtransformer.tokenization.reference_bpe import count_pieces, train_merges
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
         remove_extra_whitespaces=False, minloglevel=2,
     )
     (root / "sp.model").write_bytes(model.getvalue())
-    merges = train_merges(count_chunks(docs[:5]), 300, tie_break="first")
+    merges = train_merges(count_pieces(docs[:5]), 300, tie_break="first")
     (root / "minbpe.model").write_text(
         "minbpe v1\n\n0\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
     )

@@ -25,7 +25,7 @@ def test_train_test_encode(tmp_path, capsys, engine: str) -> None:
 
     assert main(["tokenizer", "test", "--tokenizer_path", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "FAIL" not in table and "7 passed, 0 failed" in table
+    assert "FAIL" not in table and "7 passed, 0 skipped, 0 failed" in table
 
     assert main(["tokenizer", "encode", "--tokenizer_path", str(out), "--no_color", "def add <|bos|>"]) == 0
     shown = capsys.readouterr().out
@@ -40,3 +40,15 @@ def test_special_tokens_flag(tmp_path, capsys) -> None:
                  "--special_tokens", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]) == 0
     tok = MicroTransformerTokenizer.from_pretrained(out)
     assert tok.token_to_id("[SEP]") == tok.eos_id and tok.pad_id == tok.token_to_id("[PAD]")
+
+
+def test_checks_that_need_a_pad_token_are_skipped_not_failed(tmp_path, capsys) -> None:
+    out = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--corpus", "builtin", "--vocab_size", "400", "--output_dir", str(out),
+                 "--special_tokens", "<bos>", "<eos>"]) == 0
+    capsys.readouterr()
+    assert main(["tokenizer", "test", "--tokenizer_path", str(out)]) == 0
+    table = capsys.readouterr().out
+    skipped = [line.split("  ")[0] for line in table.splitlines() if " SKIP " in line]
+    assert skipped == ["truncation + padding", "tensors (return_tensors='pt')", "causal LM inputs"]
+    assert "FAIL" not in table and "3 passed, 3 skipped, 0 failed" in table

@@ -21,14 +21,24 @@ def test_prepare_input_for_batch(tok) -> None:
     assert b["attention_mask"][1].tolist() == [1] * len(tok.encode("hello")) + [0] * (8 - len(tok.encode("hello")))
 
 
-def test_causal_labels_are_shifted_and_ignore_padding(tok) -> None:
+def test_causal_labels_are_input_ids_with_padding_ignored(tok) -> None:
+    """Hugging Face's causal-LM convention: labels == input_ids (unshifted), padding at -100."""
     b = create_causal_lm_inputs(TEXTS, tok, max_length=12, return_tensors="np")
     ids, mask, labels = b["input_ids"], b["attention_mask"], b["labels"]
+    assert (mask == 0).any(), "the test needs a padded row"
     for row in range(3):
         n = int(mask[row].sum())
         assert ids[row, 0] == tok.bos_id
-        assert labels[row, : n - 1].tolist() == ids[row, 1:n].tolist()
-        assert (labels[row, n - 1 :] == -100).all()
+        assert labels[row, :n].tolist() == ids[row, :n].tolist()
+        assert (labels[row, n:] == -100).all()
+        assert (ids[row, n:] == tok.pad_id).all()
+
+
+def test_ignore_index_is_the_models_ignore_index() -> None:
+    from microtransformer.data.batches import IGNORE_INDEX
+    from microtransformer.models.outputs import IGNORE_INDEX as MODEL_IGNORE_INDEX
+
+    assert IGNORE_INDEX == MODEL_IGNORE_INDEX == -100
 
 
 def test_mlm_proportions_and_specials(tok) -> None:

@@ -121,3 +121,61 @@ def test_bpe_dataset_tutorial_api(tok):
     assert x.shape == (3, 16) and torch.equal(x[:, 1:], y[:, :-1])
     with pytest.raises(DataError):
         BPEDataset("tiny", 64, "cpu", tokenizer=tok)
+
+
+def _edit_meta(shards, change) -> None:
+    meta = json.loads((shards / "meta.json").read_text())
+    change(meta)
+    (shards / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/etc/passwd", "sub/train.bin", ".."])
+def test_meta_json_file_names_stay_in_the_shards_directory(tmp_path, corpus_dir, tok, name):
+    shards = tmp_path / "s"
+    prepare_shards(Corpus.from_dir(corpus_dir), tok, shards, show_progress=False)
+    (tmp_path / "outside.bin").write_bytes((shards / "train.bin").read_bytes())  # same size: would pass every check
+    _edit_meta(shards, lambda m: m["splits"]["train"].update(file=name))
+    with pytest.raises(DataError, match="not a plain file name"):
+        read_meta(shards)
+
+
+def test_hand_damaged_shards_are_typed_errors(tmp_path, corpus_dir, tok):
+    shards = tmp_path / "s"
+    prepare_shards(Corpus.from_dir(corpus_dir), tok, shards, show_progress=False)
+    train = np.memmap(shards / "train.bin", dtype=np.uint16, mode="r+")
+    train[100] = tok.vocab_size + 7  # an id the model's embedding does not have
+    train.flush()
+    del train
+    with pytest.raises(DataError, match=f"holds token id {tok.vocab_size + 7}.*vocab_size {tok.vocab_size}"):
+        ShardDataset(shards, block_size=8)
+    _edit_meta(shards, lambda m: m.update(dtype="float99"))
+    with pytest.raises(DataError, match="dtype 'float99'"):
+        read_meta(shards)
+
+
+@pytest.mark.parametrize("option", [{"max_piece_chars": 0}, {"chunk_chars": -1}, {"num_threads": 0}])
+def test_sizes_below_one_are_refused_before_anything_is_written(tmp_path, corpus_dir, tok, option):
+    from microtransformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a positive integer"):
+        prepare_shards(Corpus.from_dir(corpus_dir), tok, tmp_path / "s", show_progress=False, **option)
+    assert not (tmp_path / "s").exists()
+
+
+def test_one_large_file_is_streamed_into_the_same_shards(tmp_path, tok):
+    """Reading in blocks and cutting pieces as they stream gives the shards of the in-memory cut."""
+    from pydoc_data.topics import topics
+
+    from microtransformer.data.shards import auto_piece_chars
+
+    text = "".join(topics[k] for k in sorted(topics)[:50])
+    f = tmp_path / "one.txt"
+    f.write_text(text, encoding="utf-8")
+    corpus = Corpus.from_file(f)
+    meta = prepare_shards(corpus, tok, tmp_path / "s", val_fraction=0.1, show_progress=False)
+    pieces = split_long_document(text, auto_piece_chars(corpus, 0.1))
+    ids = np.fromfile(tmp_path / "s" / "train.bin", dtype=np.uint16).tolist()
+    ids += np.fromfile(tmp_path / "s" / "val.bin", dtype=np.uint16).tolist()
+    assert meta.splits["train"].documents + meta.splits["val"].documents == len(pieces) > 10
+    assert sorted(ids) == sorted([tok.bos_id] + [i for p in pieces for i in tok.encode(p)])
+    assert sum(info.bytes for info in meta.splits.values()) == len(text.encode("utf-8"))

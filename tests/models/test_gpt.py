@@ -37,16 +37,21 @@ def test_config_json_roundtrip_and_unknown_fields():
         build_model("rnn", cfg)
 
 
-def test_vocab_is_padded_and_padding_logits_are_minus_inf():
+def test_vocab_is_padded_inside_and_logits_have_vocab_size_columns():
     model = tiny(vocab_size=100)
     assert model.config.padded_vocab_size == 128
     assert model.transformer.wte.weight.shape[0] == 128
-    logits, _ = model(torch.randint(0, 100, (2, 5)))
-    assert logits.shape == (2, 5, 128)  # (B, T, Vp)
-    assert torch.isneginf(logits[..., 100:]).all()
-    assert torch.isfinite(logits[..., :100]).all()
-    probs = torch.softmax(logits, dim=-1)
-    assert probs[..., 100:].sum() == 0
+    x = torch.randint(0, 100, (2, 5))
+    logits, _ = model(x)
+    assert logits.size(-1) == 100 == model.vocab_size  # (B, T, V): the padding columns are gone
+    assert logits.is_contiguous()  # the tutorials' logits.view(-1, vocab_size) works
+    assert torch.isfinite(logits).all()
+    # the same numbers as the padded matmul's first 100 columns
+    with torch.no_grad():
+        h = model.transformer.ln_f(model.transformer.h[1](model.transformer.h[0](
+            model.transformer.wte(x) + model.transformer.wpe(torch.arange(5)))))
+        torch.testing.assert_close(logits, model.lm_head(h)[..., :100])
+    assert model(x, last_only=True).logits.shape == (2, 1, 100)
 
 
 def test_weight_tying_and_loss_at_init_is_near_uniform():

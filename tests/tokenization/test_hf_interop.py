@@ -176,14 +176,17 @@ def test_every_split_is_a_merge_ranked_by_the_token() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pattern", "reason"),
+    ("pattern", "reason", "lossy"),
     [
-        (r"(?s)\S+|\s+", "Oniguruma"),  # Python's regex takes it, HF's regex engine rejects it
-        (r"\w+|[^\w\s]+", "other ids"),  # leaves spaces unmatched: tiktoken drops them, HF keeps them
+        (r"(?s)\S+|\s+", "Oniguruma", False),  # Python's regex takes it, HF's regex engine rejects it
+        (r"\w+|[^\w\s]+", "other ids", True),  # leaves spaces unmatched: tiktoken drops them, HF keeps them
     ],
 )
-def test_no_export_when_hf_would_differ(pattern: str, reason: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    tok = MicroTransformerTokenizer.train_from_iterator(list(Corpus.builtin().iter_documents())[:5], vocab_size=400, pattern=pattern)
+def test_no_export_when_hf_would_differ(
+    pattern: str, reason: str, lossy: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = list(Corpus.builtin().iter_documents())[:5]
+    tok = MicroTransformerTokenizer.train_from_iterator(docs, vocab_size=400, pattern=pattern, allow_lossy=lossy)
     with caplog.at_level(logging.WARNING):
         tok.save(tmp_path)
     assert "no Hugging Face tokenizer.json written" in caplog.text and reason in caplog.text

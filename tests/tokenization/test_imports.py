@@ -21,7 +21,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization import GPT4_SPLIT_PATTERN, MicroTransformerTokenizer
-from microtransformer.tokenization.reference_bpe import count_chunks, train_merges
+from microtransformer.tokenization.reference_bpe import count_pieces, train_merges
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_minbpe_model(corpus, tmp_path: Path, pattern: str) -> None:
     train, held = corpus
     # no pattern: the whole text is one chunk, which minbpe's quadratic merge loop makes slow; keep it short
     size = 30_000 if pattern else 5_000
-    merges = train_merges(count_chunks([train[:size]], pattern or r"[\s\S]+"), 256 + 200, tie_break="first")
+    merges = train_merges(count_pieces([train[:size]], pattern or r"[\s\S]+"), 256 + 200, tie_break="first")
     path = tmp_path / "tok.model"
     _write_minbpe_model(path, pattern, {"<|endoftext|>": 256 + len(merges)}, merges)
     tok = MicroTransformerTokenizer.from_pretrained(path)

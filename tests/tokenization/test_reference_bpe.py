@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from microtransformer.errors import ConfigError
 from microtransformer.tokenization.reference_bpe import (
     ReferenceBPE,
-    count_chunks,
+    count_pieces,
     merge_pair,
     train_merges,
 )
@@ -98,7 +98,7 @@ def rustbpe_ranks(shakespeare_200k: str) -> dict[bytes, int]:
 
 @pytest.fixture(scope="module")
 def reference_merges(shakespeare_200k: str) -> list[Pair]:
-    return train_merges(count_chunks([shakespeare_200k]), 1024, tie_break="lowest")
+    return train_merges(count_pieces([shakespeare_200k]), 1024, tie_break="lowest")
 
 
 def test_merges_identical_to_rustbpe(rustbpe_ranks: dict[bytes, int], reference_merges: list[Pair]) -> None:
@@ -177,7 +177,7 @@ HAND_TEXTS = [
 @pytest.mark.parametrize("tie_break", ["lowest", "first"])
 @pytest.mark.parametrize("texts", HAND_TEXTS, ids=lambda t: repr(t[0][:12]))
 def test_train_matches_naive_trainer(texts: list[str], tie_break: str) -> None:
-    counts = count_chunks(texts)
+    counts = count_pieces(texts)
     vocab_size = 256 + 40  # more than some texts can fill: early stop must agree too
     assert train_merges(counts, vocab_size, tie_break=tie_break) == naive_train(counts, vocab_size, tie_break)
 
@@ -188,12 +188,12 @@ def test_train_matches_naive_trainer(texts: list[str], tie_break: str) -> None:
     tie_break=st.sampled_from(["lowest", "first"]),
 )
 def test_train_matches_naive_trainer_random(texts: list[str], tie_break: str) -> None:
-    counts = count_chunks(texts)
+    counts = count_pieces(texts)
     assert train_merges(counts, 256 + 30, tie_break=tie_break) == naive_train(counts, 256 + 30, tie_break)
 
 
 def test_first_tie_break_matches_naive_on_real_text(shakespeare_200k: str) -> None:
-    counts = count_chunks([shakespeare_200k[:20_000]])
+    counts = count_pieces([shakespeare_200k[:20_000]])
     assert train_merges(counts, 256 + 200, tie_break="first") == naive_train(counts, 256 + 200, "first")
 
 
@@ -210,7 +210,7 @@ def test_golden_merges_lowest() -> None:
     # Then (257,108) vs (108,111), both 2 -> (108,111) "lo" -> 258 (lower tuple).
     # Then h-e-l-l-o = (257,258) count 2 -> 259 "hello".
     # All remaining pairs have count 1: (32,259),(32,119),(119,111),... -> lowest (32,119) " w" -> 260.
-    merges = train_merges(count_chunks(["hello hello world"]), 261)
+    merges = train_merges(count_pieces(["hello hello world"]), 261)
     assert merges == [(101, 108), (104, 256), (108, 111), (257, 258), (32, 119)]
     assert ReferenceBPE(merges).vocab[256:] == [b"el", b"hel", b"lo", b"hello", b" w"]
 
@@ -219,7 +219,7 @@ def test_golden_merges_first() -> None:
     # Same counts; minbpe scans "hello" first, so among the count-2 pairs (h,e) is met first -> "he".
     # Then 256,l,l,o: (256,108) met first -> "hel"; then (257,108) "hell"; then (258,111) "hello".
     # Count-1 pairs: scanning " hello" = [32, 259] gives (32,259) first -> " hello".
-    merges = train_merges(count_chunks(["hello hello world"]), 261, tie_break="first")
+    merges = train_merges(count_pieces(["hello hello world"]), 261, tie_break="first")
     assert merges == [(104, 101), (256, 108), (257, 108), (258, 111), (32, 259)]
     assert ReferenceBPE(merges).vocab[256:] == [b"he", b"hel", b"hell", b"hello", b" hello"]
 
@@ -235,11 +235,11 @@ def test_overlapping_runs_are_merged_left_to_right() -> None:
 
 
 def test_count_chunks_keeps_documents_apart_and_first_order() -> None:
-    counts = count_chunks(["b a", "a", "b"])
+    counts = count_pieces(["b a", "a", "b"])
     assert list(counts) == ["b", " a", "a"]
     assert counts == {"b": 2, " a": 1, "a": 1}
     # joining would have produced a single chunk "ab"
-    assert "ab" not in count_chunks(["a", "b"])
+    assert "ab" not in count_pieces(["a", "b"])
 
 
 # --------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_count_chunks_keeps_documents_apart_and_first_order() -> None:
 # --------------------------------------------------------------------------
 
 _ROUNDTRIP_CORPUS = "hello world, héllo wörld! 日本語 日本 🤗🤗 e\u0301e\u0301 \r\n\r\n  \t 123456 x\x00y"
-_ROUNDTRIP_BPE = ReferenceBPE(train_merges(count_chunks([_ROUNDTRIP_CORPUS]), 256 + 60))
+_ROUNDTRIP_BPE = ReferenceBPE(train_merges(count_pieces([_ROUNDTRIP_CORPUS]), 256 + 60))
 
 
 @settings(max_examples=300, deadline=None)
@@ -275,10 +275,10 @@ def test_encode_cache_is_bounded_and_transparent() -> None:
 
 def test_early_stop_returns_fewer_merges() -> None:
     # "abc" holds at most 2 merges (ab, then ab+c); asking for 1000 is not an error
-    merges = train_merges(count_chunks(["abc"]), 256 + 1000)
+    merges = train_merges(count_pieces(["abc"]), 256 + 1000)
     assert merges == [(97, 98), (256, 99)]
     assert train_merges({}, 300) == []
-    assert train_merges(count_chunks(["hi"]), 256) == []
+    assert train_merges(count_pieces(["hi"]), 256) == []
 
 
 @pytest.mark.parametrize("vocab_size", [0, 255, -1])
@@ -290,7 +290,7 @@ def test_vocab_size_below_256_raises(vocab_size: int) -> None:
 def test_bad_tie_break_and_bad_ids_raise() -> None:
     with pytest.raises(ConfigError, match="tie_break"):
         train_merges({"ab": 1}, 300, tie_break="random")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="count_chunks"):
+    with pytest.raises(ConfigError, match="count_pieces"):
         train_merges({"ab": -1}, 300)
     with pytest.raises(ConfigError, match="training order"):
         ReferenceBPE([(97, 300)])
@@ -301,5 +301,5 @@ def test_bad_tie_break_and_bad_ids_raise() -> None:
 
 
 def test_progress_bar_does_not_change_result() -> None:
-    counts = count_chunks(["hello hello world"])
+    counts = count_pieces(["hello hello world"])
     assert train_merges(counts, 261, progress=True) == train_merges(counts, 261)

@@ -45,3 +45,43 @@ def test_no_pad_token_padding_error() -> None:
     tok = MicroTransformerTokenizer.train_from_iterator(["abc abc"], vocab_size=260, special_tokens=["<|bos|>"])
     with pytest.raises(ConfigError, match="no pad token"):
         tok(["a", "abc"], padding=True)
+
+
+@pytest.mark.parametrize("spec, message", [
+    (["boss=<a>"], "'boss' is not a role"),
+    (["BOS="], "names the role 'bos' but no token"),
+    (["eos="], "names the role 'eos' but no token"),
+    (["<x>", ""], "non-empty"),
+])
+def test_unknown_role_prefixes_and_empty_tokens_are_errors(spec, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_special_tokens(spec)
+
+
+def test_common_spellings_get_their_roles() -> None:
+    # the tutorial's names: ["<pad>", "<unk>", "<bos>", "<eos>"]
+    parsed = parse_special_tokens(["<pad>", "<unk>", "<bos>", "<eos>"])
+    assert [t.role for t in parsed] == ["pad", "unk", "bos", "eos"]
+    assert [t.role for t in parse_special_tokens(["<BOS>", "[EOS]", "<Pad>"])] == ["bos", "eos", "pad"]
+    assert parse_special_tokens(["<|begin_of_text|>", "<|end_of_text|>"])[1].role == "eos"
+    # an '=' inside a token that is not a role prefix stays part of the token
+    assert parse_special_tokens(["<a=b>", "eos=</s>"]) == (SpecialToken("<a=b>"), SpecialToken("</s>", "eos"))
+    tok = MicroTransformerTokenizer.train_from_iterator(
+        ["some text to train on " * 5], vocab_size=300, special_tokens=["<pad>", "<unk>", "<bos>", "<eos>"]
+    )
+    assert tok.eos_id == tok.token_to_id("<eos>") and tok.bos_id == tok.token_to_id("<bos>")
+    assert tok.decode([tok.bos_id, tok.eos_id]) == "<bos><eos>"
+
+
+def test_data_prepare_says_when_the_tokenizer_has_no_eos(tmp_path, caplog) -> None:
+    import logging
+
+    from microtransformer.data.corpus import Corpus
+    from microtransformer.data.shards import prepare_shards
+
+    text = tmp_path / "t.txt"
+    text.write_text("some text to train on, and more text.\n" * 200)
+    tok = MicroTransformerTokenizer.train(text, vocab_size=300, special_tokens=["<bos>"], show_progress=False)
+    with caplog.at_level(logging.WARNING):
+        prepare_shards(Corpus.from_file(text), tok, tmp_path / "shards", show_progress=False)
+    assert any("has no eos token" in r.message for r in caplog.records)

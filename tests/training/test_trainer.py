@@ -126,7 +126,7 @@ def test_run_dir_without_metadata(tmp_path):
     data = make_data()
     Trainer(make_model(), data, make_config(max_steps=2), tmp_path / "run", show_progress=False).fit()
     (tmp_path / "run" / "checkpoints" / "step_000002" / ckpt.META_FILE).unlink()
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
         ckpt.resolve_checkpoint(tmp_path / "run", "last")
 
 
@@ -205,3 +205,56 @@ def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch):
     trainer = Trainer(make_model(), make_data(), make_config(max_steps=2, compile=True), tmp_path / "r", show_progress=False)
     result = trainer.fit()
     assert result.step == 2 and not trainer._compiled
+
+
+class _IgnoringSource:
+    """Wraps a data source: every other target becomes -100 (ignored); remembers the batches it gave."""
+
+    def __init__(self, data):
+        self.data = data
+        self.block_size = data.block_size
+        self.vocab_size = data.vocab_size
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def get_batch(self, split, batch_size, rng=None):
+        x, y = self.data.get_batch(split, batch_size, rng)
+        y = y.clone()
+        y[:, ::2] = -100
+        self.batches.append((x, y))
+        return x, y
+
+
+@pytest.mark.parametrize("model_kind", ["gpt", "lstm"])
+def test_trainer_ignores_minus_100_targets(tmp_path, model_kind):
+    """Train and eval losses, token counts and bits per byte leave -100 targets out."""
+    data = _IgnoringSource(make_data())
+    if model_kind == "gpt":
+        model = make_model(dropout=0.0)
+    else:
+        torch.manual_seed(0)
+        model = LSTMLanguageModel(LSTMConfig(vocab_size=VOCAB, n_embd=16, n_hidden=32, block_size=16))
+    token_bytes = np.ones(VOCAB, dtype=np.int64)
+    trainer = Trainer(model, data, make_config(grad_accum_steps=1, eval_iters=2), tmp_path / "run",
+                      token_bytes=token_bytes, show_progress=False)
+    ev = trainer.evaluate("val", iters=2)
+    (x0, y0), (x1, y1) = data.batches[-2:]
+    kept = [(model(x)[0][y != -100], y[y != -100]) for x, y in ((x0, y0), (x1, y1))]
+    with torch.no_grad():
+        logits = torch.cat([lg for lg, _ in kept])
+        targets = torch.cat([t for _, t in kept])
+        want = torch.nn.functional.cross_entropy(logits, targets).item()
+    assert ev.tokens == targets.numel() == y0.numel()  # half of 2 batches of (B, T)
+    assert ev.loss == pytest.approx(want, rel=1e-6)
+    assert ev.bits_per_byte == pytest.approx(want / np.log(2), rel=1e-6)  # 1 byte per counted token
+    before = copy.deepcopy(trainer.raw_model)
+    log = trainer.train_step()
+    x, y = data.batches[-1]
+    with torch.no_grad():
+        logits = before(x)[0]
+        want = torch.nn.functional.cross_entropy(logits[y != -100], y[y != -100]).item()
+    assert log.loss == pytest.approx(want, rel=1e-5)
+
+
+def test_negative_seed_is_a_config_error():
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        make_config(seed=-1)

@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
+from microtransformer.cli.args import fraction, positive_int
+from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args, print_skipped
+from microtransformer.data.shards import prepare_shards
+from microtransformer.device import num_threads_from_env
+from microtransformer.io import check_output_dir
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 
 def register(subparsers: Any) -> None:
@@ -19,17 +24,16 @@ def register(subparsers: Any) -> None:
     prep.add_argument("--tokenizer_path", required=True, help="a tokenizer saved by `mtx tokenizer train`")
     add_corpus_args(prep)
     prep.add_argument("--output_dir", required=True, help="where train.bin, val.bin and meta.json go")
-    prep.add_argument("--val_fraction", type=float, default=0.1, help="share of the text held out (by document)")
-    prep.add_argument("--num_threads", type=int, default=None, help="encoding threads (default: up to 8)")
-    prep.add_argument("--max_piece_chars", type=int, default=None, help="cut longer documents at paragraphs")
+    prep.add_argument("--val_fraction", type=fraction, default=0.1, help="share of the text held out (by document)")
+    prep.add_argument("--num_threads", type=positive_int, default=None, help="encoding threads (default: MTX_NUM_THREADS, else up to 8)")
+    prep.add_argument("--max_piece_chars", type=positive_int, default=None, help="cut longer documents at paragraphs")
     prep.add_argument("--overwrite", action="store_true", help="replace existing shards in --output_dir")
     prep.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.data.shards import prepare_shards
-    from microtransformer.tokenization import MicroTransformerTokenizer
-
+    num_threads = args.num_threads or num_threads_from_env()
+    check_output_dir(args.output_dir)
     tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
     corpus = corpus_from_args(args)
     print(f"encoding {corpus.describe()} with {tok!r}")
@@ -40,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         tokenizer_path=args.tokenizer_path,
         max_piece_chars=args.max_piece_chars,
-        num_threads=args.num_threads,
+        num_threads=num_threads,
         overwrite=args.overwrite,
     )
     for name, info in meta.splits.items():
         bpt = info.bytes / max(info.tokens, 1)
         print(f"{name:<5} {info.tokens:>12,} tokens  {info.bytes:>12,} bytes  {info.documents:>7,} pieces  {bpt:.2f} bytes/token")
+    print_skipped(corpus)
     print(f"dtype {meta.dtype}; wrote {args.output_dir}/{{train.bin,val.bin,meta.json}}")
     print(f"next: mtx train --shards_dir {args.output_dir} --out_dir runs/my_run")
     return 0

@@ -2,8 +2,14 @@
 
 Each command module exposes ``register(subparsers)`` which adds its parser and
 sets ``func=run`` where ``run(args) -> int``. This is the only layer that
-prints and picks exit codes: a :class:`MicroTransformerError` becomes a one-line
-message on stderr and exit code 2, never a traceback.
+prints and picks exit codes, and no error reaches the user as a traceback:
+
+- 2: a bad flag or value (argparse) or a user error (:class:`MicroTransformerError`);
+- 1: an operating-system error (permission denied, disk full);
+- 130 / 143: Ctrl-C / SIGTERM;
+- 141: the reader of our output went away (``mtx sample --stream | head``).
+
+Each prints one line on stderr (``error: ...`` for 2 and 1).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +41,26 @@ class _Parser(argparse.ArgumentParser):
                     extra.append(alt)
         return super().add_argument(*names, *extra, **kwargs)
 
+    def error(self, message: str):  # type: ignore[override]
+        """One line, exit 2 (argparse prints the whole usage block first)."""
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop: unwinds like Ctrl-C (temporary files are removed), exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``error: PATH: Permission denied`` rather than ``[Errno 13] ...``; one line."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"error: {exc.filename}: {what}"
+    return f"error: {what}"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mtx", description="microtransformer: tokenizers and micro language models.")
@@ -53,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a bad flag (2, its one line already printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -61,13 +92,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # rustbpe logs every 1 % of merges at INFO
         logging.getLogger("rustbpe").setLevel(logging.WARNING)
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, AttributeError):  # not the main thread / no SIGTERM
+        previous = None
+    try:
         return int(args.func(args) or 0)
     except MicroTransformerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        print("stopped: the output pipe was closed", file=sys.stderr)
+        return 141
+    except OSError as exc:
+        print(_one_line(_os_error_line(exc)), file=sys.stderr)
+        return 1
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split("\n"))
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

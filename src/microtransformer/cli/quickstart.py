@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from microtransformer.cli.args import nonneg_int, positive_float, positive_int
+from microtransformer.data.corpus import Corpus
+from microtransformer.data.shards import prepare_shards
+from microtransformer.device import set_num_threads
 from microtransformer.errors import ConfigError
+from microtransformer.io import check_output_dir
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 PROMPTS = ("The ", "The for statement", "def ")
 
@@ -30,23 +38,25 @@ PROMPTS = ("The ", "The for statement", "def ")
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("quickstart", help="train a tokenizer and a small GPT on the built-in corpus, then sample")
     p.add_argument("--out_dir", default="runs/quickstart", help="tokenizer/, shards/ and run/ go here")
-    p.add_argument("--vocab_size", type=int, default=2048)
-    p.add_argument("--max_steps", type=int, default=400)
-    p.add_argument("--max_minutes", type=float, default=3.0, help="training stops (and saves) after this long, whatever the step")
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--block_size", type=int, default=128)
-    p.add_argument("--n_layer", type=int, default=4)
-    p.add_argument("--n_head", type=int, default=4)
-    p.add_argument("--n_embd", "--n_embed", dest="n_embd", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--vocab_size", type=positive_int, default=2048)
+    p.add_argument("--max_steps", type=positive_int, default=400)
+    p.add_argument("--max_minutes", type=positive_float, default=3.0, help="training stops (and saves) after this long, whatever the step")
+    p.add_argument("--batch_size", type=positive_int, default=8)
+    p.add_argument("--block_size", type=positive_int, default=128)
+    p.add_argument("--n_layer", type=positive_int, default=4)
+    p.add_argument("--n_head", type=positive_int, default=4)
+    p.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=nonneg_int, default=1337)
+    p.add_argument("--num_threads", type=positive_int, default=None, help="torch CPU threads (default: MTX_NUM_THREADS, else torch's choice)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous quickstart in --out_dir")
     p.set_defaults(func=run)
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    check_output_dir(out, "--out_dir")
     parts = [out / "tokenizer", out / "shards", out / "run"]
     if any(p.exists() for p in parts):
         if not overwrite:
@@ -56,19 +66,12 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.device import set_num_threads_from_env
-
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from microtransformer.data.corpus import Corpus
     from microtransformer.data.loader import ShardDataset
-    from microtransformer.data.shards import prepare_shards
     from microtransformer.models import GPT, GPTConfig
     from microtransformer.sampling import SamplingConfig, generate
-    from microtransformer.tokenization import MicroTransformerTokenizer
     from microtransformer.training.trainer import TrainConfig, Trainer
 
-    set_num_threads_from_env()  # MTX_NUM_THREADS=1 helps when a neighbour holds a core
+    set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
     out = Path(args.out_dir)
     _prepare_out_dir(out, args.overwrite)
     t0 = time.perf_counter()

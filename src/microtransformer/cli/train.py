@@ -9,30 +9,43 @@ included (an alias of ``--n_embd``)::
     mtx train --data_file input.txt --vocab_size 4096 --block_size 128 --n_layer 4 \\
         --n_head 4 --n_embed 128 --batch_size 16 --max_steps 2000 --lr 1e-3 --use_cosine
     mtx train --resume runs/my_run --max_steps 4000
+
+The schedule is ``TrainConfig``'s: linear warmup then cosine decay
+(``--no-use_cosine`` keeps the LR constant after warmup). The same ``--seed``
+on the same data and settings gives bit-identical weights on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
-from microtransformer.cli.tokenizer import add_corpus_args
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
+from microtransformer.data.shards import prepare_shards, read_meta
+from microtransformer.device import choose_device, set_num_threads
 from microtransformer.errors import ConfigError
+from microtransformer.io import DirectoryLock, check_output_dir
+from microtransformer.tokenization import MicroTransformerTokenizer
+from microtransformer.training.distributed import barrier, detect_distributed, init_distributed
 
 # TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
-    "max_steps": (int, "optimizer steps in total"),
-    "batch_size": (int, "sequences per micro-step (per process)"),
-    "grad_accum_steps": (int, "micro-steps per optimizer step"),
-    "lr": (float, "peak learning rate"),
-    "warmup_steps": (int, "linear warmup steps (with --use_cosine)"),
-    "weight_decay": (float, "AdamW decoupled weight decay (matrices only)"),
-    "grad_clip": (float, "clip the gradient norm (0 = off)"),
-    "eval_interval": (int, "evaluate and checkpoint every N steps"),
-    "eval_iters": (int, "batches per evaluation"),
-    "keep_last": (int, "step checkpoints to keep (plus best)"),
-    "seed": (int, "seed for init, data order and dropout"),
+    "max_steps": (positive_int, "optimizer steps in total"),
+    "batch_size": (positive_int, "sequences per micro-step (per process)"),
+    "grad_accum_steps": (positive_int, "micro-steps per optimizer step"),
+    "lr": (positive_float, "peak learning rate"),
+    "warmup_steps": (nonneg_int, "linear warmup steps"),
+    "weight_decay": (nonneg_float, "AdamW decoupled weight decay (matrices only)"),
+    "grad_clip": (nonneg_float, "clip the gradient norm (0 = off)"),
+    "eval_interval": (positive_int, "evaluate and checkpoint every N steps"),
+    "eval_iters": (positive_int, "batches per evaluation"),
+    "keep_last": (positive_int, "step checkpoints to keep (plus best)"),
+    "seed": (nonneg_int, "seed for init, data order and dropout"),
 }
 _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}
 
@@ -40,12 +53,12 @@ _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval"
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (ignored with --resume: the checkpoint decides)")
     g.add_argument("--model", choices=("gpt", "lstm"), default="gpt")
-    g.add_argument("--n_layer", type=int, default=4)
-    g.add_argument("--n_head", type=int, default=4)
-    g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=int, default=128, help="width (--n_embed is an alias)")
-    g.add_argument("--n_hidden", type=int, default=256, help="LSTM hidden size")
-    g.add_argument("--block_size", type=int, default=128, help="context length in tokens")
-    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--n_layer", type=positive_int, default=4)
+    g.add_argument("--n_head", type=positive_int, default=4)
+    g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=128, help="width (--n_embed is an alias)")
+    g.add_argument("--n_hidden", type=positive_int, default=256, help="LSTM hidden size")
+    g.add_argument("--block_size", type=positive_int, default=128, help="context length in tokens")
+    g.add_argument("--dropout", type=fraction, default=0.0)
     g.add_argument("--bias", action="store_true", help="biases in Linear/LayerNorm (GPT)")
 
 
@@ -53,11 +66,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     for name, (typ, help_) in _TRAIN_FLAGS.items():
         g.add_argument(f"--{name}", type=typ, default=None, help=help_ + (f" (default {_DEFAULTS[name]})" if name in _DEFAULTS else ""))
-    g.add_argument("--use_cosine", action=argparse.BooleanOptionalAction, default=None, help="warmup + cosine decay (default: constant LR)")
+    g.add_argument("--use_cosine", action=argparse.BooleanOptionalAction, default=None,
+                   help="warmup + cosine decay (default, as TrainConfig); --no-use_cosine: constant LR after warmup")
     g.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                    help="auto: bf16 on CUDA, fp32 on CPU (bf16 autocast is slow on CPUs without bf16 units)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (falls back if it fails)")
+    g.add_argument("--num_threads", type=positive_int, default=None, help="torch CPU threads (default: MTX_NUM_THREADS, else torch's choice)")
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,9 +90,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--shards_dir", help="shards from `mtx data prepare`")
     add_corpus_args(p)
     g.add_argument("--tokenizer_path", help="tokenizer for text data (default: train one with --vocab_size)")
-    g.add_argument("--vocab_size", type=int, default=4096, help="vocab of the tokenizer trained on the text")
+    g.add_argument("--vocab_size", type=positive_int, default=4096, help="vocab of the tokenizer trained on the text")
     g.add_argument("--engine", default="bpe", help="engine of the tokenizer trained on the text")
-    g.add_argument("--val_fraction", type=float, default=0.1)
+    g.add_argument("--val_fraction", type=fraction, default=0.1)
     add_model_args(p)
     add_train_args(p)
     p.add_argument("--out_dir", default="runs/run", help="run directory (checkpoints, tokenizer copy, metrics)")
@@ -87,9 +102,6 @@ def register(subparsers: Any) -> None:
 
 def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path, Any]:
     """Shards dir + tokenizer for a fresh run: given shards, or tokenizer + shards built from text."""
-    from microtransformer.cli.tokenizer import corpus_from_args
-    from microtransformer.data.shards import prepare_shards, read_meta
-    from microtransformer.tokenization import MicroTransformerTokenizer
 
     if args.shards_dir:
         meta = read_meta(args.shards_dir)
@@ -149,19 +161,46 @@ def print_result(result: Any, run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microtransformer.device import set_num_threads_from_env
+    from microtransformer.training.checkpoint import read_run
 
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
+    run_dir = Path(args.resume or args.out_dir)
+    if args.resume:
+        read_run(run_dir)  # a typed error for a path that is not a run, before the lock creates anything
+    else:
+        check_output_dir(run_dir, "--out_dir")
+    env = detect_distributed()
+    if env.is_distributed:  # under torchrun: rank 0 writes (data, checkpoints), the others wait for it
+        init_distributed(env, choose_device(args.device or "auto")[0])
+    # one writer per run directory, from the first file written (tokenizer, shards) to the last checkpoint
+    lock = DirectoryLock(run_dir, purpose="mtx train") if env.is_main else contextlib.nullcontext()
+    with lock:
+        result = _train(args, run_dir, env.is_main)
+    if env.is_main:
+        print_result(result, run_dir)
+    if result.interrupted:
+        return 128 + int(result.stop_signal or 2)  # 130 after Ctrl-C, 143 after SIGTERM
+    return 0
+
+
+def _data_of_rank_0(args: argparse.Namespace, run_dir: Path) -> tuple[Path, Any]:
+    """On the other ranks of a torchrun: the shards and tokenizer rank 0 prepared (read only)."""
+
+    if args.shards_dir:
+        return prepare_data_for_run(args, run_dir)  # reads only
+    return run_dir / "data", MicroTransformerTokenizer.from_pretrained(args.tokenizer_path or run_dir / "data" / "tokenizer")
+
+
+def _train(args: argparse.Namespace, run_dir: Path, is_main: bool) -> Any:
+    import torch
 
     from microtransformer.data.loader import ShardDataset
     from microtransformer.models import build_model
-    from microtransformer.training.checkpoint import read_run
+    from microtransformer.training.checkpoint import has_checkpoint, read_run
     from microtransformer.training.trainer import TrainConfig, Trainer
 
-    set_num_threads_from_env()  # MTX_NUM_THREADS=1 helps when a neighbour holds a core
     overrides = train_overrides(args)
     if args.resume:
-        run_dir = Path(args.resume)
         run_info = read_run(run_dir)
         shards = args.shards_dir or run_info.get("data", {}).get("shards_dir")
         if not shards:
@@ -172,23 +211,23 @@ def run(args: argparse.Namespace) -> int:
         data = ShardDataset(shards, block)
         trainer = Trainer.resume(run_dir, data, overrides=overrides)
     else:
-        run_dir = Path(args.out_dir)
-        if (run_dir / "run.json").exists():
+        if has_checkpoint(run_dir):
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out_dir")
-        shards, tok = prepare_data_for_run(args, run_dir)
+        config = TrainConfig(**{**_DEFAULTS, **overrides})  # validated before any work
+        if is_main:
+            shards, tok = prepare_data_for_run(args, run_dir)
+        barrier()
+        if not is_main:
+            shards, tok = _data_of_rank_0(args, run_dir)
         data = ShardDataset(shards, args.block_size)
         model_config = build_model_config(args, tok.vocab_size)
+        torch.manual_seed(config.seed)  # the initial weights depend on --seed, and only on it
         model = build_model(args.model, model_config)
-        config = TrainConfig(**{**_DEFAULTS, "use_cosine": False, **overrides})
-        print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
+        if is_main:
+            print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
         trainer = Trainer(
             model, data, config, run_dir, tokenizer=tok,
             run_info={"data": {"shards_dir": _portable(Path(shards), run_dir)}},
         )
     with logging_redirect_tqdm():
-        result = trainer.fit()
-    print_result(result, run_dir)
-    if result.interrupted:
-        return 130
-    return 0
-
+        return trainer.fit()

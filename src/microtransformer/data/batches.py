@@ -2,7 +2,11 @@
 
 Written once over :class:`MicroTransformerTokenizer`, so they work for every
 engine. Label positions the loss must ignore are ``-100`` (PyTorch's
-``cross_entropy`` default ``ignore_index``).
+``cross_entropy`` default ``ignore_index``, Hugging Face's convention, and
+what our models ignore), so a batch goes straight into a model:
+
+>>> out = model(**create_causal_lm_inputs(texts, tok))  # doctest: +SKIP
+>>> out.loss.backward()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 from microtransformer.errors import ConfigError
 from microtransformer.tokenization.base import BatchEncoding, MicroTransformerTokenizer, TensorType, _to_tensor
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # == microtransformer.models.outputs.IGNORE_INDEX (kept here so this module needs no torch)
 
 
 def prepare_input_for_batch(
@@ -48,18 +52,17 @@ def create_causal_lm_inputs(
     return_tensors: TensorType = "pt",
     add_special_tokens: bool = True,
 ) -> BatchEncoding:
-    """Inputs and next-token labels: ``labels[:, t] == input_ids[:, t + 1]``.
+    """Inputs, attention mask and Hugging Face causal-LM ``labels``: a copy of ``input_ids``, padding at ``-100``.
 
-    The labels are already shifted, so the loss is ``cross_entropy(logits,
-    labels)`` with no further shift; the last position and every position
-    whose target is padding are ``-100``.
+    As HF's ``DataCollatorForLanguageModeling(mlm=False)``: the labels are
+    *not* shifted; the model scores ``logits[:, t]`` against ``labels[:, t + 1]``
+    itself, so ``model(**batch).loss`` is the next-token loss over real tokens.
+    (``get_batch`` gives the other form, already-shifted ``targets``.)
     """
     enc = _padded_arrays(texts, tokenizer, max_length, add_special_tokens)
     ids = enc["input_ids"]  # (B, T)
     mask = enc["attention_mask"]  # (B, T)
-    labels = np.full_like(ids, IGNORE_INDEX)
-    labels[:, :-1] = np.where(mask[:, 1:] == 1, ids[:, 1:], IGNORE_INDEX)
-    labels[mask == 0] = IGNORE_INDEX
+    labels = np.where(mask == 1, ids, IGNORE_INDEX)  # (B, T)
     return _finish({"input_ids": ids, "attention_mask": mask, "labels": labels}, return_tensors)
 
 

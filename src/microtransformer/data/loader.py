@@ -28,11 +28,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from microtransformer.data.shards import SPLITS, ShardMeta, read_meta
+from microtransformer.data.shards import SPLITS, ShardMeta, read_meta, split_path
 from microtransformer.errors import ConfigError, DataError
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from microtransformer.tokenization import MicroTransformerTokenizer
+
+_SCAN_BYTES = 1 << 30  # shards up to 1 GiB are checked for out-of-range ids when opened
+_SCAN_BLOCK = 1 << 24  # ids per max() while scanning
 
 
 def _check_split(split: str) -> None:
@@ -40,14 +44,22 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
 
 
+def sample_windows(data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """``batch_size`` random windows of ``block_size + 1`` tokens from ``data``: ``(B, T+1)`` int64.
+
+    The one window sampler: ``get_batch`` and the TensorFlow datasets draw
+    the same windows from the same ``rng``.
+    """
+    n = len(data) - block_size  # number of valid window starts
+    ix = rng.integers(0, n, size=batch_size)
+    return np.stack([np.asarray(data[i : i + block_size + 1], dtype=np.int64) for i in ix])  # (B, T+1)
+
+
 def windows_to_batch(
     data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random windows of ``block_size + 1`` tokens from ``data`` -> ``(x, y)``."""
-    n = len(data) - block_size  # number of valid window starts
-    ix = rng.integers(0, n, size=batch_size)
-    rows = np.stack([np.asarray(data[i : i + block_size + 1], dtype=np.int64) for i in ix])  # (B, T+1)
-    t = torch.from_numpy(rows)
+    t = torch.from_numpy(sample_windows(data, block_size, batch_size, rng))  # (B, T+1)
     x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
     if torch.device(device).type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -119,11 +131,26 @@ class ShardDataset:
             tokens = self.num_tokens(split)
             if tokens < block_size + 1:
                 raise DataError(
-                    f"{self.shards_dir / self.meta.splits[split].file} has {tokens} tokens but a training window "
+                    f"{split_path(self.shards_dir, self.meta.splits[split])} has {tokens} tokens but a training window "
                     f"needs block_size + 1 = {block_size + 1}; lower --block_size (at most {max(tokens - 1, 0)}) "
                     "or add more text"
                     + (" / raise --val_fraction" if split == "val" else "")
                 )
+        # shards up to _SCAN_BYTES are checked once here, larger ones batch by batch
+        self._unscanned = {s for s in SPLITS if self.num_tokens(s) * np.dtype(self.meta.dtype).itemsize > _SCAN_BYTES}
+        for split in set(SPLITS) - self._unscanned:
+            self._check_ids(self.memmap(split), split)
+
+    def _check_ids(self, ids: np.ndarray, split: str) -> None:
+        """Typed error for ids the vocabulary does not have (a damaged or foreign shard)."""
+        top = 0
+        for start in range(0, len(ids), _SCAN_BLOCK):
+            top = max(top, int(ids[start : start + _SCAN_BLOCK].max(initial=0)))
+        if top >= self.vocab_size:
+            raise DataError(
+                f"{split_path(self.shards_dir, self.meta.splits[split])} holds token id {top}, but meta.json says "
+                f"vocab_size {self.vocab_size}: the shard is damaged or from another tokenizer; re-run `mtx data prepare`"
+            )
 
     def num_tokens(self, split: str) -> int:
         _check_split(split)
@@ -131,16 +158,20 @@ class ShardDataset:
             raise DataError(f"{self.shards_dir} has no {split!r} split; re-run `mtx data prepare`")
         return self.meta.splits[split].tokens
 
-    def _memmap(self, split: str) -> np.ndarray:
-        info = self.meta.splits[split]
-        return np.memmap(self.shards_dir / info.file, dtype=np.dtype(self.meta.dtype), mode="r")
+    def memmap(self, split: str) -> np.ndarray:
+        """The split's token ids, memory-mapped read-only (open a fresh one per batch: see the module docstring)."""
+        _check_split(split)
+        return np.memmap(split_path(self.shards_dir, self.meta.splits[split]), dtype=np.dtype(self.meta.dtype), mode="r")
 
     def get_batch(
         self, split: str, batch_size: int, rng: np.random.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own."""
         _check_split(split)
-        return windows_to_batch(self._memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+        x, y = windows_to_batch(self.memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+        if split in self._unscanned and max(int(x.max()), int(y.max())) >= self.vocab_size:
+            self._check_ids(self.memmap(split), split)
+        return x, y
 
 
 class BPEDataset(TokenArrayDataset):
@@ -169,7 +200,6 @@ class BPEDataset(TokenArrayDataset):
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if tokenizer is None:
-            from microtransformer.tokenization import MicroTransformerTokenizer
 
             tokenizer = MicroTransformerTokenizer.train_from_iterator(docs, engine="bpe", vocab_size=vocab_size)
         self.tokenizer = tokenizer

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from microtransformer.data.corpus import cut_pieces
 from microtransformer.errors import ConfigError, DataError
-from microtransformer.io import atomic_write_json, read_json
+from microtransformer.io import DirectoryLock, atomic_write_json, member_path, read_json, remove_stale_temporaries
 
 if TYPE_CHECKING:  # pragma: no cover
     from microtransformer.data.corpus import Corpus
@@ -53,6 +53,7 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_PIECE_CHARS = 1 << 20
 MIN_PIECE_CHARS = 1 << 10
 FEW_FILES = 20
+DTYPES = ("uint16", "uint32")
 
 
 @dataclass(frozen=True)
@@ -96,26 +97,15 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
 
 
 def split_long_document(text: str, max_chars: int) -> list[str]:
-    """Cut ``text`` into pieces of at most ~``max_chars``, at blank lines, else newlines, else anywhere.
+    """Cut ``text`` into pieces of at most ~``max_chars``, at blank lines, else line breaks, else before a word.
+
+    The in-memory form of :func:`~microtransformer.data.corpus.cut_pieces` (which streams).
 
     >>> split_long_document("a\\n\\nb\\n\\nc", 3)
     ['a\\n\\n', 'b\\n\\n', 'c']
     """
-    if len(text) <= max_chars:
-        return [text]
-    pieces = []
-    start = 0
-    while len(text) - start > max_chars:
-        end = start + max_chars
-        cut = text.rfind("\n\n", start + 1, end)
-        cut = cut + 2 if cut != -1 else -1
-        if cut == -1:
-            cut = text.rfind("\n", start + 1, end)
-            cut = cut + 1 if cut != -1 else end
-        pieces.append(text[start:cut])
-        start = cut
-    pieces.append(text[start:])
-    return pieces
+
+    return list(cut_pieces([text], max_chars)) or [text]
 
 
 def auto_piece_chars(corpus: Corpus, val_fraction: float) -> int:
@@ -130,6 +120,11 @@ def auto_piece_chars(corpus: Corpus, val_fraction: float) -> int:
         return DEFAULT_MAX_PIECE_CHARS
     total = corpus.file_bytes or 0
     return int(min(DEFAULT_MAX_PIECE_CHARS, max(MIN_PIECE_CHARS, total * max(val_fraction, 0.01) / 4)))
+
+
+def split_path(shards_dir: str | os.PathLike[str], info: SplitInfo) -> Path:
+    """The file of one split: a plain name inside ``shards_dir`` (never a path leaving it)."""
+    return member_path(shards_dir, info.file, manifest=META_FILE, error=DataError)
 
 
 def read_meta(shards_dir: str | os.PathLike[str]) -> ShardMeta:
@@ -147,9 +142,11 @@ def read_meta(shards_dir: str | os.PathLike[str]) -> ShardMeta:
         raise DataError(f"{path} is damaged ({exc}); re-run `mtx data prepare`") from exc
     if meta.format_version > FORMAT_VERSION:
         raise DataError(f"{path} has format_version {meta.format_version}; upgrade microtransformer to read it")
+    if meta.dtype not in DTYPES:
+        raise DataError(f"{path} has dtype {meta.dtype!r}; shards are {' or '.join(DTYPES)}: re-run `mtx data prepare`")
     itemsize = np.dtype(meta.dtype).itemsize
     for name, info in meta.splits.items():
-        f = shards_dir / info.file
+        f = split_path(shards_dir, info)
         if not f.is_file():
             raise DataError(f"{f} is missing; re-run `mtx data prepare` for {shards_dir}")
         if f.stat().st_size != info.tokens * itemsize:
@@ -191,13 +188,6 @@ class _SplitWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def _pieces(corpus: Corpus, max_piece_chars: int) -> Iterator[tuple[str, bool]]:
-    """(piece text, starts a document) for every document of ``corpus``."""
-    for doc in corpus.iter_documents():
-        for i, piece in enumerate(split_long_document(doc, max_piece_chars)):
-            yield piece, i == 0
-
-
 def prepare_shards(
     corpus: Corpus,
     tokenizer: MicroTransformerTokenizer,
@@ -213,20 +203,54 @@ def prepare_shards(
 ) -> ShardMeta:
     """Encode ``corpus`` into ``output_dir/{train,val}.bin`` + ``meta.json``; returns the meta.
 
-    ``max_piece_chars`` defaults to :func:`auto_piece_chars`.
+    ``max_piece_chars`` defaults to :func:`auto_piece_chars`. Files are read
+    in blocks and cut into pieces as they stream, so memory does not grow
+    with the size of one file. ``output_dir`` is locked while this runs: a
+    second writer gets :class:`~microtransformer.errors.DirectoryInUseError`.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    for name, value in (("max_piece_chars", max_piece_chars), ("chunk_chars", chunk_chars), ("num_threads", num_threads)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     output_dir = Path(output_dir)
     if (output_dir / META_FILE).exists() and not overwrite:
         raise DataError(f"{output_dir} already holds shards ({META_FILE}); pass --overwrite or choose another --output_dir")
     sep = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
     if sep is None:
         raise DataError("the tokenizer has neither a BOS nor an EOS token to separate documents; retrain it with the default special tokens")
+    if tokenizer.eos_id is None:
+        logger.warning(
+            "the tokenizer has no eos token (special tokens: %s): documents are separated by bos only, so a model "
+            "trained on these shards never learns to end a text; retrain the tokenizer with one (e.g. eos=<|eos|>)",
+            ", ".join(tokenizer.special_tokens) or "none",
+        )
     if max_piece_chars is None:
         max_piece_chars = auto_piece_chars(corpus, val_fraction)
+    with DirectoryLock(output_dir, purpose="mtx data prepare"):
+        if (output_dir / META_FILE).exists() and not overwrite:  # another process finished first
+            raise DataError(f"{output_dir} already holds shards ({META_FILE}); pass --overwrite or choose another --output_dir")
+        remove_stale_temporaries(output_dir)
+        return _write_shards(
+            corpus, tokenizer, output_dir, sep=sep, val_fraction=val_fraction, tokenizer_path=tokenizer_path,
+            max_piece_chars=max_piece_chars, chunk_chars=chunk_chars, num_threads=num_threads, show_progress=show_progress,
+        )
+
+
+def _write_shards(
+    corpus: Corpus,
+    tokenizer: MicroTransformerTokenizer,
+    output_dir: Path,
+    *,
+    sep: int,
+    val_fraction: float,
+    tokenizer_path: str | os.PathLike[str] | None,
+    max_piece_chars: int,
+    chunk_chars: int,
+    num_threads: int | None,
+    show_progress: bool,
+) -> ShardMeta:
     dtype = dtype_for_vocab(tokenizer.vocab_size)
-    output_dir.mkdir(parents=True, exist_ok=True)
     writers = {s: _SplitWriter(output_dir, s, dtype) for s in SPLITS}
     seen = {"train": 0, "val": 0}
     bar = tqdm(total=corpus.file_bytes, desc="encoding shards", unit="B", unit_scale=True, disable=not show_progress)
@@ -242,7 +266,7 @@ def prepare_shards(
     try:
         batch: list[tuple[str, bool, str]] = []
         batch_chars = 0
-        for text, first in _pieces(corpus, max_piece_chars):
+        for text, first in corpus.iter_pieces(max_piece_chars):
             if not text:
                 continue
             # a piece goes to val when that brings val's share of the text so far closer to val_fraction
@@ -280,7 +304,7 @@ def prepare_shards(
         splits=infos,
         val_fraction=val_fraction,
         corpus=corpus.describe(),
-        extra={"max_piece_chars": max_piece_chars},
+        extra={"max_piece_chars": max_piece_chars, "skipped": [str(x) for x in corpus.skipped]},
     )
     atomic_write_json(output_dir / META_FILE, meta.to_json())  # last: marks the shards complete
     logger.info(

@@ -1,4 +1,4 @@
-"""Evaluation metrics: perplexity and bits per byte (comparable across tokenizers)."""
+"""Evaluation: perplexity and bits per byte (comparable across tokenizers), and self-contained HTML report helpers."""
 
 from microtransformer.evaluation.metrics import (
     LN2,

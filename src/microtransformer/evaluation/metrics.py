@@ -8,8 +8,8 @@ number that is comparable across vocabularies::
     bpb = (sum of per-token losses in nats) / ln 2 / (sum of bytes of those tokens)
         = mean_loss / ln 2 * n_tokens / n_bytes
 
-Targets that are special tokens (0 bytes, e.g. the BOS between documents) are
-left out of both sums, as nanochat does: they are not text, and different
+Targets that are special tokens (0 bytes, e.g. the BOS between documents) and
+ignored targets (``-100``) are left out of both sums, as nanochat does: they are not text, and different
 tokenizers insert different numbers of them.
 
 >>> round(bits_per_byte_from_loss(math.log(2), n_tokens=10, n_bytes=40), 6)
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 LN2 = math.log(2.0)
+IGNORE_INDEX = -100  # ignored targets, as in the models' loss
 
 
 def perplexity(mean_loss_nats: float) -> float:
@@ -50,10 +51,15 @@ def bits_per_byte_from_loss(mean_loss_nats: float, *, n_tokens: int, n_bytes: in
 
 
 def token_nats(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-token cross-entropy in nats, ``(B*T,)``, computed in fp32 even under autocast."""
+    """Per-token cross-entropy in nats, ``(B*T,)``, computed in fp32 even under autocast.
+
+    Targets of ``-100`` (ignored labels) give 0 nats; count them out with ``targets != -100``.
+    """
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none")
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none", ignore_index=IGNORE_INDEX
+    )
 
 
 def nats_and_bytes(token_losses: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,5 +69,6 @@ def nats_and_bytes(token_losses: torch.Tensor, targets: torch.Tensor, token_byte
     elements, ``token_bytes`` ``(V,)`` integer tensor on the same device.
     Returns two 0-d tensors (summed on device; one sync when the caller reads them).
     """
-    nbytes = token_bytes[targets.reshape(-1)]  # (N,)
+    flat = targets.reshape(-1)  # (N,)
+    nbytes = token_bytes[flat.clamp(min=0)] * (flat != IGNORE_INDEX)  # (N,): ignored targets have no bytes
     return (token_losses * (nbytes > 0)).sum(), nbytes.sum()

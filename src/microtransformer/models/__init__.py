@@ -2,8 +2,9 @@
 
 ``build_model("gpt" | "lstm", config)`` is how the trainer and the checkpoint
 loader turn a JSON config back into a module; both models share one
-interface (``forward(idx, targets, cache=, last_only=)``, ``new_cache``,
-``optimizer_groups``, ``context_limit``, ``num_params``).
+interface (``forward(input_ids, targets, attention_mask=, labels=, cache=,
+last_only=)`` returning a :class:`CausalLMOutput`, ``generate``,
+``new_cache``, ``optimizer_groups``, ``context_limit``, ``num_params``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn as nn
 from microtransformer.errors import ConfigError
 from microtransformer.models.gpt import GPT, GPTConfig, KVCache
 from microtransformer.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
+from microtransformer.models.outputs import IGNORE_INDEX, CausalLMOutput
 
 MODEL_KINDS: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (GPTConfig, GPT),
@@ -60,6 +62,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 __all__ = [
+    "IGNORE_INDEX",
+    "CausalLMOutput",
     "GPT",
     "GPTConfig",
     "KVCache",

@@ -8,19 +8,27 @@ so the field names are the familiar ones: ``n_layer``, ``n_head``,
 Two details differ from the textbook:
 
 - The embedding/unembedding matrix is padded to a multiple of 64 rows
-  (``padded_vocab_size``): matmuls on round sizes are faster. The true
-  ``vocab_size`` is kept, and the logits of the padding ids are set to
-  ``-inf`` so they get zero probability and are never sampled.
+  (``padded_vocab_size``): matmuls on round sizes are faster. The output
+  layer runs on the padded size and the padding columns are then dropped,
+  so ``logits`` has exactly ``vocab_size`` columns and padding ids are
+  never predicted or sampled.
 - ``forward`` takes an optional :class:`KVCache`. With a cache, only the new
   tokens are run and keys/values of earlier positions are reused, which makes
   generation O(T) per token instead of O(T^2). ``tests/models`` checks that
   cached greedy decoding equals full recompute token for token.
+- ``forward`` takes an ``attention_mask`` for padded batches (left or right
+  padding): padding keys are masked out and positions count from each row's
+  first real token, so a padded row gives the logits it gives alone.
+
+Calls in the nanoGPT, tutorial and Hugging Face styles all work (see
+:mod:`.outputs`): ``logits, loss = model(idx, targets)``, ``model(idx)[0]``,
+``model(**batch).loss`` with ``batch = {"input_ids", "attention_mask", "labels"}``.
 
 >>> cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=100)
 >>> model = GPT(cfg)
 >>> logits, loss = model(torch.zeros(1, 4, dtype=torch.long))
->>> tuple(logits.shape)  # (B, T, padded_vocab_size)
-(1, 4, 128)
+>>> tuple(logits.shape)  # (B, T, vocab_size)
+(1, 4, 100)
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ import torch.nn.functional as F
 
 from microtransformer.config import JSONConfig
 from microtransformer.errors import ConfigError
+from microtransformer.models.generation import GenerationMixin
+from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, position_ids
 
 VOCAB_PAD_MULTIPLE = 64
 
@@ -118,7 +128,10 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``mask`` ``(B, 1, T, T_keys)`` bool (True = attend), or None for plain causal attention."""
         B, T, C = x.shape  # (B, T, C)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         hs = C // self.n_head
@@ -127,7 +140,8 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         dropout_p = self.dropout if self.training else 0.0
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
+            causal = mask is None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
         else:
             start = cache.pos
             end = start + T
@@ -135,11 +149,12 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer][:, :, start:end] = v
             keys = cache.k[layer][:, :, :end]  # (B, nh, end, hs)
             values = cache.v[layer][:, :, :end]  # (B, nh, end, hs)
-            if start == 0:
-                mask = None
+            if mask is not None:
+                causal = False
+            elif start == 0:
                 causal = T > 1
             elif T == 1:
-                mask, causal = None, False  # one new query sees every cached key
+                causal = False  # one new query sees every cached key
             else:
                 # query i sits at absolute position start+i and sees keys 0..start+i
                 q_pos = torch.arange(start, end, device=x.device).unsqueeze(1)  # (T, 1)
@@ -176,13 +191,15 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)  # (B, T, C)
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, mask)  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x
 
 
-class GPT(nn.Module):
+class GPT(GenerationMixin, nn.Module):
     """Decoder-only transformer language model with tied input/output embeddings."""
 
     kind = "gpt"
@@ -223,6 +240,11 @@ class GPT(nn.Module):
         return self.config.vocab_size
 
     @property
+    def block_size(self) -> int:
+        """Context length (nanoGPT's ``model.block_size``)."""
+        return self.config.block_size
+
+    @property
     def context_limit(self) -> int | None:
         """Longest context the model can attend to (learned positions)."""
         return self.config.block_size
@@ -245,41 +267,58 @@ class GPT(nn.Module):
 
     def forward(
         self,
-        idx: torch.Tensor,
+        input_ids: torch.Tensor,
         targets: torch.Tensor | None = None,
         *,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
         cache: KVCache | None = None,
         last_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits ``(B, T, padded_vocab_size)`` (or ``(B, 1, ...)`` with ``last_only``) and the loss.
+    ) -> CausalLMOutput:
+        """Logits ``(B, T, vocab_size)`` and the loss, as a :class:`~.outputs.CausalLMOutput`.
 
-        ``targets`` ``(B, T)``: mean cross-entropy over positions whose target
-        is not ``-1``. With ``cache``, ``idx`` holds only the new tokens and
-        positions continue from ``cache.pos``; the cache is advanced.
+        ``targets`` ``(B, T)`` are already shifted (``targets[:, t]`` follows
+        ``input_ids[:, t]``, as ``get_batch`` gives them); ``labels`` are
+        Hugging Face's (aligned with ``input_ids``, shifted here). Either way
+        ``-100`` is left out of the mean loss. ``attention_mask`` ``(B, T)``
+        (1 = token, 0 = padding; with a cache it covers the cached positions
+        too) masks padding keys and counts positions from each row's first
+        real token. With ``cache``, ``input_ids`` holds only the new tokens
+        and the cache is advanced. ``last_only`` returns only the last
+        position's logits ``(B, 1, vocab_size)`` when no loss is asked for
+        (generation does not pay for the other T-1 output rows).
         """
-        B, T = idx.shape  # (B, T)
+        B, T = input_ids.shape  # (B, T)
         start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(
-                f"sequence of {start + T} positions exceeds block_size {self.config.block_size}; crop the context"
-            )
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        mask = key_padding_mask(attention_mask, B, start + T)  # (B, start+T) bool, or None: nothing masked
+        if mask is None:
+            if start + T > self.config.block_size:
+                raise ValueError(
+                    f"sequence of {start + T} positions exceeds block_size {self.config.block_size}; crop the context"
+                )
+            pos = torch.arange(start, start + T, dtype=torch.long, device=input_ids.device)  # (T,)
+            attn = None
+        else:
+            if cache is not None and start + T > cache.max_len:
+                raise ValueError(f"the KV cache holds {cache.max_len} positions; {start + T} do not fit")
+            pos = position_ids(mask)[:, start:]  # (B, T)
+            if start + T > self.config.block_size and int(pos.max()) >= self.config.block_size:
+                raise ValueError(
+                    f"a sequence of more than block_size {self.config.block_size} tokens; crop the context"
+                )
+            attn = _padded_causal_mask(mask, start, T)  # (B, 1, T, start+T)
+        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(pos))  # (B, T, C)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)  # (B, T, C)
+            x = block(x, cache, layer, attn)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
         if cache is not None:
             cache.pos += T
-        if last_only and targets is None:
+        if last_only and targets is None and labels is None:
             x = x[:, -1:, :]  # (B, 1, C)
-        logits = self.lm_head(x)  # (B, T, Vp)
+        logits = self.lm_head(x)  # (B, T, Vp): the padded matmul
         if self.config.padded_vocab_size != self.config.vocab_size:
-            # padding ids must never be predicted or sampled
-            logits[..., self.config.vocab_size :] = float("-inf")
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+            logits = logits[..., : self.config.vocab_size].contiguous()  # (B, T, V): padding ids do not exist
+        return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
 
     def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """AdamW groups: decay matrices (>= 2-D), never biases, norms or scalars.
@@ -288,6 +327,20 @@ class GPT(nn.Module):
         without regularising anything useful (Loshchilov & Hutter, 2019).
         """
         return _decay_groups(self, weight_decay)
+
+
+def _padded_causal_mask(mask: torch.Tensor, start: int, T: int) -> torch.Tensor:
+    """``(B, 1, T, start+T)`` bool: query ``start+i`` sees real keys at or before it, and always itself.
+
+    Seeing itself keeps every row of the attention matrix non-empty, so a
+    padding query (all its earlier keys are padding) gets a finite output
+    instead of NaN; real queries see themselves anyway.
+    """
+    q_pos = torch.arange(start, start + T, device=mask.device).unsqueeze(1)  # (T, 1)
+    k_pos = torch.arange(start + T, device=mask.device).unsqueeze(0)  # (1, start+T)
+    allowed = (k_pos <= q_pos) & mask[:, None, :]  # (B, T, start+T)
+    allowed = allowed | (k_pos == q_pos)
+    return allowed.unsqueeze(1)  # (B, 1, T, start+T)
 
 
 def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

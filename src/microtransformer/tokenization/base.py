@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 import numpy as np
 
 from microtransformer import __version__
+from microtransformer.data.corpus import TRAIN_PIECE_CHARS, Corpus
 from microtransformer.errors import (
     ConfigError,
     CorpusError,
@@ -66,13 +67,17 @@ from microtransformer.errors import (
     TokenizerNotFoundError,
     VocabSizeError,
 )
-from microtransformer.io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from microtransformer.io import atomic_write_bytes, atomic_write_json, member_path, sha256_bytes, sha256_file
+from microtransformer.tokenization.chat import render_conversation, render_for_completion, visualize_tokenization
+from microtransformer.tokenization.interop.hf_export import HF_FILES, HFExportError, hf_files
+from microtransformer.tokenization.registry import get_engine
 from microtransformer.tokenization.special import (
     SpecialToken,
     SpecialTokenRegistry,
     SpecialTokensSpec,
     parse_special_tokens,
     resolve_pattern,
+    validate_pattern,
 )
 
 if TYPE_CHECKING:
@@ -87,7 +92,7 @@ LEGACY_CONFIG_FILE = "tokenizer_config.json"
 FORMAT_VERSION = 2
 
 PaddingStrategy = Union[bool, Literal["longest", "max_length", "do_not_pad"]]
-TensorType = Literal["np", "pt"] | None
+TensorType = Literal["np", "pt", "tf"] | None
 AllowedSpecial = Union[Literal["all"], Iterable[str]]
 _JOIN_BLOCK = 8192  # ids per bytes.join in _decode_ordinary
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -178,18 +183,28 @@ class BatchEncoding(dict):
         return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
 
 
+#: Always part of the lossless check: ASCII punctuation, digits, whitespace kinds and non-Latin text.
+LOSSLESS_PROBE = "Hello, world! 123 x_y-z 'q' (a+b)*2;\n\tnaïve café 東京 🙂  end.\n"
+_SAMPLE_CHARS = 1024  # per document, for the lossless check after training
+_SAMPLE_BUDGET = 1 << 18
+
+
 class _CheckedTexts:
-    """Wraps a training iterator: rejects non-``str`` items and counts documents and bytes.
+    """Wraps a training iterator: rejects non-``str`` items, counts documents and bytes, keeps a small sample.
 
     rustbpe iterates a bare ``str`` per character and learns nothing; we reject
     that shape of mistake before any engine sees it. Lone surrogates become
-    U+FFFD (:func:`replace_surrogates`), as they do in encode.
+    U+FFFD (:func:`replace_surrogates`), as they do in encode. The sample (the
+    start of each document, up to 256K characters) is what the trained
+    tokenizer must round-trip.
     """
 
     def __init__(self, texts: Iterable[str]) -> None:
         self._it = iter(texts)
         self.documents = 0
         self.chars = 0
+        self.sample: list[str] = []
+        self._budget = _SAMPLE_BUDGET
 
     def __iter__(self) -> Iterator[str]:
         for item in self._it:
@@ -201,7 +216,11 @@ class _CheckedTexts:
             if item:
                 self.documents += 1
                 self.chars += len(item)
-                yield replace_surrogates(item)
+                item = replace_surrogates(item)
+                if self._budget > 0:
+                    self.sample.append(item[:_SAMPLE_CHARS])
+                    self._budget -= len(self.sample[-1])
+                yield item
 
 
 def _as_id_list(ids: Any) -> list[int]:
@@ -234,7 +253,7 @@ class MicroTransformerTokenizer:
         padding_side: str = "right",
     ) -> None:
         """Called at the end of every engine ``__init__``, once its ordinary vocab exists."""
-        self.pattern = pattern
+        self.pattern = validate_pattern(pattern) if pattern is not None else None  # a loaded config too
         self.engine_config: dict[str, Any] = dict(engine_config or {})
         #: Longest input the model takes, when known (exported as HF's ``model_max_length``).
         self.model_max_length: int | None = None
@@ -278,7 +297,6 @@ class MicroTransformerTokenizer:
 
     def _hf_backend(self) -> Any:
         """A ``tokenizers.Tokenizer`` giving our ordinary ids (no special tokens), for ``tokenizer.json``."""
-        from microtransformer.tokenization.interop.hf_export import HFExportError
 
         raise HFExportError(f"the {self.engine_name} engine has no Hugging Face tokenizer.json export")
 
@@ -330,13 +348,16 @@ class MicroTransformerTokenizer:
 
         >>> tok = MicroTransformerTokenizer.train("data/", vocab_size=5000)  # doctest: +SKIP
         """
-        from microtransformer.data.corpus import Corpus
 
         if corpus is None:
             corpus = Corpus.builtin()
         elif isinstance(corpus, (str, os.PathLike)):
             corpus = Corpus.from_path(corpus)
-        texts = corpus.iter_documents(progress=show_progress) if isinstance(corpus, Corpus) else corpus
+        if isinstance(corpus, Corpus):  # a large file comes in pieces cut between pre-split chunks
+
+            texts = corpus.iter_documents(progress=show_progress, max_chars=TRAIN_PIECE_CHARS)
+        else:
+            texts = corpus
         return cls.train_from_iterator(
             texts,
             engine=engine,
@@ -358,6 +379,7 @@ class MicroTransformerTokenizer:
         pattern: str | None = None,
         padding_side: str = "right",
         buffer_size: int | None = None,
+        allow_lossy: bool = False,
         **options: Any,
     ) -> MicroTransformerTokenizer:
         """Train from an iterator of documents (streamed; never joined into one string).
@@ -367,14 +389,19 @@ class MicroTransformerTokenizer:
         nanochat's tokens and split (``pattern`` also takes ``"gpt4"``,
         ``"gpt2"`` or a regex). ``buffer_size`` is how many documents rustbpe
         reads per batch (``bpe`` engine; the others accept and ignore it).
+        The result must give back every sampled training text exactly
+        (``decode(encode(t)) == t``); a tokenizer that loses text (say a
+        ``pattern`` that skips punctuation) is refused with
+        :class:`ConfigError`, or kept with a loud warning when ``allow_lossy``.
 
         >>> tok = MicroTransformerTokenizer.train_from_iterator(docs, vocab_size=4096, buffer_size=8192)  # doctest: +SKIP
         """
-        from microtransformer.tokenization.registry import get_engine
 
         engine_cls = get_engine(engine or cls.engine_name or "bpe")
         specials = parse_special_tokens(special_tokens)
         pattern = resolve_pattern(pattern)
+        if pattern is not None:
+            pattern = validate_pattern(pattern)
         if buffer_size is not None and engine_cls.uses_buffer_size:
             options["buffer_size"] = buffer_size
         if isinstance(iterator, str):  # one document, not a sequence of characters
@@ -404,7 +431,29 @@ class MicroTransformerTokenizer:
             "trained %s tokenizer: vocab %d on %d documents (%d chars)",
             engine_cls.engine_name, tok.vocab_size, checked.documents, checked.chars,
         )
+        if tok.check_lossless(checked.sample, allow_lossy=allow_lossy):
+            tok.check_lossless([LOSSLESS_PROBE], allow_lossy=allow_lossy, what="a probe text (punctuation, digits, tabs, non-Latin)")
         return tok
+
+    def check_lossless(self, texts: Iterable[str], *, allow_lossy: bool = False, what: str = "the training sample") -> bool:
+        """True when ``decode(encode(t)) == t`` for every text; else :class:`ConfigError` (or a warning with ``allow_lossy``).
+
+        >>> tok.check_lossless(["Hello, world!"])  # doctest: +SKIP
+        True
+        """
+        for text in texts:
+            got = self.decode(self.encode(text))
+            if got == text:
+                continue
+            at = next((i for i, (a, b) in enumerate(zip(text, got)) if a != b), min(len(text), len(got)))
+            example = f"{text[max(0, at - 20):at + 20]!r} comes back as {got[max(0, at - 20):at + 20]!r}"
+            why = f"the pattern {self.pattern!r}" if self.pattern else "the engine's normalization"
+            message = f"this {self.engine_name} tokenizer loses text: on {what}, {example} (from character {at}); check {why}"
+            if not allow_lossy:
+                raise ConfigError(message + "; fix it, or pass --allow_lossy (allow_lossy=True) to keep a lossy tokenizer")
+            logger.warning("LOSSY TOKENIZER: %s. Kept because allow_lossy is set: decode(encode(text)) != text.", message)
+            return False
+        return True
 
     # ------------------------------------------------------------ properties
     @property
@@ -676,7 +725,6 @@ class MicroTransformerTokenizer:
 
     def render_for_completion(self, conversation: Any) -> list[int]:
         """A chat ending in an assistant turn, rendered without it and primed with ``<|assistant_start|>``."""
-        from microtransformer.tokenization.chat import render_for_completion
 
         return render_for_completion(self, conversation)
 
@@ -818,7 +866,6 @@ class MicroTransformerTokenizer:
     # ------------------------------------------------------------------ chat
     def render_conversation(self, conversation: Any, max_tokens: int = 2048) -> tuple[list[int], list[int]]:
         """Token ids and loss mask (1 on assistant tokens) of a chat; see :mod:`.chat`."""
-        from microtransformer.tokenization.chat import render_conversation
 
         return render_conversation(self, conversation, max_tokens=max_tokens)
 
@@ -826,7 +873,6 @@ class MicroTransformerTokenizer:
         self, ids: Sequence[int], mask: Sequence[int] | None = None, color: bool = True, with_token_id: bool = False
     ) -> str:
         """Ids with visible token boundaries (ANSI colours); see :mod:`.chat`."""
-        from microtransformer.tokenization.chat import visualize_tokenization
 
         return visualize_tokenization(self, ids, mask, color=color, with_token_id=with_token_id)
 
@@ -870,7 +916,6 @@ class MicroTransformerTokenizer:
         ``tokenizer.json`` (``autoencoder``) logs why and writes none. A
         :class:`LazyFile` is read (and verified) here, one at a time.
         """
-        from microtransformer.tokenization.interop.hf_export import HF_FILES, HFExportError, hf_files
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -913,8 +958,8 @@ class MicroTransformerTokenizer:
         >>> tok = MicroTransformerTokenizer.from_pretrained("tok/")  # doctest: +SKIP
         >>> tok = MicroTransformerTokenizer.from_pretrained("cl.tiktoken", pattern="gpt4")  # doctest: +SKIP
         """
+        # the importers build engines, which subclass this class: imported here, as the registry imports engines
         from microtransformer.tokenization.interop import imports
-        from microtransformer.tokenization.registry import get_engine
 
         path = Path(path)
         if path.is_file():
@@ -959,10 +1004,13 @@ class MicroTransformerTokenizer:
 
     @classmethod
     def _read_engine_files(cls, directory: Path, file_hashes: dict[str, str]) -> dict[str, EngineFile]:
-        """Every file verified against its SHA-256; ``lazy_files`` hashed in 1 MB blocks and not kept."""
+        """Every file verified against its SHA-256; ``lazy_files`` hashed in 1 MB blocks and not kept.
+
+        Only plain file names inside ``directory`` are opened (:func:`~microtransformer.io.member_path`).
+        """
         files: dict[str, EngineFile] = {}
         for name, digest in file_hashes.items():
-            path = directory / name
+            path = member_path(directory, name, manifest=CONFIG_FILE, error=TokenizerFormatError)
             if not path.is_file():
                 raise _missing_file_error(path)
             if name in cls.lazy_files:
@@ -999,6 +1047,13 @@ class MicroTransformerTokenizer:
 
         Stable across releases and layouts (see :meth:`_fingerprint_config`):
         shards and runs record it, and check it against the tokenizer they load.
+        Its scope is every key of that config (``engine_config`` included) and
+        the bytes of every engine file: a key added to either changes the
+        fingerprint of tokenizers saved from then on, and shard directories
+        made with the earlier fingerprint refuse them. So a new setting goes
+        where it does not enter the hash, or is written only when it differs
+        from what earlier files meant; directories already on disk keep their
+        fingerprint because their files are written back as they were read.
         """
         if self._fingerprint is None:
             cfg = self._fingerprint_config()
@@ -1025,8 +1080,6 @@ class MicroTransformerTokenizer:
 
 
 def _rebuild(engine_name: str, files: dict[str, EngineFile], config: dict[str, Any]) -> MicroTransformerTokenizer:
-    from microtransformer.tokenization.registry import get_engine
-
     return get_engine(engine_name)._load(files, config)
 
 
@@ -1072,4 +1125,10 @@ def _to_tensor(rows: list[list[int]], kind: str) -> Any:
         import torch
 
         return torch.tensor(rows, dtype=torch.long)
-    raise ConfigError(f"return_tensors must be None, 'np' or 'pt', got {kind!r}")
+    if kind == "tf":
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ConfigError("return_tensors='tf' needs TensorFlow: pip install 'microtransformer[tf]'") from None
+        return tf.constant(rows, dtype=tf.int32)  # int32, as Hugging Face's TF tokenizers return
+    raise ConfigError(f"return_tensors must be None, 'np', 'pt' or 'tf', got {kind!r}")

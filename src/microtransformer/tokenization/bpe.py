@@ -31,13 +31,16 @@ import tiktoken
 
 from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 logger = logging.getLogger(__name__)
 
 RANKS_FILE = "tokenizer.tiktoken"
-DEFAULT_BUFFER_SIZE = 8192  # documents rustbpe reads under the GIL per batch (its default)
 MERGES_FILE = "merges.txt"
+# Documents rustbpe holds at once (``buffer_size``); its own default, 8192, held a whole book in memory.
+# The merges do not depend on it: only how many documents are counted per batch.
+DEFAULT_BUFFER_SIZE = 256
 
 
 def ranks_to_tiktoken_file(ranks: Sequence[bytes]) -> bytes:
@@ -112,13 +115,22 @@ class BPETokenizer(MicroTransformerTokenizer):
         **options: Any,
     ) -> BPETokenizer:
         if options:
-            raise TypeError(f"bpe engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the bpe engine does not take {', '.join(sorted(options))} (it takes --pattern); "
+                "drop the option or choose the engine it belongs to"
+            )
         pattern = pattern or GPT4_SPLIT_PATTERN
         if not isinstance(buffer_size, int) or isinstance(buffer_size, bool) or buffer_size < 1:
             raise ConfigError(f"buffer_size must be a positive int (documents per batch), got {buffer_size!r}")
         # n_ordinary >= 256 is checked by the base class: rustbpe panics (a BaseException) below 256.
         trainer = rustbpe.Tokenizer()
-        trainer.train_from_iterator(texts, n_ordinary, buffer_size=buffer_size, pattern=pattern)
+        try:
+            # a bounded buffer of documents: memory stays flat however large the corpus (pieces are <= 64K chars)
+            trainer.train_from_iterator(texts, n_ordinary, buffer_size=buffer_size, pattern=pattern)
+        except ValueError as exc:  # rustbpe's regex engine (fancy-regex) refused the pattern
+            if "regex" not in str(exc).lower():
+                raise
+            raise ConfigError(f"--pattern {pattern!r} cannot be used: {exc}") from None
         ranks = sorted(trainer.get_mergeable_ranks(), key=lambda kv: kv[1])
         return cls([bytes(tok) for tok, _ in ranks], pattern)
 
@@ -145,8 +157,6 @@ class BPETokenizer(MicroTransformerTokenizer):
         return cls(parse_tiktoken_file(files[RANKS_FILE]), config.get("pattern") or GPT4_SPLIT_PATTERN)
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
-
         return bytelevel_bpe(self._ranks, self.pattern)
 
     @property

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from microtransformer.errors import ConfigError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import HFExportError, strip_specials, tokenizer_json
 from microtransformer.tokenization.special import GPT2_SPLIT_PATTERN
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -55,9 +56,12 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
         cls, texts: Iterable[str], *, n_ordinary: int, pattern: str | None, min_frequency: int = 0, **options: Any
     ) -> HFByteLevelTokenizer:
         if options:
-            raise TypeError(f"hf-bytelevel engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the hf-bytelevel engine does not take {', '.join(sorted(options))}; "
+                "drop the option or choose the engine it belongs to"
+            )
         if pattern not in (None, GPT2_SPLIT_PATTERN):
-            raise TypeError("hf-bytelevel uses HF's built-in GPT-2 split; it does not take a custom pattern")
+            raise ConfigError("the hf-bytelevel engine uses HF's built-in GPT-2 split: it does not take --pattern (use bpe or reference)")
         tk = Tokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tk.decoder = decoders.ByteLevel()
@@ -94,7 +98,6 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
 
     def _saved_files(self) -> dict[str, bytes]:
         """``tokenizer.json`` with our special tokens added: one file for both libraries."""
-        from microtransformer.tokenization.interop.hf_export import HFExportError, tokenizer_json
 
         try:
             return {TOKENIZER_FILE: tokenizer_json(self).encode("utf-8")}
@@ -106,8 +109,6 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
 
     @classmethod
     def _from_engine_files(cls, files: dict[str, bytes], config: dict[str, Any]) -> HFByteLevelTokenizer:
-        from microtransformer.tokenization.interop.hf_export import strip_specials
-
         ordinary = strip_specials(files[TOKENIZER_FILE].decode("utf-8"))
         return cls(Tokenizer.from_str(ordinary), config.get("pattern") or GPT2_SPLIT_PATTERN)
 

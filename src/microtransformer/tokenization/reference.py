@@ -12,9 +12,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from microtransformer.errors import TokenizerFormatError
+from microtransformer.errors import ConfigError, TokenizerFormatError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
-from microtransformer.tokenization.reference_bpe import ReferenceBPE, count_chunks, train_merges
+from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
+from microtransformer.tokenization.reference_bpe import ReferenceBPE, count_pieces, train_merges
 from microtransformer.tokenization.special import GPT4_SPLIT_PATTERN
 
 MERGES_FILE = "merges.json"
@@ -42,9 +43,12 @@ class ReferenceTokenizer(MicroTransformerTokenizer):
         **options: Any,
     ) -> ReferenceTokenizer:
         if options:
-            raise TypeError(f"reference engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the reference engine does not take {', '.join(sorted(options))} (it takes --pattern and --tie_break); "
+                "drop the option or choose the engine it belongs to"
+            )
         pattern = pattern or GPT4_SPLIT_PATTERN
-        merges = train_merges(count_chunks(texts, pattern), n_ordinary, tie_break=tie_break, progress=show_progress)
+        merges = train_merges(count_pieces(texts, pattern), n_ordinary, tie_break=tie_break, progress=show_progress)
         return cls(merges, pattern, tie_break)
 
     def _encode_ordinary(self, text: str) -> list[int]:
@@ -54,8 +58,6 @@ class ReferenceTokenizer(MicroTransformerTokenizer):
         return self._bpe.vocab
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import bytelevel_bpe
-
         return bytelevel_bpe(self._bpe.vocab, self.pattern, merges=self.merges)
 
     def _engine_files(self) -> dict[str, bytes]:

@@ -2,13 +2,13 @@
 
 The fast tokenizer trains with rustbpe (Rust) and encodes with tiktoken. Both
 are opaque, so this module re-implements the same algorithm in readable
-Python, and the tests assert that the two produce *identical merges and ids*
-(house principle 2, after minbpe's "our ids equal tiktoken's" test).
+Python, and the tests assert that the two produce *identical merges and ids*:
+a slow reference beside the fast path (minbpe's "our ids equal tiktoken's" test).
 
 Algorithm (Sennrich et al. 2016, "Neural Machine Translation of Rare Words
 with Subword Units", at the byte level of GPT-2; split pattern of GPT-4):
 
-1. Split every document with the regex pattern and count the unique chunks.
+1. Split every document with the regex pattern and count the unique pieces.
 2. Each chunk starts as its UTF-8 bytes (ids 0..255).
 3. Repeatedly merge the most frequent adjacent pair (counted over all
    positions, overlapping, weighted by chunk count) into a new id
@@ -20,7 +20,7 @@ indices``), and the best pair comes from a heap with lazy refresh. That turns
 minutes into seconds on a megabyte of text while staying easy to audit
 against the naive loop kept in the tests.
 
->>> merges = train_merges(count_chunks(["hello hello world"]), 258)
+>>> merges = train_merges(count_pieces(["hello hello world"]), 258)
 >>> bpe = ReferenceBPE(merges)
 >>> bpe.decode_bytes(bpe.encode_ordinary("hello"))
 b'hello'
@@ -49,14 +49,17 @@ _TIE_BREAKS = ("lowest", "first")
 _DEFAULT_CACHE_SIZE = 65_536
 
 
-def count_chunks(texts: Iterable[str], pattern: str = GPT4_SPLIT_PATTERN) -> dict[str, int]:
-    """Split each document with ``pattern`` and count the unique chunks.
+def count_pieces(texts: Iterable[str], pattern: str = GPT4_SPLIT_PATTERN) -> dict[str, int]:
+    """Split each document with ``pattern`` and count the unique pieces (regex matches).
+
+    "Pieces", not "chunks": in this package a chunk is the auto-encoder's
+    byte string of at most ``max_chunk_len`` bytes (:mod:`microtransformer.autoencoder.chunking`).
 
     Every item is its own document: texts are never joined, so no chunk can
     straddle two documents. The returned dict keeps first-appearance order,
     which ``tie_break="first"`` (minbpe's rule) depends on.
 
-    >>> count_chunks(["hi hi", "hi"])
+    >>> count_pieces(["hi hi", "hi"])
     {'hi': 2, ' hi': 1}
     """
     compiled = regex.compile(pattern)
@@ -117,7 +120,7 @@ def train_merges(
     words: list[list[int]] = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
     weights: list[int] = list(chunk_counts.values())
     if any(w < 0 for w in weights):
-        raise ConfigError("chunk counts must be >= 0; build them with count_chunks(texts)")
+        raise ConfigError("chunk counts must be >= 0; build them with count_pieces(texts)")
 
     # Pair statistics over all positions, weighted by chunk count, and the
     # exact set of chunks in which each pair currently occurs.

@@ -20,7 +20,7 @@ _ENGINES: dict[str, str] = {
     "hf-bpe": "microtransformer.tokenization.hf_bpe:HFByteFallbackTokenizer",
     "sentencepiece": "microtransformer.tokenization.sentencepiece_bpe:SentencePieceTokenizer",
     "reference": "microtransformer.tokenization.reference:ReferenceTokenizer",
-    "autoencoder": "microtransformer.tokenization.autoencoder:AutoEncoderTokenizer",
+    "autoencoder": "microtransformer.autoencoder.tokenizer:AutoEncoderTokenizer",
 }
 
 
@@ -36,7 +36,7 @@ def register_engine(name: str, target: str) -> None:
 
 def get_engine(name: str) -> type[MicroTransformerTokenizer]:
     """The engine class for ``name``; a typed error listing the valid names otherwise."""
-    target = _ENGINES.get(name)
+    target = _ENGINES.get(name) if isinstance(name, str) else None
     if target is None:
         raise UnknownEngineError(f"unknown tokenizer engine {name!r}; choose one of: {', '.join(_ENGINES)}")
     module_name, _, attr = target.partition(":")

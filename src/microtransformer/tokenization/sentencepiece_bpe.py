@@ -3,7 +3,17 @@
 Defaults make the round trip lossless: ``identity`` normalization, no extra
 whitespace removal, no dummy prefix, ``character_coverage=1.0`` and
 ``byte_fallback`` (unseen characters become ``<0xNN>`` byte pieces).
-``normalization="nfkc"`` is available and is *lossy* (e.g. ``"ﬁ"`` -> ``"fi"``).
+
+``normalization="nfkc"`` is Unicode NFKC and nothing more:
+``decode(encode(s)) == unicodedata.normalize("NFKC", s)``. Line breaks, tabs
+and runs of spaces are kept (SentencePiece's own ``nmt_nfkc`` rule, which
+turned newlines and tabs into spaces, is not used). What stays lossy is what
+NFKC itself folds: compatibility characters (``"ﬁ"`` -> ``"fi"``, ``"①"`` ->
+``"1"``, ``"x²"`` -> ``"x2"``, full-width ``"Ａ"`` -> ``"A"``, half-width
+katakana ``"ｱ"`` -> ``"ア"``), no-break and ideographic spaces (U+00A0,
+U+3000 -> ``" "``), and decomposed accents, which come back composed
+(``"e\u0301"`` -> ``"é"``). Tokenizers saved with the older rule keep it
+(it lives in their model file).
 
 Two SentencePiece quirks handled here: training reads *sentences* (we feed
 lines, so newlines are always byte tokens), and it writes spaces as ``"▁"``
@@ -28,13 +38,14 @@ import sentencepiece as spm
 
 from microtransformer.errors import ConfigError, VocabSizeError
 from microtransformer.tokenization.base import MicroTransformerTokenizer
+from microtransformer.tokenization.interop.hf_export import HFExportError, byte_fallback_bpe
 from microtransformer.tokenization.interop.sentencepiece_model import special_pieces_suffix
 from microtransformer.tokenization.special import SpecialToken
 
 MODEL_FILE = "sentencepiece.model"
 SPACE_MARK = "\u2581"
 MAX_SENTENCE_BYTES = 1 << 16
-NORMALIZATIONS = {"identity": "identity", "nfkc": "nmt_nfkc"}
+NORMALIZATIONS = {"identity": "identity", "nfkc": "nfkc"}  # plain NFKC keeps line breaks (nmt_nfkc does not)
 
 
 def _sentences(texts: Iterable[str]) -> Iterator[str]:
@@ -72,9 +83,12 @@ class SentencePieceTokenizer(MicroTransformerTokenizer):
         **options: Any,
     ) -> SentencePieceTokenizer:
         if options:
-            raise TypeError(f"sentencepiece engine got unexpected options: {sorted(options)}")
+            raise ConfigError(
+                f"the sentencepiece engine does not take {', '.join(sorted(options))} (it takes --normalization); "
+                "drop the option or choose the engine it belongs to"
+            )
         if pattern is not None:
-            raise TypeError("sentencepiece does its own splitting; it does not take a pattern")
+            raise ConfigError("the sentencepiece engine does its own splitting: it does not take --pattern (use bpe or reference)")
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")
         model = io.BytesIO()
@@ -157,8 +171,6 @@ class SentencePieceTokenizer(MicroTransformerTokenizer):
         return {MODEL_FILE: self._proto + self._special_suffix()}
 
     def _hf_backend(self) -> Any:
-        from microtransformer.tokenization.interop.hf_export import HFExportError, byte_fallback_bpe
-
         if self.engine_config.get("normalization", "identity") != "identity":
             raise HFExportError(
                 "nfkc: Hugging Face's Precompiled normalizer does not apply SentencePiece's compiled NFKC map the "

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, Union
 
+import regex
+
 from microtransformer.errors import ConfigError
 
 # GPT-4 (cl100k) pre-split pattern, as used by tiktoken/nanochat. Note the
@@ -45,6 +47,37 @@ def resolve_pattern(pattern: str | None) -> str | None:
         raise ConfigError(f"pattern must be a regex or one of {sorted(SPLIT_PATTERNS)}, got {pattern!r}")
     return SPLIT_PATTERNS.get(pattern, pattern)
 
+
+# Text a split pattern is tried on before training: a pattern must never match the empty string here.
+_PATTERN_PROBES = ("", "a", "Hello, world! 123 x_y-z 'q'\n\n\tnaïve 東京 🙂  end.\n")
+
+
+def validate_pattern(pattern: str) -> str:
+    r"""``pattern`` if it is a usable pre-split regex, else :class:`ConfigError` with the reason.
+
+    Refused: an invalid regex (the regex error is in the message) and a
+    pattern that can match the empty string (``x*``): tiktoken panics on it
+    at every encode.
+
+    >>> validate_pattern(r"\w+|\s+|.") == r"\w+|\s+|."
+    True
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"the split pattern must be a non-empty regex string, got {pattern!r}")
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as exc:
+        raise ConfigError(f"--pattern {pattern!r} is not a valid regex: {exc}") from None
+    for probe in _PATTERN_PROBES:
+        for m in compiled.finditer(probe):
+            if m.start() == m.end():
+                raise ConfigError(
+                    f"--pattern {pattern!r} can match the empty string (at {m.start()} of {probe!r}); "
+                    "every alternative must consume at least one character (use + instead of *)"
+                )
+    return pattern
+
+
 ROLES = ("bos", "eos", "pad", "unk", "mask")
 
 # nanochat's chat tokens, in its order.
@@ -59,13 +92,22 @@ CHAT_TOKENS = (
     "<|output_end|>",
 )
 
-# Well-known names get their role without the user spelling it out.
+# Well-known names get their role without the user spelling it out (any case of the ones below).
 KNOWN_ROLES: dict[str, str] = {
     "<|bos|>": "bos", "<|eos|>": "eos", "<|pad|>": "pad", "<|unk|>": "unk", "<|mask|>": "mask",
-    "<|endoftext|>": "eos",
+    "<|endoftext|>": "eos", "<|startoftext|>": "bos", "<|begin_of_text|>": "bos", "<|end_of_text|>": "eos",
     "<s>": "bos", "</s>": "eos", "<pad>": "pad", "<unk>": "unk", "<mask>": "mask",
+    "<bos>": "bos", "<eos>": "eos", "<cls>": "bos", "<sep>": "eos",
     "[CLS]": "bos", "[SEP]": "eos", "[PAD]": "pad", "[UNK]": "unk", "[MASK]": "mask",
+    "[BOS]": "bos", "[EOS]": "eos",
 }
+_KNOWN_ROLES_FOLDED = {k.lower(): v for k, v in KNOWN_ROLES.items()}
+_ROLE_PREFIX = re.compile(r"[A-Za-z_]+")
+
+
+def known_role(token: str) -> str | None:
+    """The role a well-known special-token spelling implies (``"<BOS>"`` -> ``"bos"``), else None."""
+    return _KNOWN_ROLES_FOLDED.get(token.lower())
 
 
 @dataclass(frozen=True)
@@ -104,9 +146,11 @@ def parse_special_tokens(spec: SpecialTokensSpec) -> tuple[SpecialToken, ...]:
     """Normalize the ways users name special tokens.
 
     ``None`` gives the defaults; a preset name (``"nanochat"``, ``"default"``)
-    its tokens; a list takes strings (``"[SEP]"`` gets its
+    its tokens; a list takes strings (``"[SEP]"`` and ``"<eos>"`` get their
     well-known role, ``"eos=</doc>"`` names one) or :class:`SpecialToken`; a
-    mapping is ``{role: content}``.
+    mapping is ``{role: content}``. A word before ``=`` that is not a role
+    (``"boss=<a>"``) and an empty token (``"bos="``) are errors, not literal
+    tokens.
     """
     if spec is None:
         return DEFAULT_SPECIAL_TOKENS
@@ -125,16 +169,18 @@ def parse_special_tokens(spec: SpecialTokensSpec) -> tuple[SpecialToken, ...]:
             if isinstance(item, SpecialToken):
                 items.append(item)
             elif isinstance(item, str):
-                role, sep, content = item.partition("=")
-                if sep and role in ROLES and content:
-                    items.append(SpecialToken(content, role))
-                else:
-                    items.append(SpecialToken(item, KNOWN_ROLES.get(item)))
+                items.append(_parse_one(item))
             else:
                 raise ConfigError(f"special token must be a string, got {type(item).__name__}")
+    _check_unique(items)
+    return tuple(items)
+
+
+def _check_unique(tokens: Sequence[SpecialToken]) -> None:
+    """Each special-token string once, each role once."""
     seen: set[str] = set()
     roles: dict[str, str] = {}
-    for tok in items:
+    for tok in tokens:
         if tok.content in seen:
             raise ConfigError(f"special token {tok.content!r} is listed twice")
         seen.add(tok.content)
@@ -144,7 +190,21 @@ def parse_special_tokens(spec: SpecialTokensSpec) -> tuple[SpecialToken, ...]:
                     f"two special tokens claim the role {tok.role!r}: {roles[tok.role]!r} and {tok.content!r}"
                 )
             roles[tok.role] = tok.content
-    return tuple(items)
+
+
+def _parse_one(item: str) -> SpecialToken:
+    """``"TOKEN"`` (role from :data:`KNOWN_ROLES`) or ``"role=TOKEN"``."""
+    role, sep, content = item.partition("=")
+    if not sep or not _ROLE_PREFIX.fullmatch(role):  # "<a=b>", "=": a literal token with an "=" in it
+        return SpecialToken(item, known_role(item))
+    if role.lower() not in ROLES:
+        raise ConfigError(
+            f"special token {item!r}: {role!r} is not a role; write role=TOKEN with a role of {', '.join(ROLES)}, "
+            "or the token alone"
+        )
+    if not content:
+        raise ConfigError(f"special token {item!r} names the role {role.lower()!r} but no token; write e.g. {role.lower()}=<|{role.lower()}|>")
+    return SpecialToken(content, role.lower())
 
 
 class SpecialTokenRegistry:
@@ -152,6 +212,7 @@ class SpecialTokenRegistry:
 
     def __init__(self, tokens: Iterable[SpecialToken], first_id: int) -> None:
         self.tokens: tuple[SpecialToken, ...] = tuple(tokens)
+        _check_unique(self.tokens)  # a loaded config too: two ids for one string would break decode
         self.first_id = first_id
         self.content_to_id: dict[str, int] = {t.content: first_id + i for i, t in enumerate(self.tokens)}
         self.id_to_content: dict[int, str] = {i: c for c, i in self.content_to_id.items()}

@@ -1,13 +1,15 @@
 """Run directories and checkpoints: safetensors + JSON, written atomically, no pickle.
 
-Layout of a run directory (everything sampling needs is inside it)::
+Layout of a run directory (everything sampling needs is inside it); every
+trainer writes this one format (``mtx train`` and ``mtx autoencoder pretrain``)::
 
     run_dir/
       run.json                     marks a run dir: model kind/config, train config, tokenizer info
-      tokenizer/                   copy of the tokenizer the model was trained with
+      tokenizer/                   copy of the tokenizer the model was trained with (LM runs)
+      metrics.jsonl                one JSON record per log/eval line, trimmed to the step on resume
       checkpoints/step_000200/
         model.safetensors          weights (uncompiled names, tied weights stored once)
-        trainer_state.safetensors  optimizer tensors + torch RNG state
+        trainer_state.safetensors  optimizer tensors + RNG states (torch, and any sampler generator)
         meta.json                  step, metrics, optimizer hyper-params, aliases; written last
       last.json, best.json         pointers to a checkpoint directory
 
@@ -25,20 +27,31 @@ AdamW bit for bit.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file, save
 
-from microtransformer.errors import CheckpointError
-from microtransformer.io import atomic_replace_dir, atomic_write_bytes, atomic_write_json, read_json
-from microtransformer.models import build_model, config_from_dict, unwrap_model
+from microtransformer.errors import CheckpointError, TokenizerError
+from microtransformer.io import (
+    atomic_replace_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    member_path,
+    read_json,
+    remove_stale_temporaries,
+)
+from microtransformer.models import MODEL_KINDS, build_model, config_from_dict, unwrap_model
+from microtransformer.tokenization import MicroTransformerTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +62,11 @@ STATE_FILE = "trainer_state.safetensors"
 META_FILE = "meta.json"
 CHECKPOINTS_DIR = "checkpoints"
 TOKENIZER_DIR = "tokenizer"
+METRICS_FILE = "metrics.jsonl"
 POINTERS = ("last", "best")
+# names of ``checkpoint_dir/checkpoint_step_N`` and ``checkpoint_best`` (the pre-training's earlier layout) work too
+_ALIAS_STEP_PREFIX = "checkpoint_step_"
+_ALIAS_POINTERS = {"checkpoint_best": "best", "checkpoint_last": "last"}
 
 
 # --------------------------------------------------------------------- tensors
@@ -74,15 +91,17 @@ def model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, 
     return tensors, aliases
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split ``optimizer.state_dict()`` into safetensors-able tensors and JSON."""
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer, prefix: str = "optimizer"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into safetensors-able tensors (``<prefix>.state.<i>.<name>``) and JSON."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for idx, state in sd["state"].items():
         for k, v in state.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"optimizer.state.{idx}.{k}"] = v.detach().to("cpu").contiguous()
+                tensors[f"{prefix}.state.{idx}.{k}"] = v.detach().to("cpu").contiguous()
             else:
                 scalars.setdefault(str(idx), {})[k] = v
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
@@ -90,11 +109,11 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 
 def load_optimizer_state(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any], prefix: str = "optimizer"
 ) -> None:
     """Inverse of :func:`optimizer_tensors`."""
     state: dict[int, dict[str, Any]] = {}
-    prefix = "optimizer.state."
+    prefix = f"{prefix}.state."
     for name, t in tensors.items():
         if not name.startswith(prefix):
             continue
@@ -109,16 +128,22 @@ def load_optimizer_state(
         raise CheckpointError(f"the optimizer state does not fit this model ({exc}); resume with the same model config") from exc
 
 
-def rng_tensors() -> dict[str, torch.Tensor]:
-    """Torch CPU (and CUDA) RNG states: dropout masks continue as if never stopped."""
+def rng_tensors(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, torch.Tensor]:
+    """Torch CPU (and CUDA) RNG states, and those of ``generators`` (``rng.<name>``): draws continue as if never stopped."""
     out = {"rng.torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             out[f"rng.torch_cuda.{i}"] = s
+    for name, generator in (generators or {}).items():
+        out[f"rng.{name}"] = generator.get_state()
     return out
 
 
-def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+def restore_rng(tensors: dict[str, torch.Tensor], generators: Mapping[str, torch.Generator] | None = None) -> None:
+    """Inverse of :func:`rng_tensors`; a generator whose state was not saved is left as it is."""
+    for name, generator in (generators or {}).items():
+        if f"rng.{name}" in tensors:
+            generator.set_state(tensors[f"rng.{name}"])
     if "rng.torch_cpu" in tensors:
         torch.set_rng_state(tensors["rng.torch_cpu"])
     cuda = sorted((k for k in tensors if k.startswith("rng.torch_cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
@@ -128,14 +153,10 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save
-
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; the checkpoint is incomplete. Use another checkpoint in {path.parent.parent} or retrain")
     try:
@@ -201,16 +222,96 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / META_FILE).is_file())
 
 
+def has_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
+    """True once a run has saved a complete checkpoint (before that it can be restarted in place)."""
+    return bool(list_checkpoints(run_dir))
+
+
+def append_metrics(run_dir: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Add one record (a JSON line) to the run's ``metrics.jsonl``."""
+    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(record)) + "\n")
+
+
+def read_metrics(run_dir: str | os.PathLike[str], up_to_step: int | None = None) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` (those with ``step <= up_to_step``); a line cut short by a kill is skipped."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            step = int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if up_to_step is None or step <= up_to_step:
+            records.append(record)
+    return records
+
+
+def prepare_run_dir(run_dir: Path, *, fresh: bool, step: int, write_run_files: Callable[[], None]) -> None:
+    """Lock held: clear what a killed run left, then write (fresh) or trim (resume) the run files.
+
+    A fresh run in a folder whose earlier run never saved a checkpoint
+    starts over in place. On resume, ``metrics.jsonl`` keeps only the
+    records up to the resumed step, so no step is logged twice.
+    """
+    for d in (run_dir, run_dir / CHECKPOINTS_DIR, run_dir / TOKENIZER_DIR):
+        remove_stale_temporaries(d)
+    metrics = run_dir / METRICS_FILE
+    if fresh:
+        if is_run_dir(run_dir):
+            logger.warning("%s holds a run that never saved a checkpoint; starting it again in place", run_dir)
+        metrics.unlink(missing_ok=True)
+        write_run_files()
+        return
+    if metrics.is_file():
+        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir, up_to_step=step)))
+
+
+def _pointer_target(run_dir: Path, pointer: Path) -> Path:
+    """The checkpoint a ``last.json``/``best.json`` names: ``checkpoints/<plain name>`` inside the run, nothing else."""
+    try:
+        value = read_json(pointer)["checkpoint"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{pointer} is damaged ({exc}); pass --checkpoint step_N instead") from exc
+    head, sep, name = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if head != CHECKPOINTS_DIR or not sep:
+        raise CheckpointError(
+            f"{pointer} names {value!r}, not a checkpoint inside {run_dir / CHECKPOINTS_DIR}; "
+            "pass --checkpoint step_N instead"
+        )
+    return member_path(run_dir / CHECKPOINTS_DIR, name, manifest=pointer.name, error=CheckpointError)
+
+
+def normalize_checkpoint_name(which: str) -> str:
+    """``step_300``, ``300`` and ``checkpoint_step_300`` -> ``step_000300`` (the on-disk name);
+    ``checkpoint_best``/``checkpoint_last`` -> ``best``/``last``; ``last``/``best`` unchanged."""
+    which = _ALIAS_POINTERS.get(which, which)
+    for prefix in (_ALIAS_STEP_PREFIX, "step_"):
+        if which.startswith(prefix):
+            which = which[len(prefix) :]
+            break
+    return checkpoint_name(int(which)) if which.isdigit() else which
+
+
+def is_checkpoint_alias(name: str) -> bool:
+    """Whether ``name`` names a checkpoint of a run (``last``, ``best``, ``step_N``, ``checkpoint_step_N``, ...)."""
+    return normalize_checkpoint_name(name) in POINTERS or normalize_checkpoint_name(name).startswith("step_")
+
+
 def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> Path:
-    """The checkpoint directory for ``which``: ``last``, ``best``, or a ``step_N`` name.
+    """The checkpoint directory for ``which``: ``last``, ``best``, or a step (``step_N`` or ``N``).
 
     ``best`` falls back to ``last`` (and ``last`` to the newest complete
     step) with a log line, so a run stopped before its first eval still loads.
     """
     run_dir = Path(run_dir)
     read_run(run_dir)
+    which = normalize_checkpoint_name(which)
     if which.startswith("step_"):
-        path = run_dir / CHECKPOINTS_DIR / which
+        path = member_path(run_dir / CHECKPOINTS_DIR, which, manifest="--checkpoint", error=CheckpointError)
         if not (path / META_FILE).is_file():
             names = ", ".join(p.name for p in list_checkpoints(run_dir)) or "none"
             raise CheckpointError(f"no complete checkpoint {which} in {run_dir}; available: {names}")
@@ -220,10 +321,7 @@ def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> 
     for name in ((which, "last") if which == "best" else (which,)):
         pointer = run_dir / f"{name}.json"
         if pointer.is_file():
-            try:
-                path = run_dir / read_json(pointer)["checkpoint"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{pointer} is damaged ({exc}); pass --checkpoint step_N instead") from exc
+            path = _pointer_target(run_dir, pointer)
             if (path / META_FILE).is_file():
                 if name != which:
                     logger.info("no %s checkpoint in %s yet; using %s", which, run_dir, name)
@@ -232,8 +330,8 @@ def resolve_checkpoint(run_dir: str | os.PathLike[str], which: str = "last") -> 
     complete = list_checkpoints(run_dir)
     if not complete:
         raise CheckpointError(
-            f"{run_dir} has no complete checkpoint (no {CHECKPOINTS_DIR}/step_*/meta.json); "
-            "train it further with `mtx train --resume` from scratch or retrain"
+            f"{run_dir} has no checkpoint yet (it stopped before its first save), so there is nothing to resume "
+            f"or sample; start it again in place with the same `mtx train --out_dir {run_dir} ...` command"
         )
     return complete[-1]
 
@@ -260,13 +358,15 @@ def save_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
     best: bool = False,
     keep_last: int = 5,
 ) -> Path:
     """Write ``checkpoints/step_<step>`` atomically, update ``last`` (and ``best``), prune old ones.
 
     ``meta`` must hold ``model`` (``{"kind", "config"}``); step, aliases and
-    optimizer hyper-parameters are added here. Returns the checkpoint path.
+    optimizer hyper-parameters are added here. The torch RNG and the states
+    of ``generators`` go with the optimizer tensors. Returns the checkpoint path.
     """
     run_dir = Path(run_dir)
     root = run_dir / CHECKPOINTS_DIR
@@ -276,7 +376,7 @@ def save_checkpoint(
     def write(tmp: Path) -> None:
         weights, aliases = model_tensors(model)
         _save_safetensors(tmp / MODEL_FILE, weights, {"format": "pt"})
-        state: dict[str, torch.Tensor] = dict(rng_tensors())
+        state: dict[str, torch.Tensor] = dict(rng_tensors(generators))
         full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step, "aliases": aliases}
         if optimizer is not None:
             opt_t, opt_json = optimizer_tensors(optimizer)
@@ -301,8 +401,8 @@ def _pointer_targets(run_dir: Path) -> set[str]:
     names = set()
     for p in POINTERS:
         try:
-            names.add(Path(read_json(run_dir / f"{p}.json")["checkpoint"]).name)
-        except (OSError, ValueError, KeyError, TypeError):
+            names.add(_pointer_target(run_dir, run_dir / f"{p}.json").name)
+        except (OSError, CheckpointError):
             pass
     return names
 
@@ -318,18 +418,29 @@ def prune_checkpoints(run_dir: str | os.PathLike[str], keep_last: int) -> list[P
     return doomed
 
 
+def load_model_tensors(info: CheckpointInfo) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint, tied names restored (any model kind)."""
+    tensors = _load_safetensors(info.path / MODEL_FILE)
+    for name, target in info.meta.get("aliases", {}).items():
+        if target in tensors:
+            tensors[name] = tensors[target]
+    return tensors
+
+
 def load_model_from_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
-    """Rebuild the model of a checkpoint directory and load its weights (strict)."""
+    """Rebuild the language model of a checkpoint directory and load its weights (strict)."""
     info = read_checkpoint_meta(path)
     kind, cfg = info.meta["model"]["kind"], info.meta["model"]["config"]
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(
+            f"{path} holds a {kind!r} model, not a language model ({', '.join(MODEL_KINDS)}); "
+            "an auto-encoder run is read by `mtx autoencoder export/eval/analyze`"
+        )
     try:
         model = build_model(kind, config_from_dict(kind, cfg))
     except Exception as exc:
         raise CheckpointError(f"{path / META_FILE} has an unusable model config ({exc}); retrain") from exc
-    tensors = _load_safetensors(path / MODEL_FILE)
-    for name, target in info.meta.get("aliases", {}).items():
-        if target in tensors:
-            tensors[name] = tensors[target]
+    tensors = load_model_tensors(info)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -363,9 +474,6 @@ def copy_tokenizer(tokenizer: Any, run_dir: Path, model_max_length: int | None =
 
 def load_run_tokenizer(run_dir: str | os.PathLike[str], tokenizer_path: str | os.PathLike[str] | None = None) -> Any:
     """The tokenizer saved in the run dir (or ``tokenizer_path``), checked against ``run.json``."""
-    from microtransformer.errors import TokenizerError
-    from microtransformer.tokenization import MicroTransformerTokenizer
-
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     path = Path(tokenizer_path) if tokenizer_path else run_dir / TOKENIZER_DIR
@@ -397,6 +505,24 @@ def checkpoint_files(path: Path) -> Iterable[Path]:
     return (path / MODEL_FILE, path / STATE_FILE, path / META_FILE)
 
 
+def locate_run(path: str | os.PathLike[str], which: str = "best") -> tuple[Path, str]:
+    """``(run_dir, which)`` for a run directory, or for one of its checkpoint directories.
+
+    A name of a checkpoint inside a run dir that is not a directory of its own
+    (``runs/a/checkpoint_step_300``, ``runs/a/best``) works too.
+
+    >>> locate_run("runs/a/checkpoints/step_000300")  # doctest: +SKIP
+    (PosixPath('runs/a'), 'step_000300')
+    """
+    path = Path(path)
+    run_dir = path.parent.parent
+    if not is_run_dir(path) and (path / META_FILE).is_file() and path.parent.name == CHECKPOINTS_DIR and is_run_dir(run_dir):
+        return run_dir, path.name
+    if not path.exists() and is_run_dir(path.parent) and is_checkpoint_alias(path.name):  # runs/a/checkpoint_step_300
+        return path.parent, path.name
+    return path, which
+
+
 def load_run(
     run_dir: str | os.PathLike[str],
     which: str = "best",
@@ -404,13 +530,18 @@ def load_run(
     tokenizer_path: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, Any, CheckpointInfo]:
-    """Model + tokenizer + checkpoint info from a run directory: all sampling needs.
+    """Model + tokenizer + checkpoint info from a run directory (or one of its checkpoint dirs): all sampling needs.
 
     The tokenizer is the run's own copy unless ``tokenizer_path`` is given;
     either way its vocab must match the model's, else :class:`CheckpointError`.
     """
-    run_dir = Path(run_dir)
-    read_run(run_dir)
+    run_dir, which = locate_run(run_dir, which)
+    kind = read_run(run_dir)["model"]["kind"]
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(
+            f"{run_dir} is a {kind!r} run, not a language model ({', '.join(MODEL_KINDS)}); "
+            "an auto-encoder run is read by `mtx autoencoder export/eval/analyze`"
+        )
     if tokenizer_path is None and not (run_dir / TOKENIZER_DIR).is_dir():
         raise CheckpointError(
             f"{run_dir} has no {TOKENIZER_DIR}/ (the run was trained without a tokenizer); pass --tokenizer_path "

@@ -12,7 +12,7 @@ Reproducibility is designed in rather than hoped for:
 - The learning rate is a pure function of ``t`` (:mod:`.schedule`).
 - Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout)
   are saved bit for bit, so on CPU in fp32 "2N steps" equals "N steps, stop,
-  resume for N" to the last bit (``tests/training/test_resume.py``).
+  resume for N" to the last bit (``tests/training/test_trainer.py`` checks it).
 
 Gradient accumulation divides each micro-batch loss by the number of
 micro-steps, so the summed gradient is the gradient of the mean loss over the
@@ -25,7 +25,6 @@ whole (equal-sized micro-batches) batch: the same as one big batch.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -39,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from microtransformer.config import JSONConfig
 from microtransformer.device import (
@@ -54,6 +54,7 @@ from microtransformer.evaluation.metrics import (
     perplexity,
     token_nats,
 )
+from microtransformer.io import DirectoryLock
 from microtransformer.models import unwrap_model
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -63,6 +64,7 @@ from microtransformer.training.distributed import (
     detect_distributed,
     init_distributed,
 )
+from microtransformer.training.loop import StopFlag, adamw, progress_bar
 from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,11 @@ _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in th
 
 
 class BatchSource(Protocol):
-    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with."""
+    """What the trainer needs from data: ``get_batch`` and the vocab it was encoded with.
+
+    ``get_batch`` returns inputs and already-shifted targets ``(B, T)``; targets
+    of ``-100`` are left out of the loss, the eval token count and bits per byte.
+    """
 
     block_size: int
     vocab_size: int
@@ -115,6 +121,8 @@ class TrainConfig(JSONConfig):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0 (numpy seeds the data order with it), got {self.seed!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
@@ -162,6 +170,7 @@ class TrainResult:
     evals: list[tuple[int, EvalResult]] = field(default_factory=list)
     best_val_loss: float | None = None
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal behind ``interrupted`` (SIGINT or SIGTERM)
     time_limited: bool = False
     tokens_per_sec: float = 0.0
     train_seconds: float = 0.0  # wall time inside optimizer steps this call (no eval/checkpoint time)
@@ -198,40 +207,6 @@ def accumulate_gradients(
     return total
 
 
-def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW, fused where torch supports it (CUDA; CPU since torch 2.4: ~2.5x faster step)."""
-    kwargs: dict[str, Any] = {"lr": config.lr, "betas": (config.beta1, config.beta2)}
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):  # older torch / unsupported device
-        return torch.optim.AdamW(groups, **kwargs)
-
-
-class _StopFlag:
-    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: abort at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: plain KeyboardInterrupt handling only
-            self._previous = None
-        return self
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to abort without saving)")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class Trainer:
     """Trains ``model`` on ``data`` and writes checkpoints into ``run_dir``.
 
@@ -266,7 +241,8 @@ class Trainer:
             raise ConfigError("Trainer needs a microtransformer model (GPT or LSTMLanguageModel)")
         self.kind: str = kind
         self._check_compatible(data, tokenizer)
-        if _resume_from is None and ckpt.is_run_dir(self.run_dir):
+        self._fresh = _resume_from is None
+        if self._fresh and ckpt.has_checkpoint(self.run_dir):
             raise CheckpointError(
                 f"{self.run_dir} already holds a run ({ckpt.RUN_FILE}); continue it with --resume {self.run_dir} "
                 "or choose a new --out_dir (nothing was overwritten)"
@@ -283,11 +259,12 @@ class Trainer:
 
         torch.manual_seed(config.seed + self.env.rank)
         self.raw_model.to(self.device)
-        self.optimizer = _adamw(self.raw_model.optimizer_groups(config.weight_decay), config)
+        self.optimizer = adamw(self.raw_model.optimizer_groups(config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2))
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
         self.schedule = config.schedule()
         self.step = 0
         self.best_val_loss: float | None = None
+        self.train_loss_smooth: float | None = None  # the logged train loss (EMA); checkpointed so resume logs the same
         if _resume_from is not None:
             self._load_training_state(_resume_from)
 
@@ -297,8 +274,6 @@ class Trainer:
             self.model = self._try_compile(self.raw_model)
         self.eval_model = self.model
         if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.model, device_ids=ids)
 
@@ -392,6 +367,7 @@ class Trainer:
             torch.manual_seed(hash((self.config.seed, self.env.rank, info.step)) & 0x7FFF_FFFF)
         self.step = info.step
         self.best_val_loss = info.meta.get("best_val_loss")
+        self.train_loss_smooth = info.meta.get("train_loss_smooth")
         logger.info("resuming %s from step %d", info.path, self.step)
 
     def _try_compile(self, model: nn.Module) -> nn.Module:
@@ -409,8 +385,6 @@ class Trainer:
         self.model = self.raw_model
         self.eval_model = self.raw_model
         if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.raw_model, device_ids=ids)
 
@@ -440,6 +414,7 @@ class Trainer:
             "model": self._model_meta(),
             "train_config": self.config.to_dict(),
             "best_val_loss": self.best_val_loss,
+            "train_loss_smooth": self.train_loss_smooth,
             "val_loss": val.loss if val else None,
             "val": val.to_dict() if val else None,
             "precision": self.precision.precision,
@@ -469,22 +444,22 @@ class Trainer:
         nats = torch.zeros((), dtype=torch.float64, device=self.device)
         counted_nats = torch.zeros((), dtype=torch.float64, device=self.device)
         nbytes = torch.zeros((), dtype=torch.float64, device=self.device)
-        n_tokens = 0
+        n_tokens = torch.zeros((), dtype=torch.float64, device=self.device)
         for i in range(iters):
             rng = np.random.default_rng((self.config.seed, _EVAL_STREAM, self.env.rank, i))
             x, y = self.data.get_batch(split, self.config.batch_size, rng)
             x, y = x.to(self.device), y.to(self.device)
             with self.precision.autocast_context():
                 logits, _ = model(x)  # (B, T, Vp)
-            losses = token_nats(logits, y)  # (B*T,)
+            losses = token_nats(logits, y)  # (B*T,), 0 where y is -100
             nats += losses.sum()
-            n_tokens += losses.numel()
+            n_tokens += (y != -100).sum()  # ignored targets count nowhere
             if self.token_bytes is not None:
                 c, b = nats_and_bytes(losses, y, self.token_bytes)
                 counted_nats += c
                 nbytes += b
         total, counted, total_bytes, count = all_reduce_sum(
-            [nats.item(), counted_nats.item(), nbytes.item(), float(n_tokens)], self.device
+            [nats.item(), counted_nats.item(), nbytes.item(), n_tokens.item()], self.device
         )
         if was_training:
             model.train()
@@ -528,37 +503,49 @@ class Trainer:
 
     def _log_eval(self, record: dict[str, Any]) -> None:
         if self.env.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            ckpt.append_metrics(self.run_dir, record)
+
+    def _prepare_run_dir(self) -> None:
+        """Rank 0, lock held: see :func:`~microtransformer.training.checkpoint.prepare_run_dir`."""
+        ckpt.prepare_run_dir(self.run_dir, fresh=self._fresh, step=self.step, write_run_files=self._write_run_files)
 
     def fit(self, *, stop_at_step: int | None = None, time_limit_s: float | None = None) -> TrainResult:
         """Train until ``max_steps`` (or ``stop_at_step``), evaluating and checkpointing on the way.
 
-        Ctrl-C finishes the current step, saves a checkpoint and returns with
-        ``interrupted=True``. ``time_limit_s`` stops (with an eval and a
-        checkpoint) once that much wall time has passed: ``time_limited=True``.
+        Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and
+        returns with ``interrupted=True`` and ``stop_signal`` set.
+        ``time_limit_s`` stops (with an eval and a checkpoint) once that much
+        wall time has passed: ``time_limited=True``. The run directory is
+        locked for the whole call: a second writer gets
+        :class:`~microtransformer.errors.DirectoryInUseError`.
         """
-        from tqdm.auto import tqdm
+        lock = DirectoryLock(self.run_dir, purpose="mtx train") if self.env.is_main else contextlib.nullcontext()
+        with lock:
+            return self._fit(stop_at_step=stop_at_step, time_limit_s=time_limit_s)
 
+    def _fit(self, *, stop_at_step: int | None, time_limit_s: float | None) -> TrainResult:
         end = self.config.max_steps if stop_at_step is None else min(stop_at_step, self.config.max_steps)
         result = TrainResult(run_dir=self.run_dir, step=self.step, precision=self.precision, best_val_loss=self.best_val_loss)
-        if self.env.is_main and not ckpt.is_run_dir(self.run_dir):
-            self._write_run_files()
+        if self.env.is_main:
+            if self._fresh and ckpt.has_checkpoint(self.run_dir):  # another process finished a run here since __init__
+                raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir}")
+            self._prepare_run_dir()
+            self._fresh = False  # a second fit() continues this run
         barrier()
         self.raw_model.train()
-        bar = tqdm(
-            total=self.config.max_steps, initial=self.step, desc="training", unit="step",
-            disable=not (self.show_progress and self.env.is_main), dynamic_ncols=True,
+        bar = progress_bar(
+            total=self.config.max_steps, initial=self.step, desc="training", enabled=self.show_progress and self.env.is_main
         )
         t_start = time.perf_counter()
         steps_run = 0
         train_time = 0.0
-        smooth: float | None = None
+        smooth = self.train_loss_smooth
         val: EvalResult | None = None
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
                     result.interrupted = True
+                    result.stop_signal = stop.signum or signal.SIGINT
                     break
                 t_step = time.perf_counter()
                 try:
@@ -578,6 +565,7 @@ class Trainer:
                 train_time += time.perf_counter() - t_step
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
+                self.train_loss_smooth = smooth
                 elapsed = time.perf_counter() - t_start
                 tps = steps_run * self.tokens_per_step / max(train_time, 1e-9)  # excludes eval/checkpoint time
                 bar.update(1)
@@ -613,7 +601,7 @@ class Trainer:
         result.train_seconds = train_time
         return result
 
-    def _stop_requested(self, stop: _StopFlag) -> bool:
+    def _stop_requested(self, stop: StopFlag) -> bool:
         if not self.env.is_distributed:
             return stop.requested
         return all_reduce_sum([1.0 if stop.requested else 0.0], self.device)[0] > 0

@@ -37,7 +37,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from microtransformer.errors import ConfigError, MicroTransformerError, TokenizerFormatError
-from microtransformer.tokenization.interop.hf_export import HF_CONFIG_FILE, HF_SPECIAL_MAP_FILE, HF_TOKENIZER_FILE
+from microtransformer.io import sha256_file
+from microtransformer.tokenization.interop.hf_export import HF_CONFIG_FILE, HF_SPECIAL_MAP_FILE, HF_TOKENIZER_FILE, strip_specials
+from microtransformer.tokenization.interop.sentencepiece_model import read_settings, special_pieces_suffix
+from microtransformer.tokenization.reference import ReferenceTokenizer
+from microtransformer.tokenization.reference_bpe import ReferenceBPE
 from microtransformer.tokenization.special import (
     ROLES,
     SpecialToken,
@@ -129,7 +133,6 @@ def import_sentencepiece(path: Path, *, special_tokens: SpecialTokensSpec = None
     """
     import sentencepiece as spm
 
-    from microtransformer.tokenization.interop.sentencepiece_model import read_settings, special_pieces_suffix
     from microtransformer.tokenization.sentencepiece_bpe import SentencePieceTokenizer
 
     proto = path.read_bytes()
@@ -193,7 +196,6 @@ def import_minbpe(path: Path) -> MicroTransformerTokenizer:
     ``BasicTokenizer``), the number of special tokens, one ``token id`` line
     each, then one ``id1 id2`` line per merge (merge i makes id 256 + i).
     """
-    from microtransformer.tokenization.reference import ReferenceTokenizer
 
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
@@ -290,7 +292,6 @@ def _import_hf(path: Path, *, special_tokens: SpecialTokensSpec) -> MicroTransfo
     for t in in_vocab:
         del vocab[t["content"]]
     model["vocab"] = vocab
-    from microtransformer.tokenization.interop.hf_export import strip_specials
 
     tk = Tokenizer.from_str(strip_specials(json.dumps(data)))
     roles, padding_side, max_length = _hf_roles(directory, data)
@@ -409,7 +410,6 @@ def reference_encoder(
         import tiktoken
         from tiktoken.load import load_tiktoken_bpe
 
-        from microtransformer.io import sha256_file
 
         # expected_hash: tiktoken caches files by path, so a file rewritten in place would load stale ranks
         ranks = load_tiktoken_bpe(str(path), expected_hash=sha256_file(path))
@@ -417,7 +417,6 @@ def reference_encoder(
         return "tiktoken", enc.encode_ordinary
     data = path.read_bytes()
     if data.startswith(MINBPE_HEADER.encode("ascii")):
-        from microtransformer.tokenization.reference_bpe import ReferenceBPE
 
         tok = import_minbpe(path)
         bpe = ReferenceBPE(tok.merges, tok.pattern)
