@@ -6,7 +6,8 @@
         --engines bpe hf-bytelevel sentencepiece --tokenizer_path tok-ae/ \\
         --vocab_sizes 4096 8192 --downstream_seconds 120 --report compare.html --json compare.json
 
-The flags of the comparison itself are the fields of
+``cli/tokenizer.py`` creates the sub-command with its corpus flags and calls
+:func:`add_compare_args`; the comparison's own flags are the fields of
 :class:`~microtransformer.evaluation.compare.CompareConfig`, generated from them.
 """
 
@@ -15,55 +16,46 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-from dataclasses import MISSING
 from pathlib import Path
-from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from microtransformer.cli.args import add_config_flags, config_overrides
+from microtransformer.data.corpus import Corpus
+from microtransformer.device import set_num_threads_from_env
 from microtransformer.errors import ConfigError
+from microtransformer.evaluation.compare import (
+    CompareConfig,
+    compare_tokenizers,
+    format_table,
+)
+from microtransformer.evaluation.compare_report import write_compare_report
 
+HELP = "which engine and vocab size for this corpus and model budget: tokenizer figures + a GPT per tokenizer"
+DESCRIPTION = (
+    "Train every (engine, vocab size) pair (or load --tokenizer_path dirs), measure each on held-out text, train the "
+    "same small GPT on each for the same time, and report held-out bits per byte."
+)
 _IO_FLAGS = ("data_file", "data_dir", "corpus", "errors", "heldout_file", "tokenizer_path", "extra_file", "report",
              "json", "work_dir", "no_progress")
 
 
-def register_compare(sub: Any) -> None:
-    """Add ``compare`` to the ``mtx tokenizer`` sub-commands."""
-    from microtransformer.cli.tokenizer import add_corpus_args
-    from microtransformer.evaluation.compare import config_fields
-
-    p = sub.add_parser(
-        "compare",
-        help="which engine and vocab size for this corpus and model budget: tokenizer figures + a GPT per tokenizer",
-        description="Train every (engine, vocab size) pair (or load --tokenizer_path dirs), measure each on held-out "
-        "text, train the same small GPT on each for the same time, and report held-out bits per byte.",
-    )
-    add_corpus_args(p)
+def add_compare_args(p: argparse.ArgumentParser) -> None:
+    """Everything but the corpus flags (``add_corpus_args`` adds those)."""
     g = p.add_argument_group("held-out text and tokenizers")
     g.add_argument("--heldout_file", help="held-out text (left out of training if it is in the corpus); "
                    "default: the tail --holdout_fraction of every document")
-    g.add_argument("--tokenizer_path", nargs="+", default=[], help="saved tokenizer dirs (or HF/tiktoken/SentencePiece files) to compare too")
+    g.add_argument("--tokenizer_path", nargs="+", default=[], help="saved tokenizer dirs (or HF tokenizer.json / "
+                   "SentencePiece .model files) to compare too")
     g.add_argument("--extra_file", action="append", default=[], metavar="NAME=PATH",
                    help="another sample (other language, code): bytes/token and round trip; repeatable")
-    c = p.add_argument_group("comparison (defaults in parentheses)")
-    for f in config_fields():
-        meta = dict(f.metadata)
-        help_ = meta.pop("help")
-        default = f.default if f.default is not MISSING else None
-        kwargs: dict[str, Any] = {"default": None, "help": f"{help_} ({_show(default)})", **meta}
-        if "type" not in kwargs and default is not None and "nargs" not in kwargs:
-            kwargs["type"] = type(default)
-        c.add_argument(f"--{f.name}", **kwargs)
+    flags = add_config_flags(p.add_argument_group("comparison (a field of CompareConfig)"), CompareConfig)
     o = p.add_argument_group("output")
     o.add_argument("--report", help="self-contained HTML report (tables + plots)")
     o.add_argument("--json", help="all figures as JSON")
     o.add_argument("--work_dir", help="keep the tokenizers, shards and GPT runs here (new or empty folder; default: a temporary one)")
     o.add_argument("--no_progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_compare, compare_flags=[f.name for f in config_fields()])
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value) or "none"
-    return "torch's" if value is None else str(value)
+    p.set_defaults(func=run_compare, compare_flags=flags)
 
 
 def _extra_files(values: list[str]) -> dict[str, str]:
@@ -74,12 +66,14 @@ def _extra_files(values: list[str]) -> dict[str, str]:
             raise ConfigError(f"--extra_file takes NAME=PATH (e.g. --extra_file german=de.txt), got {v!r}")
         if name in out:
             raise ConfigError(f"--extra_file name {name!r} is given twice")
+        if not Path(path).is_file():
+            raise ConfigError(f"--extra_file {name}={path}: no such file")
         out[name] = path
     return out
 
 
 def _command_line(args: argparse.Namespace) -> str:
-    """The command as given (options that were set), for the top of the report."""
+    """The command as given (the options that were set), for the top of the report."""
     parts = ["mtx", "tokenizer", "compare"]
     for name in (*_IO_FLAGS, *args.compare_flags):
         value = getattr(args, name, None)
@@ -96,24 +90,10 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from microtransformer.cli.tokenizer import corpus_from_args
-    from microtransformer.device import set_num_threads_from_env
-    from microtransformer.evaluation.compare import (
-        CompareConfig,
-        compare_tokenizers,
-        format_table,
-    )
-    from microtransformer.evaluation.compare_report import write_compare_report
-
     set_num_threads_from_env()
-    config = CompareConfig(**{n: getattr(args, n) for n in args.compare_flags if getattr(args, n) is not None})
+    config = CompareConfig(**config_overrides(args, args.compare_flags))
     extra = _extra_files(args.extra_file)
-    for label, path in extra.items():
-        if not Path(path).is_file():
-            raise ConfigError(f"--extra_file {label}={path}: no such file")
-    corpus = corpus_from_args(args)
+    corpus = Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors)
     if not args.verbose:  # one progress bar; per-step INFO (shards written, tokenizers saved) only with -v
         logging.getLogger("microtransformer").setLevel(logging.WARNING)
     with logging_redirect_tqdm():

@@ -38,13 +38,18 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from microtransformer.config import JSONConfig
 from microtransformer.data.corpus import Corpus, split_holdout
+from microtransformer.data.shards import prepare_shards
+from microtransformer.device import choose_device
 from microtransformer.errors import ConfigError, CorpusError, DataError
 from microtransformer.evaluation.tokenizer_metrics import (
     ADVERSARIAL_CASES,
@@ -72,6 +77,7 @@ SORT_BYTES_PER_TOKEN = "bytes_per_token"
 
 
 def _help(text: str, **argparse_kwargs: Any) -> Any:
+    """Field metadata: the flag's help (``cli.args.add_config_flags``), and ``nargs`` where it differs."""
     return {"help": text, **argparse_kwargs}
 
 
@@ -89,7 +95,7 @@ class CompareConfig(JSONConfig):
         metadata=_help("engines to train at every vocab size (none: only --tokenizer_path dirs)", nargs="*"),
     )
     vocab_sizes: tuple[int, ...] = field(
-        default=(2048, 4096, 8192), metadata=_help("vocab sizes to train, special tokens included", nargs="+", type=int)
+        default=(2048, 4096, 8192), metadata=_help("vocab sizes to train, special tokens included")
     )
     holdout_fraction: float = field(default=0.05, metadata=_help("tail of every document held out (without --heldout_file)"))
     downstream_seconds: float = field(
@@ -97,7 +103,7 @@ class CompareConfig(JSONConfig):
     )
     slice_seconds: float = field(default=10.0, metadata=_help("interleaving: seconds per tokenizer per round"))
     threads: int | None = field(
-        default=None, metadata=_help("threads for torch, encode_batch and tokenizer training (default: torch's)", type=int)
+        default=None, metadata=_help("threads for torch, encode_batch and tokenizer training (None: torch's number)")
     )
     n_layer: int = field(default=4, metadata=_help("GPT layers"))
     n_head: int = field(default=4, metadata=_help("GPT attention heads"))
@@ -141,8 +147,6 @@ class CompareConfig(JSONConfig):
         GPTConfig(vocab_size=256, **self.model_config())  # the GPT's own checks, before any work
         self.train_config()
         if self.downstream_seconds > 0:
-            from microtransformer.device import choose_device
-
             choose_device(self.device)  # an unknown device, or CUDA asked for where there is none
 
     def model_config(self) -> dict[str, int]:
@@ -336,8 +340,6 @@ def _prepare_texts(corpus: Corpus, heldout: PathLike | Sequence[str] | None, fra
 
 
 def _machine(threads: int) -> dict[str, Any]:
-    from importlib import metadata
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -411,8 +413,6 @@ def compare_tokenizers(
     GPT runs (it must be empty or new); by default they go to a temporary
     folder that is removed. One tqdm bar covers the whole job.
     """
-    from tqdm.auto import tqdm
-
     config = config or CompareConfig()
     if not config.engines and not tokenizer_paths:
         raise ConfigError("nothing to compare: give --engines, --tokenizer_path, or both")
@@ -527,7 +527,6 @@ def _downstream(
     """Shards per tokenizer (the training text, no val split: the held-out text is the val), then the GPT runs."""
     import torch
 
-    from microtransformer.data.shards import prepare_shards
     from microtransformer.evaluation.downstream import DownstreamRun, train_interleaved
 
     runs = []
@@ -552,6 +551,3 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def config_fields() -> list[Any]:
-    """The :class:`CompareConfig` fields with their CLI help (the CLI builds its flags from these)."""
-    return list(fields(CompareConfig))

@@ -14,7 +14,6 @@ samples; greedy samples; the settings; how each figure is measured.
 from __future__ import annotations
 
 import html
-import logging
 import math
 import re
 from pathlib import Path
@@ -26,16 +25,15 @@ from microtransformer.evaluation.compare import (
     TokenizerResult,
     table_rows,
 )
-from microtransformer.evaluation.report import png_img, pyplot
+from microtransformer.evaluation.report import png_img, pyplot, write_html
 from microtransformer.evaluation.tokenizer_metrics import (
     MAX_HIST_LEN,
     ROUND_TRIP_DEFINITION,
 )
-from microtransformer.io import PathLike, atomic_write_text
+from microtransformer.io import PathLike
 
 __all__ = ["build_compare_report", "write_compare_report"]
 
-logger = logging.getLogger(__name__)
 
 _CSS = """body{font-family:system-ui,-apple-system,sans-serif;margin:1.5em auto;max-width:1250px;padding:0 1em;color:#222}
 h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
@@ -322,7 +320,4 @@ def build_compare_report(result: ComparisonResult) -> str:
 
 def write_compare_report(result: ComparisonResult, path: PathLike) -> Path:
     """Build the report and write it atomically; returns the path."""
-    path = Path(path)
-    atomic_write_text(path, build_compare_report(result))
-    logger.info("wrote report %s", path)
-    return path
+    return write_html(path, build_compare_report(result))

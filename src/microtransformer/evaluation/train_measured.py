@@ -30,6 +30,13 @@ from typing import Any
 from microtransformer.data.corpus import Corpus
 from microtransformer.errors import MicroTransformerError, TokenizerError
 from microtransformer.io import PathLike, atomic_write_json, read_json
+from microtransformer.tokenization import MicroTransformerTokenizer
+from microtransformer.tokenization.registry import get_engine
+
+try:
+    import resource  # Unix: the fallback peak when /proc/self/status is missing
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 
 __all__ = ["TrainMeasurement", "rss_mb", "train_in_subprocess"]
 
@@ -57,8 +64,8 @@ def rss_mb() -> tuple[float | None, float | None, str]:
                 fields[key] = int(value.split()[0]) / 1024  # kB -> MB
         return fields.get("VmRSS"), fields.get("VmHWM"), "VmHWM (/proc/self/status)"
     except OSError:  # not Linux: ru_maxrss is kB on Linux, bytes on macOS
-        import resource
-
+        if resource is None:
+            return None, None, "unavailable"
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return None, peak / (2**20 if sys.platform == "darwin" else 2**10), "ru_maxrss"
 
@@ -126,9 +133,6 @@ def main(argv: list[str]) -> int:
     spec_path, out_path = argv
     spec = read_json(spec_path)
     try:
-        from microtransformer.tokenization import MicroTransformerTokenizer
-        from microtransformer.tokenization.registry import get_engine
-
         get_engine(spec["engine"])  # import the engine's library before the baseline
         corpus = _corpus_from_spec(spec["corpus"])
         baseline, _, _ = rss_mb()
