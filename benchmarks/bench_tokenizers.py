@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import gc
 import operator
 import os
 import platform
@@ -45,6 +44,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from microtransformer.evaluation.tokenizer_metrics import timed
 
 ENGINES = ("bpe", "hf-bytelevel", "sentencepiece", "reference")
 TRAIN_TARGET = 0.10  # issue 2: bpe training overhead over raw rustbpe + tiktoken
@@ -69,25 +70,6 @@ class Timing:
     def paired_ratio(self) -> float:
         """Median of the per-pair ratios: robust to drift between pairs."""
         return statistics.median(a / b for a, b in zip(self.ours, self.raw))
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds of one call; like ``timeit``, the garbage collector is paused and its output freed off the clock.
-
-    With the collector running, its full passes over the growing output lists
-    cost ~25 % of an encode and fire at points that depend on allocation
-    history, not on the code under test; pausing it compares the code.
-    """
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        out = fn()
-        seconds = time.perf_counter() - start
-    finally:
-        gc.enable()
-    del out
-    return seconds
 
 
 def interleave(

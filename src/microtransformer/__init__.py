@@ -27,6 +27,9 @@ _EXPORTS = {
     "prepare_input_for_batch": "microtransformer.data.batches",
     "create_causal_lm_inputs": "microtransformer.data.batches",
     "create_mlm_inputs": "microtransformer.data.batches",
+    "compare_tokenizers": "microtransformer.evaluation.compare",
+    "CompareConfig": "microtransformer.evaluation.compare",
+    "ComparisonResult": "microtransformer.evaluation.compare",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -80,7 +81,7 @@ def add_config_flags(parser: Any, config_cls: type, *, exclude: tuple[str, ...] 
     """One flag per field of a config dataclass; returns the field names.
 
     ``--name`` and ``--name-with-dashes``, the type from the annotation
-    (a tuple field takes several values, a bool ``--name``/``--no-name``),
+    (a tuple field takes several values, ``X | None`` takes an X, a bool ``--name``/``--no-name``),
     the help from the field's ``metadata["help"]``. Every default is
     ``None``, meaning "not given": the config decides (see :func:`config_overrides`).
     """
@@ -90,6 +91,8 @@ def add_config_flags(parser: Any, config_cls: type, *, exclude: tuple[str, ...] 
         if f.name in exclude:
             continue
         typ = hints[f.name]
+        if typing.get_origin(typ) in (typing.Union, types.UnionType) and type(None) in typing.get_args(typ):
+            typ = next(a for a in typing.get_args(typ) if a is not type(None))  # `X | None`: the flag takes an X
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         help_ = f.metadata.get("help", "") + (f" (default {shown})" if len(str(shown)) <= 40 else "")
@@ -97,7 +100,11 @@ def add_config_flags(parser: Any, config_cls: type, *, exclude: tuple[str, ...] 
         if typ is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(typ) is tuple:
-            kwargs.update(type=_int, nargs="+", metavar="N")
+            item = (typing.get_args(typ) or (int,))[0]
+            kwargs["nargs"] = f.metadata.get("nargs", "+")  # metadata "nargs": "*" lets a tuple be empty
+            kwargs["type"] = {int: _int, float: _float}.get(item, str)
+            if item is int:
+                kwargs["metavar"] = "N"
         else:
             kwargs["type"] = {int: _int, float: _float}.get(typ, str)
         flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])

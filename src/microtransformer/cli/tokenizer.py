@@ -1,4 +1,4 @@
-"""``mtx tokenizer train | test | encode | convert``.
+"""``mtx tokenizer train | test | encode | convert | compare``.
 
 ``mtx tokenizer train --data_dir data/ --output_dir tok/ --vocab_size 5000`` is
 the classic ``python scripts/train_tokenizer.py`` one to one.
@@ -12,9 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from microtransformer.cli import compare as compare_cli
 from microtransformer.cli.args import fraction, positive_int, utf8_text
-from microtransformer.data.batches import create_causal_lm_inputs, create_mlm_inputs, prepare_input_for_batch
-from microtransformer.data.corpus import BUILTIN_CORPORA, TRAIN_PIECE_CHARS, Corpus, split_holdout
+from microtransformer.data.batches import (
+    create_causal_lm_inputs,
+    create_mlm_inputs,
+    prepare_input_for_batch,
+)
+from microtransformer.data.corpus import (
+    BUILTIN_CORPORA,
+    TRAIN_PIECE_CHARS,
+    Corpus,
+    split_holdout,
+)
 from microtransformer.data.formats import DEFAULT_TEXT_FIELD
 from microtransformer.io import check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer, available_engines
@@ -119,6 +129,10 @@ def register(subparsers: Any) -> None:
     c.add_argument("--n_strings", type=positive_int, default=200, help="strings of the corpus to compare ids on")
     add_corpus_args(c)
     c.set_defaults(func=run_convert)
+
+    m = sub.add_parser("compare", help=compare_cli.HELP, description=compare_cli.DESCRIPTION)
+    add_corpus_args(m)
+    compare_cli.add_compare_args(m)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -180,6 +180,7 @@ class TrainResult:
     stop_signal: int | None = None  # the signal behind ``interrupted`` (SIGINT or SIGTERM)
     time_limited: bool = False
     tokens_per_sec: float = 0.0
+    train_seconds: float = 0.0  # wall time inside optimizer steps this call (no eval/checkpoint time)
     precision: PrecisionChoice | None = None
     last_checkpoint: Path | None = None
 
@@ -618,6 +619,7 @@ class Trainer:
         result.step = self.step
         result.best_val_loss = self.best_val_loss
         result.tokens_per_sec = steps_run * self.tokens_per_step / max(train_time, 1e-9)
+        result.train_seconds = train_time
         return result
 
     def _stop_requested(self, stop: StopFlag) -> bool:
