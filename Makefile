@@ -2,8 +2,8 @@
 # torch is pinned to the local CPU wheel here; pyproject.toml declares a range.
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-# everything, optional extras included (the tests of [tf] must run); quickstart needs no TensorFlow
-INSTALL = $(PIP) -e ".[dev,tf]"
+# everything, optional extras included (the tests of [tf] and [parquet] must run); quickstart needs neither
+INSTALL = $(PIP) -e ".[dev,tf,parquet]"
 INSTALL_CORE = $(PIP) -e ".[dev]"
 MTX = $(PYTHON) -m microtransformer
 

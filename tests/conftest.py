@@ -44,6 +44,13 @@ def tf() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def pa() -> ModuleType:
+    """pyarrow with its Parquet module (the [parquet] extra)."""
+    optional_import("pyarrow.parquet")
+    return optional_import("pyarrow")
+
+
+@pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The shared corpora directory; tests that need it skip when it is absent."""
     if not (SHARED_DATA / "tinyshakespeare.txt").is_file():
@@ -75,7 +82,7 @@ def deny(monkeypatch):
     import builtins
     import errno
 
-    import microtransformer.data.corpus as corpus_module
+    import microtransformer.data.formats as formats_module
 
     denied: list[Path] = []
     if os.geteuid() != 0:
@@ -109,7 +116,7 @@ def deny(monkeypatch):
             return False
         return real_access(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(corpus_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(formats_module, "open", fake_open, raising=False)
     monkeypatch.setattr(os, "scandir", fake_scandir)
     monkeypatch.setattr(os, "access", fake_access)
     yield denied.append

@@ -38,6 +38,6 @@ def test_readme_tensorflow_keras(tf, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book.txt").write_text("".join(topics[k] for k in ("if", "for", "while", "try")), encoding="utf-8")
     ns = run_blocks("TensorFlow/Keras")
-    assert (tmp_path / "keras_lm" / "model.keras").is_file() and (tmp_path / "shards" / "train.bin").is_file()
+    assert (tmp_path / "keras_lm" / "model.keras").is_file() and (tmp_path / "shards" / "train_00000.bin").is_file()
     assert ns["gpt"].output_shape[-1] == ns["tok"].vocab_size
     assert len(capsys.readouterr().out.splitlines()) >= 2

@@ -12,7 +12,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     from pydoc_data.topics import topics
 
     from microtransformer.data.corpus import Corpus
-    from microtransformer.data.shards import prepare_shards
+    from microtransformer.data.prepare import prepare_shards
     from microtransformer.tokenization import MicroTransformerTokenizer
 
     root = tmp_path_factory.mktemp("data")

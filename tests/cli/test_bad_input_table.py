@@ -132,7 +132,7 @@ def engine_is_a_list(c, tmp, fx):
 
 def shard_ids_out_of_range(c, tmp, fx):
     shards = _copy_tree(c["shards"], tmp / "shards")
-    train = np.memmap(shards / "train.bin", dtype=np.uint16, mode="r+")
+    train = np.memmap(shards / "train_00000.bin", dtype=np.uint16, mode="r+")
     train[5] = 60000
     train.flush()
     return ["train", "--shards_dir", str(shards), "--out_dir", str(tmp / "run"), *TINY, "--max_steps", "2"]
@@ -171,6 +171,27 @@ def directory_in_use(c, tmp, fx):
     return ["data", "prepare", "--tokenizer_path", str(c["tok"]), "--data_file", str(c["text"]), "--output_dir", str(held)]
 
 
+def jsonl_record_without_text(c, tmp, fx):
+    f = tmp / "corpus.jsonl"
+    f.write_text('{"text": "fine"}\n{"title": "no text here"}\n')
+    return ["data", "prepare", "--tokenizer_path", str(c["tok"]), "--data_file", str(f), "--output_dir", str(tmp / "s")]
+
+
+def truncated_zstd(c, tmp, fx):
+    import zstandard
+
+    f = tmp / "corpus.txt.zst"
+    whole = zstandard.ZstdCompressor().compress(c["text"].read_bytes())
+    f.write_bytes(whole[: len(whole) // 2])
+    return ["tokenizer", "train", "--data_file", str(f), "--output_dir", str(tmp / "tok")]
+
+
+def autoencoder_under_torchrun(c, tmp, fx):
+    fx.mp.setenv("RANK", "0")
+    fx.mp.setenv("WORLD_SIZE", "2")
+    return ["autoencoder", "pretrain", "--data_file", str(c["text"]), "--checkpoint_dir", str(tmp / "ae")]
+
+
 def size_zero(*flags):
     def build(c, tmp, fx):
         return [a.format(**{k: str(v) for k, v in c.items()}, tmp=tmp) for a in flags]
@@ -204,6 +225,9 @@ ROWS = [
     ("directory in use by another process", directory_in_use, 2, "in use by process"),
     ("hand-damaged shards: ids out of range", shard_ids_out_of_range, 2, "holds token id 60000"),
     ("hand-damaged shards: unknown dtype", shard_unknown_dtype, 2, "dtype 'float128'"),
+    ("a .jsonl record without --text_field", jsonl_record_without_text, 2, "line 2 has no field 'text'"),
+    ("a truncated .zst corpus", truncated_zstd, 2, "is not a complete zstd file"),
+    ("autoencoder pretrain under torchrun", autoencoder_under_torchrun, 2, "runs on one process"),
     ("--max_piece_chars 0", size_zero("data", "prepare", "--tokenizer_path", "{tok}", "--data_file", "{text}",
                                       "--output_dir", "{tmp}/s", "--max_piece_chars", "0"), 2, "must be at least 1"),
     ("--num_threads 0", size_zero("train", "--shards_dir", "{shards}", "--out_dir", "{tmp}/r", "--num_threads", "0"),

@@ -185,34 +185,3 @@ def test_pointer_files_cannot_point_outside_the_run(tmp_path, shards, capsys) ->
         assert main(["sample", "--ckpt", str(run), "--checkpoint", "last"]) == 2
         err = capsys.readouterr().err
         assert "not a checkpoint inside" in err or "plain file name" in err, err
-
-
-def _cli_rank(rank: int, port: int, argv: list[str], out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from microtransformer.training.distributed import destroy_distributed
-
-    code = main(argv)
-    Path(out, f"rank{rank}.code").write_text(str(code))
-    destroy_distributed()
-
-
-@pytest.mark.slow
-def test_torchrun_with_text_data_rank_0_prepares_and_locks(tmp_path, tiny_data) -> None:
-    """Under torchrun only rank 0 writes the tokenizer, shards and checkpoints; the others wait and read them."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = tmp_path / "ddp"
-    argv = ["train", "--data_file", str(tiny_data["text"]), "--vocab_size", "300", "--out_dir", str(run), *TINY,
-            "--max_steps", "2"]
-    mp.spawn(_cli_rank, args=(port, argv, str(tmp_path)), nprocs=2, join=True)
-    assert [(tmp_path / f"rank{r}.code").read_text() for r in (0, 1)] == ["0", "0"]
-    assert json.loads((run / "last.json").read_text())["step"] == 2
-    assert (run / "data" / "meta.json").is_file() and not (run / ".lock").exists()

@@ -10,7 +10,8 @@ import torch
 
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import BPEDataset, ShardDataset
-from microtransformer.data.shards import dtype_for_vocab, prepare_shards, read_meta, split_long_document
+from microtransformer.data.prepare import prepare_shards, split_long_document
+from microtransformer.data.shards import TokenStream, dtype_for_vocab, read_meta
 from microtransformer.errors import DataError
 
 
@@ -34,6 +35,10 @@ def corpus_dir(tmp_path):
     return d
 
 
+def _ids(shards, split: str) -> np.ndarray:
+    return TokenStream.open(shards, split)[:]
+
+
 def _split_docs(ids: np.ndarray, sep: int) -> list[list[int]]:
     starts = list(np.flatnonzero(ids == sep)) + [len(ids)]
     return [ids[a + 1 : b].tolist() for a, b in zip(starts, starts[1:])]
@@ -46,7 +51,7 @@ def test_prepare_splits_by_document_with_bos_and_byte_counts(tmp_path, corpus_di
     docs = [tok.encode(t) for t in corpus.iter_documents()]
     got = []
     for split in ("train", "val"):
-        ids = np.fromfile(tmp_path / "shards" / f"{split}.bin", dtype=np.uint16)
+        ids = _ids(tmp_path / "shards", split)
         assert len(ids) == meta.splits[split].tokens and ids[0] == tok.bos_id
         got += _split_docs(ids, tok.bos_id)
     # every document is whole in exactly one split (no mid-document cut)
@@ -63,7 +68,7 @@ def test_bounded_chunks_give_identical_shards(tmp_path, corpus_dir, tok):
     corpus = Corpus.from_dir(corpus_dir)
     prepare_shards(corpus, tok, tmp_path / "a", show_progress=False)
     prepare_shards(corpus, tok, tmp_path / "b", chunk_chars=1000, num_threads=2, show_progress=False)
-    for f in ("train.bin", "val.bin"):
+    for f in ("train_00000.bin", "val_00000.bin", "meta.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
 
@@ -77,6 +82,12 @@ def test_single_long_file_gets_a_val_split(tmp_path, tok):
     assert 0.05 < meta.splits["val"].bytes / (meta.splits["val"].bytes + meta.splits["train"].bytes) < 0.2
     assert split_long_document("aaaa\n\nbbbb\ncccc", 7) == ["aaaa\n\n", "bbbb\n", "cccc"]
     assert "".join(split_long_document("x" * 25, 10)) == "x" * 25
+
+
+def test_prepare_shards_still_imports_from_shards():
+    from microtransformer.data import shards
+
+    assert shards.prepare_shards is prepare_shards and shards.split_long_document is split_long_document
 
 
 def test_dtype_choice():
@@ -107,7 +118,7 @@ def test_loader_batches_and_typed_errors(tmp_path, corpus_dir, tok):
         ShardDataset(tmp_path / "s", block_size=n_val)
     with pytest.raises(DataError, match="not a shards directory"):
         ShardDataset(tmp_path, block_size=8)
-    val = tmp_path / "s" / "val.bin"
+    val = tmp_path / "s" / "val_00000.bin"
     val.write_bytes(val.read_bytes()[:-3])
     with pytest.raises(DataError, match="truncated"):
         ShardDataset(tmp_path / "s", block_size=8)
@@ -133,8 +144,8 @@ def _edit_meta(shards, change) -> None:
 def test_meta_json_file_names_stay_in_the_shards_directory(tmp_path, corpus_dir, tok, name):
     shards = tmp_path / "s"
     prepare_shards(Corpus.from_dir(corpus_dir), tok, shards, show_progress=False)
-    (tmp_path / "outside.bin").write_bytes((shards / "train.bin").read_bytes())  # same size: would pass every check
-    _edit_meta(shards, lambda m: m["splits"]["train"].update(file=name))
+    (tmp_path / "outside.bin").write_bytes((shards / "train_00000.bin").read_bytes())  # same size: would pass every check
+    _edit_meta(shards, lambda m: m["splits"]["train"].update(files=[name]))
     with pytest.raises(DataError, match="not a plain file name"):
         read_meta(shards)
 
@@ -142,7 +153,7 @@ def test_meta_json_file_names_stay_in_the_shards_directory(tmp_path, corpus_dir,
 def test_hand_damaged_shards_are_typed_errors(tmp_path, corpus_dir, tok):
     shards = tmp_path / "s"
     prepare_shards(Corpus.from_dir(corpus_dir), tok, shards, show_progress=False)
-    train = np.memmap(shards / "train.bin", dtype=np.uint16, mode="r+")
+    train = np.memmap(shards / "train_00000.bin", dtype=np.uint16, mode="r+")
     train[100] = tok.vocab_size + 7  # an id the model's embedding does not have
     train.flush()
     del train
@@ -166,7 +177,7 @@ def test_one_large_file_is_streamed_into_the_same_shards(tmp_path, tok):
     """Reading in blocks and cutting pieces as they stream gives the shards of the in-memory cut."""
     from pydoc_data.topics import topics
 
-    from microtransformer.data.shards import auto_piece_chars
+    from microtransformer.data.prepare import auto_piece_chars
 
     text = "".join(topics[k] for k in sorted(topics)[:50])
     f = tmp_path / "one.txt"
@@ -174,8 +185,7 @@ def test_one_large_file_is_streamed_into_the_same_shards(tmp_path, tok):
     corpus = Corpus.from_file(f)
     meta = prepare_shards(corpus, tok, tmp_path / "s", val_fraction=0.1, show_progress=False)
     pieces = split_long_document(text, auto_piece_chars(corpus, 0.1))
-    ids = np.fromfile(tmp_path / "s" / "train.bin", dtype=np.uint16).tolist()
-    ids += np.fromfile(tmp_path / "s" / "val.bin", dtype=np.uint16).tolist()
+    ids = _ids(tmp_path / "s", "train").tolist() + _ids(tmp_path / "s", "val").tolist()
     assert meta.splits["train"].documents + meta.splits["val"].documents == len(pieces) > 10
     assert sorted(ids) == sorted([tok.bos_id] + [i for p in pieces for i in tok.encode(p)])
     assert sum(info.bytes for info in meta.splits.values()) == len(text.encode("utf-8"))

@@ -8,7 +8,7 @@ import pytest
 from microtransformer.data.batches import create_causal_lm_inputs, create_mlm_inputs, prepare_input_for_batch
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import ShardDataset
-from microtransformer.data.shards import prepare_shards
+from microtransformer.data.prepare import prepare_shards
 from microtransformer.errors import ConfigError
 from microtransformer.tokenization import MicroTransformerTokenizer
 
@@ -68,8 +68,8 @@ def test_tf_dataset_windows_equal_get_batch_windows(tf, shards):
             np.testing.assert_array_equal(x, tx.numpy())
             np.testing.assert_array_equal(y, ty.numpy())
         np.testing.assert_array_equal(epoch1[0][0][:, 1:], epoch1[0][1][:, :-1])  # targets = inputs shifted
-    # the val split's windows come from val.bin: a window of train never has to appear there
-    val = np.memmap(shards / "val.bin", dtype=torch_data.meta.dtype, mode="r")
+    # the val split's windows come from the val files: a window of train never has to appear there
+    val = torch_data.memmap("val")[:]
     x, _ = next(iter(to_tf_dataset(ShardDataset(shards, 32), split="val", batch_size=2, seed=0)))
     starts = [np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(val, 32) == row, axis=1)) for row in x.numpy()]
     assert all(len(s) for s in starts)

@@ -77,7 +77,7 @@ def test_data_prepare_says_when_the_tokenizer_has_no_eos(tmp_path, caplog) -> No
     import logging
 
     from microtransformer.data.corpus import Corpus
-    from microtransformer.data.shards import prepare_shards
+    from microtransformer.data.prepare import prepare_shards
 
     text = tmp_path / "t.txt"
     text.write_text("some text to train on, and more text.\n" * 200)

@@ -48,6 +48,7 @@ from microtransformer.errors import CheckpointError, ConfigError
 from microtransformer.io import atomic_write_json, read_json
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.tokenization.base import is_saved_tokenizer_dir
+from microtransformer.training.distributed import refuse_distributed
 
 DEFAULT_CHECKPOINT_DIR = "autoencoder_ckpt"
 
@@ -140,14 +141,14 @@ def _read_json(path: Path, what: str, error: type[Exception] = ConfigError) -> A
 def _data_record(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "data_file": args.data_file, "data_dir": args.data_dir, "corpus": args.corpus,
-        "errors": args.errors, "exclude": list(args.exclude or []),
+        "errors": args.errors, "exclude": list(args.exclude or []), "text_field": args.text_field,
     }
 
 
 def _corpus(record: dict[str, Any]) -> Corpus:
     corpus = Corpus.from_args(
         data_file=record.get("data_file"), data_dir=record.get("data_dir"), corpus=record.get("corpus"),
-        errors=record.get("errors") or "strict",
+        errors=record.get("errors") or "strict", text_field=record.get("text_field") or "text",
     )
     exclude = set(record.get("exclude") or [])
     if exclude:
@@ -216,6 +217,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from microtransformer.autoencoder.checkpoint import open_checkpoint  # torch
     from microtransformer.autoencoder.pretrain import pretrain_autoencoder
 
+    refuse_distributed("mtx autoencoder pretrain")
     set_num_threads(args.num_threads)
     source = open_checkpoint(args.resume, "last") if args.resume else None
     model_config, config = _pretrain_configs(args, source)

@@ -93,7 +93,8 @@ def run_compare(args: argparse.Namespace) -> int:
     set_num_threads_from_env()
     config = CompareConfig(**config_overrides(args, args.compare_flags))
     extra = _extra_files(args.extra_file)
-    corpus = Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors)
+    corpus = Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors,
+                              text_field=args.text_field)
     if not args.verbose:  # one progress bar; per-step INFO (shards written, tokenizers saved) only with -v
         logging.getLogger("microtransformer").setLevel(logging.WARNING)
     with logging_redirect_tqdm():

@@ -29,17 +29,28 @@ from microtransformer.errors import MicroTransformerError
 COMMAND_MODULES = ("tokenizer", "data", "train", "sample", "quickstart", "autoencoder")
 
 
+def _aliases(names: tuple[str, ...]) -> list[str]:
+    """``--foo-bar`` for ``--foo_bar`` and the other way round."""
+    extra = []
+    for n in names:
+        if n.startswith("--"):
+            alt = "--" + (n[2:].replace("_", "-") if "_" in n else n[2:].replace("-", "_"))
+            if alt != n and alt not in names:
+                extra.append(alt)
+    return extra
+
+
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser that accepts ``--foo_bar`` and ``--foo-bar`` for every flag."""
+    """ArgumentParser that accepts ``--foo_bar`` and ``--foo-bar`` for every flag (in argument groups too)."""
 
     def add_argument(self, *names, **kwargs):  # type: ignore[override]
-        extra = []
-        for n in names:
-            if n.startswith("--"):
-                alt = "--" + (n[2:].replace("_", "-") if "_" in n else n[2:].replace("-", "_"))
-                if alt != n and alt not in names:
-                    extra.append(alt)
-        return super().add_argument(*names, *extra, **kwargs)
+        return super().add_argument(*names, *_aliases(names), **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):  # type: ignore[override]
+        group = super().add_argument_group(*args, **kwargs)
+        plain = group.add_argument
+        group.add_argument = lambda *names, **kw: plain(*names, *_aliases(names), **kw)  # type: ignore[method-assign]
+        return group
 
     def error(self, message: str):  # type: ignore[override]
         """One line, exit 2 (argparse prints the whole usage block first)."""

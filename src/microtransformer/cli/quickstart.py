@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from microtransformer.cli.args import nonneg_int, positive_float, positive_int
 from microtransformer.data.corpus import Corpus
-from microtransformer.data.shards import prepare_shards
+from microtransformer.data.prepare import prepare_shards
 from microtransformer.device import set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import check_output_dir
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = out / "run"
     print(f"\ndone in {minutes:.1f} min. Outputs:")
     print(f"  tokenizer    {tok_dir}")
-    print(f"  shards       {out / 'shards'} (train.bin, val.bin, meta.json)")
+    print(f"  shards       {out / 'shards'} (train_00000.bin, val_00000.bin, meta.json)")
     print(f"  run          {run_dir} (checkpoints/, best.json, last.json, metrics.jsonl, tokenizer/)")
     print("next:")
     print(f"  mtx sample --ckpt {run_dir} --prompt \"The \" --stream")

@@ -25,6 +25,7 @@ from microtransformer.data.corpus import (
     Corpus,
     split_holdout,
 )
+from microtransformer.data.formats import DEFAULT_TEXT_FIELD
 from microtransformer.io import check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer, available_engines
 from microtransformer.tokenization.interop import imports as interop
@@ -41,12 +42,14 @@ SAMPLE_SENTENCES = (
 def add_corpus_args(p: argparse.ArgumentParser) -> None:
     """``--data_file`` / ``--data_dir`` / ``--corpus`` / ``--errors`` (shared by commands that read text)."""
     g = p.add_argument_group("corpus (default: the built-in corpus)")
-    g.add_argument("--data_file", help="one UTF-8 text file")
-    g.add_argument("--data_dir", help="a folder, read recursively (.txt .md and code files)")
+    g.add_argument("--data_file", help="one file: UTF-8 text, .jsonl, .parquet, .arrow; .gz/.zst of text or .jsonl")
+    g.add_argument("--data_dir", help="a folder, read recursively (.txt .md, code files and the --data_file formats)")
     g.add_argument("--corpus", choices=BUILTIN_CORPORA, help="built-in corpus from the Python stdlib")
     g.add_argument(
         "--errors", choices=("strict", "replace"), default="strict", help="invalid UTF-8: fail (default) or replace"
     )
+    g.add_argument("--text_field", type=utf8_text, default=DEFAULT_TEXT_FIELD,
+                   help=f"the field (.jsonl) or column (.parquet, .arrow) holding the text (default {DEFAULT_TEXT_FIELD})")
 
 
 def special_tokens_arg(values: list[str] | None) -> list[str] | str | None:
@@ -57,7 +60,9 @@ def special_tokens_arg(values: list[str] | None) -> list[str] | str | None:
 
 
 def corpus_from_args(args: argparse.Namespace) -> Corpus:
-    return Corpus.from_args(data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors)
+    return Corpus.from_args(
+        data_file=args.data_file, data_dir=args.data_dir, corpus=args.corpus, errors=args.errors, text_field=args.text_field
+    )
 
 
 def print_skipped(corpus: Corpus) -> None:

@@ -26,12 +26,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
-from microtransformer.data.shards import prepare_shards, read_meta
+from microtransformer.data.prepare import prepare_shards
+from microtransformer.data.shards import read_meta
 from microtransformer.device import choose_device, set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import DirectoryLock, check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.training.distributed import barrier, detect_distributed, init_distributed
+from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
 
 # TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
@@ -174,8 +175,11 @@ def run(args: argparse.Namespace) -> int:
         init_distributed(env, choose_device(args.device or "auto")[0])
     # one writer per run directory, from the first file written (tokenizer, shards) to the last checkpoint
     lock = DirectoryLock(run_dir, purpose="mtx train") if env.is_main else contextlib.nullcontext()
-    with lock:
-        result = _train(args, run_dir, env.is_main)
+    try:
+        with lock:
+            result = _train(args, run_dir, env.is_main)
+    finally:
+        destroy_distributed()
     if env.is_main:
         print_result(result, run_dir)
     if result.interrupted:

@@ -16,8 +16,11 @@ pre-split chunks, and the second is one for GPT-4 (the ``bpe`` default), so
 training on the pieces counts the chunks the whole file has. A UTF-8
 sequence is never split (blocks are decoded incrementally).
 
-Files are read as UTF-8 (a BOM is dropped, CRLF becomes LF); invalid UTF-8
-raises an error naming the file and byte offset unless ``errors="replace"``.
+Files are text, JSON Lines, Parquet or Arrow, text and JSON Lines also
+gzip- or zstd-compressed (:mod:`~microtransformer.data.formats`: a text file
+is one document, a record or row one document). Text is UTF-8 (a BOM is
+dropped, CRLF becomes LF); invalid UTF-8 raises an error naming the file and
+where (byte offset, line, record) unless ``errors="replace"``.
 A file with a NUL byte anywhere is binary: inside a folder it is skipped, as
 are unreadable files and folders; folders are followed through symlinks
 (each real folder once). Every skipped path is listed in ``Corpus.skipped``
@@ -29,36 +32,37 @@ and in the warning at the end of reading, never dropped silently.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
 
 from tqdm.auto import tqdm
 
+from microtransformer.data.formats import (  # noqa: F401 - BLOCK_BYTES, iter_text_blocks: re-exported
+    BLOCK_BYTES,
+    COLUMNAR_EXTENSIONS,
+    COMPRESSIONS,
+    DEFAULT_TEXT_FIELD,
+    JSONL_EXTENSIONS,
+    TEXT_EXTENSIONS,
+    BinaryFileError,
+    Errors,
+    file_format,
+    is_corpus_file,
+    iter_text_blocks,
+    read_documents,
+    require_pyarrow,
+)
 from microtransformer.errors import ConfigError, CorpusError
 
 logger = logging.getLogger(__name__)
 
-TEXT_EXTENSIONS = frozenset({".txt", ".md", ".py", ".js", ".ts", ".java", ".go", ".rs", ".c", ".cpp", ".h"})
 BUILTIN_CORPORA = ("builtin", "builtin-code")
-BLOCK_BYTES = 1 << 20  # bytes read (and scanned for NUL) at a time
 #: Piece size for tokenizer training: small enough that a trainer's buffer of pieces stays small.
 TRAIN_PIECE_CHARS = 1 << 16
-Errors = Literal["strict", "replace"]
-_BOM = codecs.BOM_UTF8
-
-
-class BinaryFileError(CorpusError):
-    """A file looks binary (contains NUL bytes), so it is not training text."""
-
-    def __init__(self, path: Path, offset: int) -> None:
-        super().__init__(f"{path} looks like a binary file (NUL byte at offset {offset}), not text")
-        self.path, self.offset = path, offset
 
 
 @dataclass(frozen=True)
@@ -70,73 +74,6 @@ class SkippedPath:
 
     def __str__(self) -> str:
         return f"{self.path} ({self.reason})"
-
-
-def _check_not_binary(f: BinaryIO, path: Path) -> None:
-    """Scan the whole file for NUL (memchr speed), then rewind: binary is binary wherever the NUL is."""
-    offset = 0
-    while block := f.read(BLOCK_BYTES):
-        nul = block.find(b"\x00")
-        if nul != -1:
-            raise BinaryFileError(path, offset + nul)
-        offset += len(block)
-    f.seek(0)
-
-
-def _open_text_file(path: Path) -> BinaryIO:
-    try:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    except FileNotFoundError:
-        raise CorpusError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path} is a directory; use --data_dir for folders") from None
-
-
-def iter_text_blocks(path: str | os.PathLike[str], errors: Errors = "strict", block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
-    """The text of one UTF-8 file in blocks of about ``block_bytes``; BOM removed, ``\\r\\n``/``\\r`` -> ``\\n``.
-
-    The whole file is checked for NUL bytes before the first block is
-    yielded. Invalid UTF-8 (``errors="strict"``) raises :class:`CorpusError`
-    naming the byte offset and line. ``PermissionError`` and other I/O errors
-    propagate (the caller decides whether to skip the file).
-    """
-    path = Path(path)
-    with _open_text_file(path) as f:
-        _check_not_binary(f, path)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
-        fed = 0  # bytes handed to the decoder so far
-        newlines = 0  # b"\n" in those bytes
-        carry_cr = False
-        first = True
-        while True:
-            data = f.read(max(block_bytes, len(_BOM)) if first else block_bytes)
-            final = not data
-            if first:
-                first = False
-                if data.startswith(_BOM):
-                    data, fed = data[len(_BOM) :], len(_BOM)
-            pending = len(decoder.getstate()[0])
-            try:
-                text = decoder.decode(data, final=final)
-            except UnicodeDecodeError as exc:
-                start = fed - pending + exc.start
-                line = newlines + exc.object.count(b"\n", 0, exc.start) + 1
-                raise CorpusError(
-                    f"{path} is not valid UTF-8: byte offset {start} (line {line}) has "
-                    f"{exc.object[exc.start:exc.start + 4]!r}. Convert the file to UTF-8, "
-                    "or pass --errors replace to replace bad bytes with U+FFFD."
-                ) from None
-            fed += len(data)
-            newlines += data.count(b"\n")
-            if carry_cr:
-                text = "\r" + text
-            carry_cr = not final and text.endswith("\r")  # a \r\n may straddle two blocks
-            if carry_cr:
-                text = text[:-1]
-            if text:
-                yield text.replace("\r\n", "\n").replace("\r", "\n")
-            if final:
-                return
 
 
 def read_text_file(path: str | os.PathLike[str], errors: Errors = "strict") -> str:
@@ -210,13 +147,30 @@ def builtin_documents(include_sources: bool = False) -> Iterator[str]:
 
 
 @dataclass(frozen=True)
+class PiecePosition:
+    """Where a piece sits in a corpus: file (or built-in topic list) index, document in it, piece in that.
+
+    Positions order like the pieces (tuple order), so a resumed reader can
+    start right after the last piece it handled (``Corpus.iter_pieces(start=...)``).
+    """
+
+    file: int
+    document: int
+    piece: int
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.file, self.document, self.piece)
+
+
+@dataclass(frozen=True)
 class Corpus:
     """Where training text comes from: explicit files, or the built-in corpus.
 
     ``files`` is resolved once (sorted, so runs are reproducible); ``builtin_name``
     is ``"builtin"`` (help topics) or ``"builtin-code"`` (topics + stdlib sources).
-    ``skipped`` lists the paths a folder corpus left out and why; listing
-    fills it, and reading adds binary and unreadable files.
+    ``text_field`` is the field (JSON Lines) or column (Parquet, Arrow) that
+    holds the text. ``skipped`` lists the paths a folder corpus left out and
+    why; listing fills it, and reading adds binary and unreadable files.
     """
 
     files: tuple[Path, ...] = ()
@@ -225,14 +179,20 @@ class Corpus:
     skip_binary: bool = False
     source: str = ""
     skipped: list[SkippedPath] = field(default_factory=list, compare=False, hash=False, repr=False)
+    text_field: str = DEFAULT_TEXT_FIELD
 
     def __post_init__(self) -> None:
         if self.errors not in ("strict", "replace"):
             raise ConfigError(f"errors must be 'strict' or 'replace', got {self.errors!r}")
         if self.builtin_name is not None and self.builtin_name not in BUILTIN_CORPORA:
             raise ConfigError(f"unknown built-in corpus {self.builtin_name!r}; choose one of {BUILTIN_CORPORA}")
+        if not isinstance(self.text_field, str) or not self.text_field:
+            raise ConfigError(f"text_field must be a non-empty field name, got {self.text_field!r}")
         if not self.files and self.builtin_name is None:
             raise CorpusError(f"the corpus {self.source!r} has no text files")
+        formats = [file_format(f) for f in self.files]  # a compressed .parquet is refused here
+        if any(f.columnar for f in formats):
+            require_pyarrow()  # before any work, not at the first .parquet file
 
     @classmethod
     def builtin(cls, name: str = "builtin") -> Corpus:
@@ -240,15 +200,16 @@ class Corpus:
         return cls(builtin_name=name, source=name)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], errors: Errors = "strict") -> Corpus:
+    def from_file(cls, path: str | os.PathLike[str], errors: Errors = "strict", text_field: str = DEFAULT_TEXT_FIELD) -> Corpus:
+        """One file in any format of :mod:`~microtransformer.data.formats` (a name it does not know is text)."""
         path = Path(path)
         if not path.is_file():
             raise CorpusError(f"--data_file {path} does not exist or is not a file")
-        return cls(files=(path,), errors=errors, source=str(path))
+        return cls(files=(path,), errors=errors, source=str(path), text_field=text_field)
 
     @classmethod
-    def from_dir(cls, path: str | os.PathLike[str], errors: Errors = "strict") -> Corpus:
-        """Every text/code file under ``path`` (recursive, through symlinks; extensions in :data:`TEXT_EXTENSIONS`)."""
+    def from_dir(cls, path: str | os.PathLike[str], errors: Errors = "strict", text_field: str = DEFAULT_TEXT_FIELD) -> Corpus:
+        """Every corpus file under ``path`` (recursive, through symlinks; names :func:`~microtransformer.data.formats.is_corpus_file` accepts)."""
         path = Path(path)
         if not path.is_dir():
             raise CorpusError(f"--data_dir {path} does not exist or is not a directory")
@@ -256,16 +217,16 @@ class Corpus:
         files = tuple(_list_text_files(path, skipped))
         if not files:
             why = f"; skipped: {_describe_skipped(skipped)}" if skipped else ""
-            raise CorpusError(
-                f"--data_dir {path} has no text files (looked for {', '.join(sorted(TEXT_EXTENSIONS))}, recursively){why}"
-            )
-        return cls(files=files, errors=errors, skip_binary=True, source=str(path), skipped=skipped)
+            raise CorpusError(f"--data_dir {path} has no text files (looked for {_LOOKED_FOR}, recursively){why}")
+        return cls(files=files, errors=errors, skip_binary=True, source=str(path), skipped=skipped, text_field=text_field)
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], errors: Errors = "strict") -> Corpus:
+    def from_path(cls, path: str | os.PathLike[str], errors: Errors = "strict", text_field: str = DEFAULT_TEXT_FIELD) -> Corpus:
         if str(path) in BUILTIN_CORPORA:
             return cls.builtin(str(path))
-        return cls.from_dir(path, errors) if Path(path).is_dir() else cls.from_file(path, errors)
+        if Path(path).is_dir():
+            return cls.from_dir(path, errors, text_field)
+        return cls.from_file(path, errors, text_field)
 
     @classmethod
     def from_args(
@@ -274,15 +235,16 @@ class Corpus:
         data_dir: str | os.PathLike[str] | None = None,
         corpus: str | None = None,
         errors: Errors = "strict",
+        text_field: str = DEFAULT_TEXT_FIELD,
     ) -> Corpus:
         """The CLI's ``--data_file`` / ``--data_dir`` / ``--corpus``; none of them means the built-in corpus."""
         given = [x for x in (data_file, data_dir, corpus) if x]
         if len(given) > 1:
             raise ConfigError("pass only one of --data_file, --data_dir and --corpus")
         if data_file:
-            return cls.from_file(data_file, errors)
+            return cls.from_file(data_file, errors, text_field)
         if data_dir:
-            return cls.from_dir(data_dir, errors)
+            return cls.from_dir(data_dir, errors, text_field)
         return cls.builtin(corpus or "builtin")
 
     @property
@@ -296,58 +258,81 @@ class Corpus:
         With ``max_chars``, a document longer than that comes as several pieces
         (see :func:`cut_pieces`) and no file is ever held in memory whole.
         """
-        for blocks in self._iter_blocks(progress):
+        for _, _, blocks in self._iter_blocks(progress):
             if max_chars is None:
                 yield "".join(blocks)
             else:
                 yield from cut_pieces(blocks, max_chars)
 
-    def iter_pieces(self, max_chars: int, progress: bool = False) -> Iterator[tuple[str, bool]]:
-        """``(piece, starts_a_document)`` for every document, cut into pieces of at most ``max_chars``."""
-        for blocks in self._iter_blocks(progress):
-            first = True
-            for piece in cut_pieces(blocks, max_chars):
-                yield piece, first
-                first = False
+    def iter_pieces(
+        self, max_chars: int, progress: bool = False, *, start: PiecePosition | None = None
+    ) -> Iterator[tuple[str, bool]]:
+        """``(piece, starts_a_document)`` for every document, cut into pieces of at most ``max_chars``.
 
-    def _iter_blocks(self, progress: bool) -> Iterator[Iterator[str]]:
-        """One iterator of text blocks per document, in order; consume each before taking the next."""
+        ``start`` skips every piece up to and including that position: files
+        before it are not opened at all, its own file is read but not yielded
+        up to there.
+        """
+        for piece, first, _ in self.iter_located_pieces(max_chars, progress, start=start):
+            yield piece, first
+
+    def iter_located_pieces(
+        self, max_chars: int, progress: bool = False, *, start: PiecePosition | None = None
+    ) -> Iterator[tuple[str, bool, PiecePosition]]:
+        """As :meth:`iter_pieces`, with each piece's :class:`PiecePosition`."""
+        after = start.as_tuple() if start is not None else (-1, -1, -1)
+        for file_index, doc_index, blocks in self._iter_blocks(progress, first_file=max(after[0], 0)):
+            if (file_index, doc_index) < after[:2]:
+                for _ in blocks:  # drain: the reader moves on to the next document
+                    pass
+                continue
+            for piece_index, piece in enumerate(cut_pieces(blocks, max_chars)):
+                pos = PiecePosition(file_index, doc_index, piece_index)
+                if pos.as_tuple() > after:
+                    yield piece, piece_index == 0, pos
+
+    def _iter_blocks(self, progress: bool, first_file: int = 0) -> Iterator[tuple[int, int, Iterator[str]]]:
+        """``(file index, document index, text blocks)`` per document, in order; consume each before the next."""
         if self.builtin_name is not None:
             docs = builtin_documents(include_sources=self.builtin_name == "builtin-code")
-            for doc in tqdm(docs, desc="reading corpus", unit="doc", disable=not progress):
-                yield iter((doc,))
+            for i, doc in enumerate(tqdm(docs, desc="reading corpus", unit="doc", disable=not progress)):
+                yield 0, i, iter((doc,))
             return
         read_skips: list[SkippedPath] = []
-        with tqdm(total=self.file_bytes, desc="reading corpus", unit="B", unit_scale=True, disable=not progress) as bar:
-            for path in self.files:
-                blocks = iter_text_blocks(path, self.errors)
-                head = None
+        initial = sum(_size(p) for p in self.files[:first_file])
+        with tqdm(total=self.file_bytes, initial=initial, desc="reading corpus", unit="B", unit_scale=True,
+                  disable=not progress) as bar:
+            for file_index in range(first_file, len(self.files)):
+                path = self.files[file_index]
+                docs = read_documents(path, errors=self.errors, text_field=self.text_field, progress=bar.update)
                 try:
-                    head = next(blocks, None)  # binary and permission checks happen before the first block
+                    head = next(docs, None)  # whole-file checks (binary, permission, format) happen here
                 except BinaryFileError as exc:
                     if not self.skip_binary:
                         raise
                     read_skips.append(SkippedPath(path, f"binary: NUL byte at offset {exc.offset}"))
                     logger.warning("skipping binary file %s (NUL byte at offset %d)", path, exc.offset)
+                    bar.update(_size(path))
                     continue
                 except PermissionError as exc:
                     if not self.skip_binary:  # a single --data_file: the user must know
                         raise
                     read_skips.append(SkippedPath(path, f"unreadable: {exc.strerror or exc}"))
                     logger.warning("skipping unreadable file %s (%s)", path, exc.strerror or exc)
+                    bar.update(_size(path))
                     continue
-                finally:
-                    if head is None:
-                        bar.update(_size(path))
-                if head is not None:
-                    yield _counted(head, blocks, bar, _size(path))
+                if head is None:  # an empty file (or one whose records are all empty)
+                    continue
+                yield file_index, 0, head
+                for doc_index, blocks in enumerate(docs, 1):
+                    yield file_index, doc_index, blocks
         self.skipped.extend(s for s in read_skips if s not in self.skipped)  # a second pass adds nothing new
         if self.skipped:
             logger.warning(
                 "skipped %d path(s) in %s: %s", len(self.skipped), self.source, _describe_skipped(self.skipped)
             )
         n_binary = sum(1 for s in read_skips if s.reason.startswith("binary"))
-        if read_skips and len(read_skips) == len(self.files):
+        if read_skips and first_file == 0 and len(read_skips) == len(self.files):
             kind = "binary" if n_binary == len(read_skips) else "binary or unreadable"
             raise CorpusError(
                 f"every file in {self.source} is {kind} ({len(read_skips)} skipped); point --data_dir at text files"
@@ -360,20 +345,10 @@ class Corpus:
         return f"{len(self.files)} file(s) from {self.source}{skipped}"
 
 
-def _counted(head: str, rest: Iterator[str], bar: tqdm, size: int) -> Iterator[str]:
-    """``head`` then ``rest``, moving the bar by about each block's bytes and to the file's size at its end."""
-    done = 0
-    for block in _chain(head, rest):
-        step = min(len(block), size - done)  # characters ~ bytes for mostly-ASCII text
-        bar.update(step)
-        done += step
-        yield block
-    bar.update(size - done)
-
-
-def _chain(head: str, rest: Iterator[str]) -> Iterator[str]:
-    yield head
-    yield from rest
+_LOOKED_FOR = (
+    " ".join(sorted(TEXT_EXTENSIONS | JSONL_EXTENSIONS | set(COLUMNAR_EXTENSIONS)))
+    + f", and {'/'.join(sorted(COMPRESSIONS))} of text or JSON Lines"
+)
 
 
 def _size(path: Path) -> int:
@@ -411,7 +386,7 @@ def _list_text_files(root: Path, skipped: list[SkippedPath]) -> list[Path]:
         dirnames.sort()
         for name in filenames:
             p = Path(dirpath) / name
-            if p.suffix.lower() not in TEXT_EXTENSIONS:
+            if not is_corpus_file(p):
                 continue
             if p.is_file():
                 files.append(p)

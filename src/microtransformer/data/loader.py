@@ -3,16 +3,21 @@
 Both classes answer the tutorial call ``get_batch(split, batch_size)`` with
 ``x, y`` of shape ``(B, block_size)`` where ``y`` is ``x`` shifted by one.
 
-- :class:`ShardDataset` reads the memmaps written by
-  :func:`~microtransformer.data.shards.prepare_shards`. The memmap is opened
+- :class:`ShardDataset` reads the shards written by
+  :func:`~microtransformer.data.prepare.prepare_shards`, each split as one
+  :class:`~microtransformer.data.shards.TokenStream` over its files, opened
   again for every batch (nanoGPT's trick: a long-lived memmap keeps every
   page it touched referenced and memory grows over a long run).
 - :class:`BPEDataset` is the in-memory tutorial API: texts in, a BPE tokenizer
   trained if none is given, 90/10 split.
 
 Windows are drawn with a ``numpy.random.Generator``; the trainer passes one
-seeded from ``(seed, rank, step)`` so the data order is reproducible and a
-resumed run sees exactly the batches the uninterrupted run would have.
+seeded from ``(seed, step)`` so the data order is reproducible and a resumed
+run sees exactly the batches the uninterrupted run would have. Under DDP every
+rank draws the same global batch of ``batch_size * world_size`` window starts
+and keeps its own ``batch_size`` rows (``rank=``, ``world_size=``): ranks never
+share a draw, and N ranks see the windows one process with N times the batch
+would.
 
 >>> ds = BPEDataset(open("input.txt").read(), block_size=64, device="cpu")  # doctest: +SKIP
 >>> x, y = ds.get_batch("train", 8)  # doctest: +SKIP
@@ -23,12 +28,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from microtransformer.data.shards import SPLITS, ShardMeta, read_meta, split_path
+from microtransformer.data.shards import SPLITS, ShardMeta, TokenStream, read_meta
 from microtransformer.errors import ConfigError, DataError
 from microtransformer.tokenization import MicroTransformerTokenizer
 
@@ -44,22 +49,47 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def sample_windows(data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+def window_starts(
+    n_tokens: int, block_size: int, batch_size: int, rng: np.random.Generator, *, rank: int = 0, world_size: int = 1
+) -> np.ndarray:
+    """Start offsets of ``rank``'s ``batch_size`` windows: its rows of one draw of ``batch_size * world_size``.
+
+    >>> g = lambda: np.random.default_rng(0)
+    >>> both = window_starts(1000, 8, 4, g())
+    >>> np.array_equal(np.concatenate([window_starts(1000, 8, 2, g(), rank=r, world_size=2) for r in (0, 1)]), both)
+    True
+    """
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    ix = rng.integers(0, n_tokens - block_size, size=batch_size * world_size)  # every valid start
+    return ix[rank * batch_size : (rank + 1) * batch_size]
+
+
+def sample_windows(
+    data: Any, block_size: int, batch_size: int, rng: np.random.Generator, *, rank: int = 0, world_size: int = 1
+) -> np.ndarray:
     """``batch_size`` random windows of ``block_size + 1`` tokens from ``data``: ``(B, T+1)`` int64.
 
     The one window sampler: ``get_batch`` and the TensorFlow datasets draw
-    the same windows from the same ``rng``.
+    the same windows from the same ``rng``. ``data`` is an array or a
+    :class:`~microtransformer.data.shards.TokenStream`.
     """
-    n = len(data) - block_size  # number of valid window starts
-    ix = rng.integers(0, n, size=batch_size)
+    ix = window_starts(len(data), block_size, batch_size, rng, rank=rank, world_size=world_size)
     return np.stack([np.asarray(data[i : i + block_size + 1], dtype=np.int64) for i in ix])  # (B, T+1)
 
 
 def windows_to_batch(
-    data: np.ndarray, block_size: int, batch_size: int, rng: np.random.Generator, device: torch.device | str
+    data: Any,
+    block_size: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    device: torch.device | str,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random windows of ``block_size + 1`` tokens from ``data`` -> ``(x, y)``."""
-    t = torch.from_numpy(sample_windows(data, block_size, batch_size, rng))  # (B, T+1)
+    t = torch.from_numpy(sample_windows(data, block_size, batch_size, rng, rank=rank, world_size=world_size))  # (B, T+1)
     x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
     if torch.device(device).type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -107,14 +137,16 @@ class TokenArrayDataset:
         return len(self.data[split])
 
     def get_batch(
-        self, split: str, batch_size: int, rng: np.random.Generator | None = None
+        self, split: str, batch_size: int, rng: np.random.Generator | None = None, *, rank: int = 0, world_size: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_split(split)
-        return windows_to_batch(self.data[split], self.block_size, batch_size, rng or self._rng, self.device)
+        return windows_to_batch(
+            self.data[split], self.block_size, batch_size, rng or self._rng, self.device, rank=rank, world_size=world_size
+        )
 
 
 class ShardDataset:
-    """Random windows over ``train.bin`` / ``val.bin`` (see :mod:`microtransformer.data.shards`)."""
+    """Random windows over a shards directory, each split one stream over its files (see :mod:`microtransformer.data.shards`)."""
 
     def __init__(
         self, shards_dir: str | os.PathLike[str], block_size: int, device: torch.device | str = "cpu", *, seed: int = 0
@@ -131,7 +163,7 @@ class ShardDataset:
             tokens = self.num_tokens(split)
             if tokens < block_size + 1:
                 raise DataError(
-                    f"{split_path(self.shards_dir, self.meta.splits[split])} has {tokens} tokens but a training window "
+                    f"the {split} split of {self.shards_dir} has {tokens} tokens but a training window "
                     f"needs block_size + 1 = {block_size + 1}; lower --block_size (at most {max(tokens - 1, 0)}) "
                     "or add more text"
                     + (" / raise --val_fraction" if split == "val" else "")
@@ -139,18 +171,20 @@ class ShardDataset:
         # shards up to _SCAN_BYTES are checked once here, larger ones batch by batch
         self._unscanned = {s for s in SPLITS if self.num_tokens(s) * np.dtype(self.meta.dtype).itemsize > _SCAN_BYTES}
         for split in set(SPLITS) - self._unscanned:
-            self._check_ids(self.memmap(split), split)
+            self._check_ids(split)
 
-    def _check_ids(self, ids: np.ndarray, split: str) -> None:
-        """Typed error for ids the vocabulary does not have (a damaged or foreign shard)."""
-        top = 0
-        for start in range(0, len(ids), _SCAN_BLOCK):
-            top = max(top, int(ids[start : start + _SCAN_BLOCK].max(initial=0)))
-        if top >= self.vocab_size:
-            raise DataError(
-                f"{split_path(self.shards_dir, self.meta.splits[split])} holds token id {top}, but meta.json says "
-                f"vocab_size {self.vocab_size}: the shard is damaged or from another tokenizer; re-run `mtx data prepare`"
-            )
+    def _check_ids(self, split: str) -> None:
+        """Typed error for ids the vocabulary does not have (a damaged or foreign shard), naming the file."""
+        stream = self.memmap(split)
+        for path, start, stop in zip(stream.paths, stream.offsets[:-1], stream.offsets[1:]):
+            top = 0
+            for a in range(int(start), int(stop), _SCAN_BLOCK):
+                top = max(top, int(stream[a : min(a + _SCAN_BLOCK, int(stop))].max(initial=0)))
+            if top >= self.vocab_size:
+                raise DataError(
+                    f"{path} holds token id {top}, but meta.json says vocab_size {self.vocab_size}: the shard is "
+                    "damaged or from another tokenizer; re-run `mtx data prepare`"
+                )
 
     def num_tokens(self, split: str) -> int:
         _check_split(split)
@@ -158,19 +192,22 @@ class ShardDataset:
             raise DataError(f"{self.shards_dir} has no {split!r} split; re-run `mtx data prepare`")
         return self.meta.splits[split].tokens
 
-    def memmap(self, split: str) -> np.ndarray:
-        """The split's token ids, memory-mapped read-only (open a fresh one per batch: see the module docstring)."""
+    def memmap(self, split: str) -> TokenStream:
+        """The split's token ids as one read-only stream over its memory-mapped files (make a fresh one per batch)."""
         _check_split(split)
-        return np.memmap(split_path(self.shards_dir, self.meta.splits[split]), dtype=np.dtype(self.meta.dtype), mode="r")
+        self.num_tokens(split)
+        return TokenStream.open(self.shards_dir, split, self.meta)
 
     def get_batch(
-        self, split: str, batch_size: int, rng: np.random.Generator | None = None
+        self, split: str, batch_size: int, rng: np.random.Generator | None = None, *, rank: int = 0, world_size: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own."""
+        """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own; DDP: see the module docstring."""
         _check_split(split)
-        x, y = windows_to_batch(self.memmap(split), self.block_size, batch_size, rng or self._rng, self.device)
+        x, y = windows_to_batch(
+            self.memmap(split), self.block_size, batch_size, rng or self._rng, self.device, rank=rank, world_size=world_size
+        )
         if split in self._unscanned and max(int(x.max()), int(y.max())) >= self.vocab_size:
-            self._check_ids(self.memmap(split), split)
+            self._check_ids(split)
         return x, y
 
 

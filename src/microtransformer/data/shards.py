@@ -1,74 +1,76 @@
-"""Token shards: a corpus encoded once into flat ``train.bin`` / ``val.bin`` memmaps.
+"""Token shards: a corpus encoded once into flat memmap files, and the one stream a split reads as.
 
 Why flat files: training draws random windows, and ``numpy.memmap`` lets the
 OS page in only the windows it needs, so a corpus larger than RAM trains
-fine (nanoGPT's format). Layout of ``output_dir``::
+fine (nanoGPT's format). Layout of a shards directory::
 
-    train.bin   uint16 (vocab <= 65,536) or uint32 token ids, no header
-    val.bin     same dtype
-    meta.json   tokenizer path + fingerprint, dtype, token/byte/document counts
+    train_00000.bin  train_00001.bin ...   uint16 (vocab <= 65,536) or uint32 token ids, no header;
+    val_00000.bin ...                      every file holds ``shard_tokens`` ids but the last of its split
+    meta.json        tokenizer fingerprint, dtype, the files of each split with their token counts
 
-Every document starts with one BOS (EOS if the tokenizer has no BOS), so the
-model learns where documents begin and sampling can start from BOS. The
-split is by documents, never mid-document, with one exception: a document
-longer than ``max_piece_chars`` is first cut at paragraph boundaries into
-pieces; by default that happens only in corpora of fewer than 20 files (e.g.
-a single 1 MB book, which has no other place to split), see
-:func:`auto_piece_chars`.
-A piece goes to ``val`` when that brings val's share of the text seen so far
-closer to ``val_fraction``, which interleaves val through the corpus (no "val is only the
-last book" bias) and is deterministic and streaming.
+The files of a split are one token stream cut at fixed token counts (a
+document can continue in the next file), so :class:`TokenStream` reads them
+as one array and a window may span two files. Directories in the layout of
+earlier releases (one ``train.bin`` / ``val.bin`` per split, ``format_version``
+1) read as a split of one file. Writing is
+:func:`~microtransformer.data.prepare.prepare_shards` (``mtx data prepare``).
 
-Memory stays bounded: documents are encoded in chunks of ~``chunk_chars``
-characters (``encode_batch`` over threads) and appended to the files.
-
->>> meta = prepare_shards(Corpus.builtin(), tok, "shards/")  # doctest: +SKIP
->>> meta.splits["val"].tokens  # doctest: +SKIP
+>>> stream = TokenStream.open("shards/", "train")  # doctest: +SKIP
+>>> stream[10:20]  # doctest: +SKIP
+array([...], dtype=uint16)
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from microtransformer.data.corpus import cut_pieces
-from microtransformer.errors import ConfigError, DataError
-from microtransformer.io import DirectoryLock, atomic_write_json, member_path, read_json, remove_stale_temporaries
-
-if TYPE_CHECKING:  # pragma: no cover
-    from microtransformer.data.corpus import Corpus
-    from microtransformer.tokenization import MicroTransformerTokenizer
-
-logger = logging.getLogger(__name__)
+from microtransformer.errors import DataError
+from microtransformer.io import member_path, read_json
 
 META_FILE = "meta.json"
 SPLITS = ("train", "val")
-FORMAT_VERSION = 1
-DEFAULT_MAX_PIECE_CHARS = 1 << 20
-MIN_PIECE_CHARS = 1 << 10
-FEW_FILES = 20
+FORMAT_VERSION = 2  # 2: numbered files per split; 1: one <split>.bin per split
 DTYPES = ("uint16", "uint32")
+
+
+def shard_name(split: str, index: int) -> str:
+    """``train_00000.bin``: the ``index``-th file of ``split``."""
+    return f"{split}_{index:05d}.bin"
 
 
 @dataclass(frozen=True)
 class SplitInfo:
-    """One split file: ``tokens`` ids, from ``documents`` pieces holding ``bytes`` bytes of UTF-8 text."""
+    """One split: ``files`` holding ``file_tokens`` ids each (``tokens`` in all), from ``documents`` pieces of ``bytes`` bytes."""
 
-    file: str
+    files: tuple[str, ...]
+    file_tokens: tuple[int, ...]
     tokens: int
     bytes: int
     documents: int
 
+    def __post_init__(self) -> None:
+        if len(self.files) != len(self.file_tokens) or sum(self.file_tokens) != self.tokens:
+            raise ValueError(f"files {list(self.files)} and file_tokens {list(self.file_tokens)} do not add up to {self.tokens}")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SplitInfo:
+        data = dict(data)
+        if "file" in data:  # format_version 1: one file per split
+            data["files"], data["file_tokens"] = [data.pop("file")], [data["tokens"]]
+        return cls(
+            files=tuple(data["files"]), file_tokens=tuple(int(n) for n in data["file_tokens"]), tokens=int(data["tokens"]),
+            bytes=int(data["bytes"]), documents=int(data["documents"]),
+        )
+
 
 @dataclass(frozen=True)
 class ShardMeta:
-    """Contents of ``meta.json``."""
+    """Contents of ``meta.json``; ``shard_tokens`` is the ids per file (0: one file per split, the old layout)."""
 
     dtype: str
     vocab_size: int
@@ -79,6 +81,7 @@ class ShardMeta:
     val_fraction: float
     corpus: str
     format_version: int = FORMAT_VERSION
+    shard_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,7 +90,7 @@ class ShardMeta:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShardMeta:
         data = dict(data)
-        data["splits"] = {k: SplitInfo(**v) for k, v in data["splits"].items()}
+        data["splits"] = {k: SplitInfo.from_json(v) for k, v in data["splits"].items()}
         return cls(**data)
 
 
@@ -96,35 +99,9 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
-def split_long_document(text: str, max_chars: int) -> list[str]:
-    """Cut ``text`` into pieces of at most ~``max_chars``, at blank lines, else line breaks, else before a word.
-
-    The in-memory form of :func:`~microtransformer.data.corpus.cut_pieces` (which streams).
-
-    >>> split_long_document("a\\n\\nb\\n\\nc", 3)
-    ['a\\n\\n', 'b\\n\\n', 'c']
-    """
-
-    return list(cut_pieces([text], max_chars)) or [text]
-
-
-def auto_piece_chars(corpus: Corpus, val_fraction: float) -> int:
-    """Longest piece before a document is cut at paragraphs.
-
-    A corpus of many documents is split by whole documents (pieces of 1 MiB
-    only bound the memory of one encode call). A corpus of a few files (say,
-    one book) cannot hold out 10 % by whole documents, so its documents are cut
-    into ~1/4 of the val share (1 KiB..1 MiB) and the share comes out close.
-    """
-    if corpus.builtin_name is not None or len(corpus.files) >= FEW_FILES:
-        return DEFAULT_MAX_PIECE_CHARS
-    total = corpus.file_bytes or 0
-    return int(min(DEFAULT_MAX_PIECE_CHARS, max(MIN_PIECE_CHARS, total * max(val_fraction, 0.01) / 4)))
-
-
-def split_path(shards_dir: str | os.PathLike[str], info: SplitInfo) -> Path:
-    """The file of one split: a plain name inside ``shards_dir`` (never a path leaving it)."""
-    return member_path(shards_dir, info.file, manifest=META_FILE, error=DataError)
+def split_paths(shards_dir: str | os.PathLike[str], info: SplitInfo) -> list[Path]:
+    """The files of one split: plain names inside ``shards_dir`` (never a path leaving it)."""
+    return [member_path(shards_dir, name, manifest=META_FILE, error=DataError) for name in info.files]
 
 
 def read_meta(shards_dir: str | os.PathLike[str]) -> ShardMeta:
@@ -145,170 +122,88 @@ def read_meta(shards_dir: str | os.PathLike[str]) -> ShardMeta:
     if meta.dtype not in DTYPES:
         raise DataError(f"{path} has dtype {meta.dtype!r}; shards are {' or '.join(DTYPES)}: re-run `mtx data prepare`")
     itemsize = np.dtype(meta.dtype).itemsize
-    for name, info in meta.splits.items():
-        f = split_path(shards_dir, info)
-        if not f.is_file():
-            raise DataError(f"{f} is missing; re-run `mtx data prepare` for {shards_dir}")
-        if f.stat().st_size != info.tokens * itemsize:
-            raise DataError(
-                f"{f} has {f.stat().st_size} bytes but meta.json says {info.tokens} tokens of {meta.dtype} "
-                f"({info.tokens * itemsize} bytes): the shard is truncated or from another run; re-run `mtx data prepare`"
-            )
-    return meta
-
-
-class _SplitWriter:
-    """Appends token arrays to ``<split>.bin.tmp``; renamed into place by ``finish``."""
-
-    def __init__(self, directory: Path, split: str, dtype: np.dtype) -> None:
-        self.final = directory / f"{split}.bin"
-        self.tmp = directory / f".{split}.bin.tmp"
-        self.f = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
-        self.dtype = dtype
-        self.tokens = 0
-        self.bytes = 0
-        self.documents = 0
-
-    def write(self, ids: list[int], n_bytes: int) -> None:
-        arr = np.asarray(ids, dtype=self.dtype)
-        arr.tofile(self.f)
-        self.tokens += arr.size
-        self.bytes += n_bytes
-        self.documents += 1
-
-    def finish(self) -> SplitInfo:
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, self.final)
-        return SplitInfo(file=self.final.name, tokens=self.tokens, bytes=self.bytes, documents=self.documents)
-
-    def abort(self) -> None:
-        self.f.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def prepare_shards(
-    corpus: Corpus,
-    tokenizer: MicroTransformerTokenizer,
-    output_dir: str | os.PathLike[str],
-    *,
-    val_fraction: float = 0.1,
-    tokenizer_path: str | os.PathLike[str] | None = None,
-    max_piece_chars: int | None = None,
-    chunk_chars: int = 4 << 20,
-    num_threads: int | None = None,
-    overwrite: bool = False,
-    show_progress: bool = True,
-) -> ShardMeta:
-    """Encode ``corpus`` into ``output_dir/{train,val}.bin`` + ``meta.json``; returns the meta.
-
-    ``max_piece_chars`` defaults to :func:`auto_piece_chars`. Files are read
-    in blocks and cut into pieces as they stream, so memory does not grow
-    with the size of one file. ``output_dir`` is locked while this runs: a
-    second writer gets :class:`~microtransformer.errors.DirectoryInUseError`.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    for name, value in (("max_piece_chars", max_piece_chars), ("chunk_chars", chunk_chars), ("num_threads", num_threads)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    output_dir = Path(output_dir)
-    if (output_dir / META_FILE).exists() and not overwrite:
-        raise DataError(f"{output_dir} already holds shards ({META_FILE}); pass --overwrite or choose another --output_dir")
-    sep = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
-    if sep is None:
-        raise DataError("the tokenizer has neither a BOS nor an EOS token to separate documents; retrain it with the default special tokens")
-    if tokenizer.eos_id is None:
-        logger.warning(
-            "the tokenizer has no eos token (special tokens: %s): documents are separated by bos only, so a model "
-            "trained on these shards never learns to end a text; retrain the tokenizer with one (e.g. eos=<|eos|>)",
-            ", ".join(tokenizer.special_tokens) or "none",
-        )
-    if max_piece_chars is None:
-        max_piece_chars = auto_piece_chars(corpus, val_fraction)
-    with DirectoryLock(output_dir, purpose="mtx data prepare"):
-        if (output_dir / META_FILE).exists() and not overwrite:  # another process finished first
-            raise DataError(f"{output_dir} already holds shards ({META_FILE}); pass --overwrite or choose another --output_dir")
-        remove_stale_temporaries(output_dir)
-        return _write_shards(
-            corpus, tokenizer, output_dir, sep=sep, val_fraction=val_fraction, tokenizer_path=tokenizer_path,
-            max_piece_chars=max_piece_chars, chunk_chars=chunk_chars, num_threads=num_threads, show_progress=show_progress,
-        )
-
-
-def _write_shards(
-    corpus: Corpus,
-    tokenizer: MicroTransformerTokenizer,
-    output_dir: Path,
-    *,
-    sep: int,
-    val_fraction: float,
-    tokenizer_path: str | os.PathLike[str] | None,
-    max_piece_chars: int,
-    chunk_chars: int,
-    num_threads: int | None,
-    show_progress: bool,
-) -> ShardMeta:
-    dtype = dtype_for_vocab(tokenizer.vocab_size)
-    writers = {s: _SplitWriter(output_dir, s, dtype) for s in SPLITS}
-    seen = {"train": 0, "val": 0}
-    bar = tqdm(total=corpus.file_bytes, desc="encoding shards", unit="B", unit_scale=True, disable=not show_progress)
-
-    def flush(batch: list[tuple[str, bool, str]]) -> None:
-        ids_list = tokenizer.encode_batch([t for t, _, _ in batch], num_threads=num_threads)
-        for (text, first, split), ids in zip(batch, ids_list):
-            n_bytes = len(text.encode("utf-8"))
-            writers[split].write([sep, *ids] if first else ids, n_bytes)
-            bar.update(n_bytes)
-        bar.set_postfix(tokens=writers["train"].tokens + writers["val"].tokens)
-
-    try:
-        batch: list[tuple[str, bool, str]] = []
-        batch_chars = 0
-        for text, first in corpus.iter_pieces(max_piece_chars):
-            if not text:
-                continue
-            # a piece goes to val when that brings val's share of the text so far closer to val_fraction
-            target = val_fraction * (seen["train"] + seen["val"] + len(text))
-            split = "val" if abs(seen["val"] + len(text) - target) < abs(seen["val"] - target) else "train"
-            seen[split] += len(text)
-            batch.append((text, first, split))
-            batch_chars += len(text)
-            if batch_chars >= chunk_chars:
-                flush(batch)
-                batch, batch_chars = [], 0
-        if batch:
-            flush(batch)
-        bar.close()
-        for split in SPLITS:
-            if split == "train" and writers[split].tokens == 0:
-                raise DataError(f"the corpus {corpus.describe()} produced no tokens; check the data path")
-            if split == "val" and val_fraction > 0 and writers[split].tokens == 0:
+    for info in meta.splits.values():
+        for f, tokens in zip(split_paths(shards_dir, info), info.file_tokens):
+            if not f.is_file():
+                raise DataError(f"{f} is missing; re-run `mtx data prepare` for {shards_dir}")
+            if f.stat().st_size != tokens * itemsize:
                 raise DataError(
-                    f"the val split is empty: {corpus.describe()} has too little text to hold out "
-                    f"{val_fraction:.0%}; add text or pass a smaller --max_piece_chars"
+                    f"{f} has {f.stat().st_size} bytes but meta.json says {tokens} tokens of {meta.dtype} "
+                    f"({tokens * itemsize} bytes): the shard is truncated or from another run; re-run `mtx data prepare`"
                 )
-        infos = {s: w.finish() for s, w in writers.items()}
-    except BaseException:
-        for w in writers.values():
-            if not w.f.closed:
-                w.abort()
-        raise
-    meta = ShardMeta(
-        dtype=dtype.name,
-        vocab_size=tokenizer.vocab_size,
-        separator_id=int(sep),
-        tokenizer_path=str(Path(tokenizer_path).resolve()) if tokenizer_path else "",
-        tokenizer_fingerprint=tokenizer.fingerprint,
-        splits=infos,
-        val_fraction=val_fraction,
-        corpus=corpus.describe(),
-        extra={"max_piece_chars": max_piece_chars, "skipped": [str(x) for x in corpus.skipped]},
-    )
-    atomic_write_json(output_dir / META_FILE, meta.to_json())  # last: marks the shards complete
-    logger.info(
-        "wrote %s: train %d tokens (%d bytes), val %d tokens (%d bytes), dtype %s",
-        output_dir, infos["train"].tokens, infos["train"].bytes, infos["val"].tokens, infos["val"].bytes, dtype.name,
-    )
     return meta
+
+
+class TokenStream:
+    """The ids of one split as one read-only array: ``len``, ``stream[i]``, ``stream[a:b]`` across its files.
+
+    Files are memory-mapped when first touched, so a stream is cheap to make:
+    open a fresh one per batch (nanoGPT's trick: a long-lived memmap keeps every
+    page it touched referenced and memory grows over a long run).
+
+    >>> s = TokenStream([Path("a.bin"), Path("b.bin")], [3, 2], np.uint16)  # doctest: +SKIP
+    >>> s[2:4]  # the last id of a.bin, then the first of b.bin  # doctest: +SKIP
+    """
+
+    def __init__(self, paths: list[Path], counts: list[int] | tuple[int, ...], dtype: np.dtype | type) -> None:
+        self.paths = list(paths)
+        self.dtype = np.dtype(dtype)
+        self.offsets = np.cumsum([0, *counts], dtype=np.int64)  # file i holds [offsets[i], offsets[i + 1])
+        self._maps: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, shards_dir: str | os.PathLike[str], split: str, meta: ShardMeta | None = None) -> TokenStream:
+        meta = meta or read_meta(shards_dir)
+        if split not in meta.splits:
+            raise DataError(f"{shards_dir} has no {split!r} split; re-run `mtx data prepare`")
+        info = meta.splits[split]
+        return cls(split_paths(shards_dir, info), info.file_tokens, np.dtype(meta.dtype))
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _file(self, i: int) -> np.ndarray:
+        if i not in self._maps:
+            self._maps[i] = np.memmap(self.paths[i], dtype=self.dtype, mode="r")
+        return self._maps[i]
+
+    def __getitem__(self, key: int | slice) -> Any:
+        n = len(self)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                raise IndexError("a TokenStream takes slices with step 1")
+            return self._read(start, max(start, stop))
+        i = int(key) + (n if int(key) < 0 else 0)
+        if not 0 <= i < n:
+            raise IndexError(f"index {key} is out of range for {n} tokens")
+        return self._read(i, i + 1)[0]
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        if start == stop:
+            return np.zeros(0, dtype=self.dtype)
+        i = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        parts = []
+        while start < stop:
+            end = min(stop, int(self.offsets[i + 1]))
+            if end > start:
+                base = int(self.offsets[i])
+                parts.append(self._file(i)[start - base : end - base])
+            start = end
+            i += 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def __repr__(self) -> str:
+        return f"TokenStream({len(self)} tokens of {self.dtype.name} in {len(self.paths)} file(s))"
+
+
+_MOVED = {"prepare_shards", "auto_piece_chars", "split_long_document"}
+
+
+def __getattr__(name: str) -> Any:
+    """``prepare_shards`` and its helpers live in :mod:`microtransformer.data.prepare`; still importable from here."""
+    if name in _MOVED:
+        from microtransformer.data import prepare  # here, not at the top: prepare imports this module
+
+        return getattr(prepare, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

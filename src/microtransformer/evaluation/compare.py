@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from microtransformer.config import JSONConfig
 from microtransformer.data.corpus import Corpus, split_holdout
-from microtransformer.data.shards import prepare_shards
+from microtransformer.data.prepare import prepare_shards
 from microtransformer.device import choose_device
 from microtransformer.errors import ConfigError, CorpusError, DataError
 from microtransformer.evaluation.tokenizer_metrics import (

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from microtransformer.data.loader import TokenArrayDataset
-from microtransformer.data.shards import read_meta
+from microtransformer.data.shards import TokenStream
 from microtransformer.evaluation.metrics import LN2, nats_and_bytes, token_nats
 from microtransformer.models import GPTConfig, build_model
 from microtransformer.sampling import SamplingConfig, generate
@@ -147,8 +147,7 @@ def heldout_bits_per_byte(
 
 
 def _train_ids(shards_dir: Path) -> np.ndarray:
-    meta = read_meta(shards_dir)
-    return np.memmap(shards_dir / meta.splits["train"].file, dtype=np.dtype(meta.dtype), mode="r")
+    return TokenStream.open(shards_dir, "train")[:]  # one file: a view of its memmap; several: read into memory
 
 
 @contextmanager

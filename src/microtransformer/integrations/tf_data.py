@@ -3,7 +3,7 @@
 From **token shards** (what ``mtx data prepare`` writes): batch ``i`` holds
 the random windows ``ShardDataset.get_batch(split, batch_size,
 numpy.random.default_rng((seed, i)))`` draws, as int32; the split is the
-shards' own ``train.bin`` / ``val.bin``. The memmap is reopened per batch and
+shards' own ``train`` / ``val`` files. The memmaps are reopened per batch and
 only ``prefetch`` batches wait in memory, so a corpus larger than RAM streams.
 Epochs continue the sequence (epoch 2 starts at batch ``num_batches``), so
 each epoch sees new windows and a run is repeatable from ``seed``.

@@ -242,6 +242,9 @@ class MicroTransformerTokenizer:
     lazy_files: ClassVar[frozenset[str]] = frozenset()
     #: Whether ``_train_engine`` takes ``buffer_size`` (documents read per batch).
     uses_buffer_size: ClassVar[bool] = False
+    #: Whether ``encode_batch`` runs in native code outside the GIL, so threads scale; else
+    #: ``mtx data prepare`` encodes on worker processes.
+    releases_gil: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ setup
     def _init_common(

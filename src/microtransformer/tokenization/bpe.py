@@ -91,6 +91,7 @@ class BPETokenizer(MicroTransformerTokenizer):
     """Byte-level BPE with a regex pre-split (GPT-4 pattern by default)."""
 
     engine_name = "bpe"
+    releases_gil = True
     uses_buffer_size = True
 
     def __init__(self, ranks: Sequence[bytes], pattern: str = GPT4_SPLIT_PATTERN) -> None:

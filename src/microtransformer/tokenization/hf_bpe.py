@@ -46,6 +46,7 @@ class HFByteLevelTokenizer(MicroTransformerTokenizer):
     """ByteLevel BPE trained and run by Hugging Face ``tokenizers`` (Rust)."""
 
     engine_name = "hf-bytelevel"
+    releases_gil = True
 
     def __init__(self, tokenizer: Tokenizer, pattern: str = GPT2_SPLIT_PATTERN) -> None:
         self._tk = tokenizer

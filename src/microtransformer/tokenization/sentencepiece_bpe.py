@@ -64,6 +64,7 @@ class SentencePieceTokenizer(MicroTransformerTokenizer):
     """SentencePiece BPE, byte fallback on."""
 
     engine_name = "sentencepiece"
+    releases_gil = True
 
     def __init__(self, model_proto: bytes, normalization: str = "identity") -> None:
         self._proto = model_proto

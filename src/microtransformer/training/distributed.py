@@ -7,15 +7,22 @@
 ``gloo`` on CPU.
 
 Only rank 0 writes checkpoints and logs progress; every rank computes the
-same eval (all-reduced) so all ranks take the same decisions.
+same eval (all-reduced) so all ranks take the same decisions. The data of a
+step is one global batch that every rank draws from the same seed, each
+keeping its own rows (:func:`rank_batch`), so N ranks with batch B train on
+what one process with batch N*B would, and no two ranks share a draw. Each
+rank's torch RNG (dropout) is gathered into every checkpoint
+(:func:`gather_rng_states`), so ``--resume`` continues every rank exactly.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from microtransformer.errors import ConfigError
 
@@ -58,6 +65,16 @@ def detect_distributed(environ: Mapping[str, str] | None = None) -> DistEnv:
     if not 0 <= rank < world:
         raise ConfigError(f"RANK={rank} is outside WORLD_SIZE={world}; launch with torchrun")
     return DistEnv(rank=rank, local_rank=local, world_size=world)
+
+
+def refuse_distributed(command: str, environ: Mapping[str, str] | None = None) -> None:
+    """A :class:`ConfigError` when ``command`` (which trains on one process only) was started by ``torchrun``."""
+    env = detect_distributed(environ)
+    if env.is_distributed:
+        raise ConfigError(
+            f"{command} runs on one process, but torchrun started {env.world_size} (WORLD_SIZE={env.world_size}); "
+            f"run it without torchrun (on CUDA it uses one GPU; choose it with CUDA_VISIBLE_DEVICES)"
+        )
 
 
 def init_distributed(env: DistEnv, device: str) -> str:
@@ -106,3 +123,56 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def _takes_rank(get_batch: Any) -> bool:
+    try:
+        params = inspect.signature(get_batch).parameters
+    except (TypeError, ValueError):
+        return False
+    return "world_size" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def rank_batch(data: Any, split: str, batch_size: int, rng: Any, env: DistEnv) -> tuple[Any, Any]:
+    """This rank's ``batch_size`` rows of one global batch of ``batch_size * world_size`` drawn from ``rng``.
+
+    A data source whose ``get_batch`` takes ``rank``/``world_size`` (ours do)
+    reads only this rank's windows; any other one is asked for the whole
+    global batch and this rank keeps its rows, with the same result.
+    """
+    if not env.is_distributed:
+        return data.get_batch(split, batch_size, rng)
+    if _takes_rank(data.get_batch):
+        return data.get_batch(split, batch_size, rng, rank=env.rank, world_size=env.world_size)
+    x, y = data.get_batch(split, batch_size * env.world_size, rng)
+    rows = slice(env.rank * batch_size, (env.rank + 1) * batch_size)
+    return x[rows], y[rows]
+
+
+def gather_rng_states(env: DistEnv) -> dict[str, Any]:
+    """Every rank's torch RNG state as ``rng.rank<r>.*`` tensors, on every rank (empty without DDP).
+
+    Called by every rank at each checkpoint; rank 0 saves the result, so a
+    resumed run gives each rank its own dropout stream back.
+    """
+    if not env.is_distributed:
+        return {}
+    import torch.distributed as dist
+
+    from microtransformer.training.checkpoint import rng_tensors
+
+    states: list[Any] = [None] * env.world_size
+    dist.all_gather_object(states, rng_tensors())  # a few KB per rank
+    return {f"rng.rank{r}.{name[len('rng.'):]}": t for r, mine in enumerate(states) for name, t in mine.items()}
+
+
+def restore_rank_rng(tensors: Mapping[str, Any], rank: int) -> bool:
+    """Restore this rank's saved torch RNG state; False when the checkpoint has none for this rank."""
+    from microtransformer.training.checkpoint import restore_rng
+
+    prefix = f"rng.rank{rank}."
+    mine = {"rng." + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not mine:
+        return False
+    restore_rng(mine)
+    return True

@@ -6,13 +6,15 @@ the in-memory :class:`~microtransformer.data.loader.BPEDataset`).
 
 Reproducibility is designed in rather than hoped for:
 
-- The batches of step ``t`` come from ``numpy.random.default_rng((seed,
-  rank, t))``: no data-RNG state to save, and a resumed run draws exactly the
-  batches the uninterrupted run would have (for any world size).
+- The batches of step ``t`` come from ``numpy.random.default_rng((seed, 0,
+  t))``: no data-RNG state to save, and a resumed run draws exactly the
+  batches the uninterrupted run would have. Under DDP every rank draws that
+  same global batch and keeps its own rows (:func:`.distributed.rank_batch`).
 - The learning rate is a pure function of ``t`` (:mod:`.schedule`).
-- Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout)
-  are saved bit for bit, so on CPU in fp32 "2N steps" equals "N steps, stop,
-  resume for N" to the last bit (``tests/training/test_trainer.py`` checks it).
+- Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout;
+  every rank's under DDP) are saved bit for bit, so on CPU in fp32 "2N steps"
+  equals "N steps, stop, resume for N" to the last bit
+  (``tests/training/test_trainer.py`` checks it, ``test_torchrun.py`` under ``torchrun``).
 
 Gradient accumulation divides each micro-batch loss by the number of
 micro-steps, so the summed gradient is the gradient of the mean loss over the
@@ -62,7 +64,10 @@ from microtransformer.training.distributed import (
     all_reduce_sum,
     barrier,
     detect_distributed,
+    gather_rng_states,
     init_distributed,
+    rank_batch,
+    restore_rank_rng,
 )
 from microtransformer.training.loop import StopFlag, adamw, progress_bar
 from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
@@ -77,6 +82,8 @@ class BatchSource(Protocol):
 
     ``get_batch`` returns inputs and already-shifted targets ``(B, T)``; targets
     of ``-100`` are left out of the loss, the eval token count and bits per byte.
+    Under DDP it is also called with ``rank=`` and ``world_size=`` when it takes
+    them (see :func:`.distributed.rank_batch`).
     """
 
     block_size: int
@@ -361,9 +368,18 @@ class Trainer:
         scaler_state = info.meta.get("scaler")
         if self.scaler is not None and scaler_state:
             self.scaler.load_state_dict(scaler_state)
-        if self.env.is_main:
+        saved_world = int(info.meta.get("world_size") or 1)
+        if saved_world != self.env.world_size and self.env.is_main:
+            per_rank = self.config.batch_size * self.config.grad_accum_steps
+            logger.warning(
+                "%s was trained on %d process(es), this run has %d: a step now sees %d sequences instead of %d",
+                info.path, saved_world, self.env.world_size, per_rank * self.env.world_size, per_rank * saved_world,
+            )
+        if self.env.is_distributed and restore_rank_rng(tensors, self.env.rank):
+            pass  # this rank's own stream, saved by every rank at that checkpoint
+        elif self.env.is_main:
             ckpt.restore_rng(tensors)
-        else:  # other ranks: a fresh, distinct stream per (seed, rank, step)
+        else:  # a checkpoint without this rank's state: a fresh, distinct stream per (seed, rank, step)
             torch.manual_seed(hash((self.config.seed, self.env.rank, info.step)) & 0x7FFF_FFFF)
         self.step = info.step
         self.best_val_loss = info.meta.get("best_val_loss")
@@ -408,6 +424,7 @@ class Trainer:
     def save(self, *, val: EvalResult | None = None, best: bool = False) -> Path:
         """Checkpoint the current step (rank 0 only; other ranks return the would-be path)."""
         path = self.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.checkpoint_name(self.step)
+        rank_rng = gather_rng_states(self.env)  # every rank takes part; rank 0 saves them
         if not self.env.is_main:
             return path
         meta = {
@@ -425,7 +442,7 @@ class Trainer:
         }
         return ckpt.save_checkpoint(
             self.run_dir, self.step, model=self.raw_model, meta=meta, optimizer=self.optimizer,
-            best=best, keep_last=self.config.keep_last,
+            extra_tensors=rank_rng, best=best, keep_last=self.config.keep_last,
         )
 
     @property
@@ -446,8 +463,8 @@ class Trainer:
         nbytes = torch.zeros((), dtype=torch.float64, device=self.device)
         n_tokens = torch.zeros((), dtype=torch.float64, device=self.device)
         for i in range(iters):
-            rng = np.random.default_rng((self.config.seed, _EVAL_STREAM, self.env.rank, i))
-            x, y = self.data.get_batch(split, self.config.batch_size, rng)
+            rng = np.random.default_rng((self.config.seed, _EVAL_STREAM, 0, i))  # one stream; each rank its rows
+            x, y = rank_batch(self.data, split, self.config.batch_size, rng, self.env)
             x, y = x.to(self.device), y.to(self.device)
             with self.precision.autocast_context():
                 logits, _ = model(x)  # (B, T, Vp)
@@ -469,9 +486,9 @@ class Trainer:
 
     # ------------------------------------------------------------------- train
     def _micro_batches(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng((self.config.seed, self.env.rank, step))
+        rng = np.random.default_rng((self.config.seed, 0, step))  # the same on every rank; each keeps its rows
         for _ in range(self.config.grad_accum_steps):
-            x, y = self.data.get_batch("train", self.config.batch_size, rng)
+            x, y = rank_batch(self.data, "train", self.config.batch_size, rng, self.env)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
 
     def train_step(self) -> StepLog:
@@ -499,7 +516,10 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return StepLog(self.step, float(loss), lr)
+        value = float(loss)
+        if self.env.is_distributed:  # the global batch's loss, as one process would log it; every rank sees a NaN
+            value = all_reduce_sum([value], self.device)[0] / self.env.world_size
+        return StepLog(self.step, value, lr)
 
     def _log_eval(self, record: dict[str, Any]) -> None:
         if self.env.is_main:
@@ -595,6 +615,7 @@ class Trainer:
             if result.interrupted and self.env.is_main:
                 logger.warning("interrupted: saved %s; continue with `mtx train --resume %s`", result.last_checkpoint, self.run_dir)
         bar.close()
+        barrier()  # ranks leave together, after rank 0's last save: torchrun stops every rank once one has exited
         result.step = self.step
         result.best_val_loss = self.best_val_loss
         result.tokens_per_sec = steps_run * self.tokens_per_step / max(train_time, 1e-9)
