@@ -118,6 +118,7 @@ class LSTMLanguageModel(GenerationMixin, nn.Module):
         labels: torch.Tensor | None = None,
         cache: LSTMState | None = None,
         last_only: bool = False,
+        loss_only: bool = False,
     ) -> CausalLMOutput:
         """Logits ``(B, T, vocab_size)`` and the loss; arguments as in :meth:`GPT.forward`.
 
@@ -144,7 +145,10 @@ class LSTMLanguageModel(GenerationMixin, nn.Module):
         if last_only and targets is None and labels is None:
             out = out[:, -1:, :]  # (B, 1, H)
         logits = self.head(out)  # (B, T, V)
-        return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
+        loss = causal_lm_loss(logits, targets=targets, labels=labels)
+        if loss_only and loss is not None:
+            return CausalLMOutput(None, loss)  # the same contract as GPT's
+        return CausalLMOutput(logits, loss)
 
     def _run_padded(
         self, x: torch.Tensor, hc: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor

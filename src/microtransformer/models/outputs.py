@@ -36,10 +36,34 @@ IGNORE_INDEX = -100
 
 
 class CausalLMOutput(NamedTuple):
-    """``logits`` ``(B, T, vocab_size)`` (``(B, 1, vocab_size)`` with ``last_only``) and the mean loss or None."""
+    """``logits`` ``(B, T, vocab_size)`` (``(B, 1, vocab_size)`` with ``last_only``; None with ``loss_only``) and the mean loss or None."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     loss: torch.Tensor | None = None
+
+
+def loss_targets(
+    length: int, *, targets: torch.Tensor | None = None, labels: torch.Tensor | None = None, shape: tuple[int, ...]
+) -> tuple[slice, torch.Tensor] | None:
+    """Which positions are scored and against what: ``(positions, targets)``, or None without labels.
+
+    ``targets`` are already shifted; ``labels`` are shifted here (see the
+    module docstring). Passing both is an error: they mean different things.
+    ``shape`` is ``input_ids``'s ``(B, T)``, for the shape check.
+    """
+    if targets is not None and labels is not None:
+        raise ConfigError(
+            "pass either targets (already shifted, nanoGPT style) or labels (same positions as input_ids, "
+            "Hugging Face style), not both"
+        )
+    given = targets if targets is not None else labels
+    if given is None:
+        return None
+    if tuple(given.shape) != tuple(shape):
+        raise ConfigError(f"labels/targets of shape {tuple(given.shape)} do not match input_ids of shape {tuple(shape)}")
+    if labels is not None:
+        return slice(0, length - 1), labels[:, 1:]  # (B, T-1)
+    return slice(0, length), given
 
 
 def causal_lm_loss(
@@ -47,25 +71,14 @@ def causal_lm_loss(
 ) -> torch.Tensor | None:
     """Mean cross-entropy (fp32) over positions whose label is not ``-100``; None without labels.
 
-    ``targets`` are already shifted; ``labels`` are shifted here (see the
-    module docstring). Passing both is an error: they mean different things.
+    See :func:`loss_targets` for ``targets`` versus ``labels``.
     """
-    if targets is not None and labels is not None:
-        raise ConfigError(
-            "pass either targets (already shifted, nanoGPT style) or labels (same positions as input_ids, "
-            "Hugging Face style), not both"
-        )
-    if labels is not None:
-        logits, targets = logits[:, :-1, :], labels[:, 1:]  # (B, T-1, V), (B, T-1)
-    if targets is None:
+    scored = loss_targets(logits.size(1), targets=targets, labels=labels, shape=tuple(logits.shape[:-1]))
+    if scored is None:
         return None
-    if targets.shape != logits.shape[:-1]:
-        raise ConfigError(
-            f"labels/targets of shape {tuple(targets.shape)} do not match input_ids of shape {tuple(logits.shape[:-1])}"
-        )
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
-    )
+    positions, y = scored
+    logits = logits[:, positions, :]  # (B, T or T-1, V)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 def key_padding_mask(attention_mask: torch.Tensor | None, batch: int, length: int) -> torch.Tensor | None:

@@ -1,10 +1,17 @@
-"""Learning-rate schedule: linear warmup then cosine decay to ``min_ratio * lr``.
+"""Learning-rate schedules: linear warmup, then cosine decay or warmup-stable-decay (WSD), to ``min_ratio * lr``.
 
 The formula is fixed by the spec (and matches the tutorial it replaces), for
 step ``t`` (0-based), warmup ``W``, total ``T`` and floor ``m`` (default 0.1)::
 
     t <  W:  factor = (t + 1) / W
     t >= W:  factor = m + 0.5 * (1 - m) * (1 + cos(pi * (t - W) / (T - W)))
+
+WSD (the schedule of nanochat and modded-nanogpt) holds the peak LR and
+decays linearly to the floor over the last ``warmdown_ratio`` of the steps::
+
+    t <  W:              factor = (t + 1) / W
+    t <  T - D:          factor = 1
+    otherwise:           factor = m + (1 - m) * (T - t) / D,   D = round(warmdown_ratio * T)
 
 Why warmup: Adam's second-moment estimate is noisy in the first steps, and a
 full learning rate then can blow up a transformer. Why cosine to a floor
@@ -42,9 +49,30 @@ def cosine_lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_rati
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
 
 
+def wsd_lr_factor(
+    step: int, *, warmup_steps: int, total_steps: int, warmdown_ratio: float, min_ratio: float = 0.0
+) -> float:
+    """Warmup-stable-decay multiplier at ``step`` (see module docstring); ``min_ratio`` past the end.
+
+    >>> [round(wsd_lr_factor(t, warmup_steps=0, total_steps=10, warmdown_ratio=0.5), 2) for t in (0, 5, 6, 9, 10)]
+    [1.0, 1.0, 0.8, 0.2, 0.0]
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    warmdown = round(warmdown_ratio * total_steps)
+    if step < total_steps - warmdown:
+        return 1.0
+    if step >= total_steps:
+        return min_ratio
+    return min_ratio + (1.0 - min_ratio) * (total_steps - step) / warmdown
+
+
+SCHEDULES = ("cosine", "wsd")
+
+
 @dataclass(frozen=True)
 class LRSchedule:
-    """``lr_at(step)``: constant ``lr`` or warmup + cosine (``use_cosine``).
+    """``lr_at(step)``: constant ``lr``, or warmup + ``kind`` ("cosine" or "wsd") when ``use_cosine``.
 
     >>> LRSchedule(lr=1e-3, warmup_steps=0, total_steps=10, use_cosine=False).lr_at(5)
     0.001
@@ -55,6 +83,8 @@ class LRSchedule:
     total_steps: int
     use_cosine: bool = True
     min_ratio: float = MIN_LR_RATIO
+    kind: str = "cosine"
+    warmdown_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -65,10 +95,23 @@ class LRSchedule:
             )
         if not 0.0 <= self.min_ratio <= 1.0:
             raise ConfigError(f"min_ratio must be in [0, 1], got {self.min_ratio}")
+        if self.kind not in SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
+        if not 0.0 <= self.warmdown_ratio <= 1.0:
+            raise ConfigError(f"warmdown_ratio must be in [0, 1], got {self.warmdown_ratio}")
+
+    def factor(self, step: int) -> float:
+        """The multiplier of every group's base learning rate at ``step``."""
+        if not self.use_cosine:
+            return 1.0
+        if self.kind == "wsd":
+            return wsd_lr_factor(
+                step, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
+                warmdown_ratio=self.warmdown_ratio, min_ratio=self.min_ratio,
+            )
+        return cosine_lr_factor(step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, min_ratio=self.min_ratio)
 
     def lr_at(self, step: int) -> float:
         if not self.use_cosine:
             return float(self.lr)
-        return self.lr * cosine_lr_factor(
-            step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, min_ratio=self.min_ratio
-        )
+        return self.lr * self.factor(step)

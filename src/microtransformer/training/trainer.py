@@ -70,11 +70,15 @@ from microtransformer.training.distributed import (
     restore_rank_rng,
 )
 from microtransformer.training.loop import StopFlag, adamw, progress_bar
+from microtransformer.training.optim import MuonAdamW, OptimConfig, muon_groups, muon_momentum
 from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
 
 logger = logging.getLogger(__name__)
 
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
+OPTIMIZERS = ("adamw", "muon")
+PROVISIONAL_MAX_STEPS = 10**9
+BUDGET_CALIBRATION_STEPS = 8  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
 
 
 class BatchSource(Protocol):
@@ -100,6 +104,14 @@ class TrainConfig(JSONConfig):
 
     ``batch_size`` is per micro-step and per process; one optimizer step sees
     ``batch_size * grad_accum_steps * world_size`` sequences.
+
+    ``optimizer="muon"`` trains the blocks' weight matrices with Muon at
+    ``matrix_lr`` and the embeddings, head and gains with AdamW at
+    ``embedding_lr``/``head_lr``/``scalar_lr`` (given at width 768, scaled by
+    ``(n_embd / 768) ** -0.5``); ``lr``, ``beta1``, ``beta2`` and
+    ``weight_decay`` are then unused. ``time_budget`` (seconds, 0 = off)
+    replaces ``max_steps`` on a fresh run: the trainer times its first steps
+    and sets ``max_steps`` (and so the schedule's length) to what fits.
     """
 
     max_steps: int = 1000
@@ -120,6 +132,14 @@ class TrainConfig(JSONConfig):
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    optimizer: str = "adamw"
+    lr_schedule: str = "cosine"
+    warmdown_ratio: float = 0.4
+    matrix_lr: float = OptimConfig.matrix_lr
+    embedding_lr: float = OptimConfig.embedding_lr
+    head_lr: float = OptimConfig.head_lr
+    scalar_lr: float = OptimConfig.scalar_lr
+    time_budget: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
@@ -140,9 +160,25 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("matrix_lr", "embedding_lr", "head_lr", "scalar_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
+            raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
+        self.schedule()  # validates lr_schedule and warmdown_ratio
 
     def schedule(self) -> LRSchedule:
-        return LRSchedule(self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio)
+        return LRSchedule(
+            self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio, self.lr_schedule, self.warmdown_ratio
+        )
+
+    def optim_config(self) -> OptimConfig:
+        return OptimConfig(
+            matrix_lr=self.matrix_lr, embedding_lr=self.embedding_lr, head_lr=self.head_lr, scalar_lr=self.scalar_lr
+        )
 
 
 @dataclass(frozen=True)
@@ -193,11 +229,14 @@ def accumulate_gradients(
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     scaler: Any = None,
     no_sync: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    loss_only: bool = True,
 ) -> torch.Tensor:
     """Forward/backward ``n_micro`` micro-batches, each loss scaled by ``1/n_micro``.
 
     Returns the mean loss (a detached 0-d tensor). ``no_sync`` (DDP) skips
-    the gradient all-reduce on every micro-step but the last.
+    the gradient all-reduce on every micro-step but the last. ``loss_only``
+    asks the model for the loss without logits (GPT's chunked loss, faster in
+    eager mode; under ``torch.compile`` the plain loss fuses better).
     """
     total: torch.Tensor | None = None
     for i, (x, y) in enumerate(micro_batches):
@@ -205,7 +244,7 @@ def accumulate_gradients(
         sync_ctx = no_sync() if (no_sync is not None and not last) else contextlib.nullcontext()
         with sync_ctx:
             with autocast():
-                _, loss = model(x, y)
+                _, loss = model(x, y, loss_only=loss_only)
             loss = loss / n_micro
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total = loss.detach().float() if total is None else total + loss.detach().float()
@@ -249,6 +288,10 @@ class Trainer:
         self.kind: str = kind
         self._check_compatible(data, tokenizer)
         self._fresh = _resume_from is None
+        self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
+        if self._budget_pending:
+            config = replace(config, max_steps=PROVISIONAL_MAX_STEPS)  # the schedule stays in warmup/stable meanwhile
+            self.config = config
         if self._fresh and ckpt.has_checkpoint(self.run_dir):
             raise CheckpointError(
                 f"{self.run_dir} already holds a run ({ckpt.RUN_FILE}); continue it with --resume {self.run_dir} "
@@ -266,7 +309,8 @@ class Trainer:
 
         torch.manual_seed(config.seed + self.env.rank)
         self.raw_model.to(self.device)
-        self.optimizer = adamw(self.raw_model.optimizer_groups(config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2))
+        self.optimizer = self._build_optimizer()
+        self._base_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]  # the schedule multiplies these
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
         self.schedule = config.schedule()
         self.step = 0
@@ -386,6 +430,12 @@ class Trainer:
         self.train_loss_smooth = info.meta.get("train_loss_smooth")
         logger.info("resuming %s from step %d", info.path, self.step)
 
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "muon":
+            return MuonAdamW(muon_groups(self.raw_model, c.optim_config()))
+        return adamw(self.raw_model.optimizer_groups(c.weight_decay), lr=c.lr, betas=(c.beta1, c.beta2))
+
     def _try_compile(self, model: nn.Module) -> nn.Module:
         try:
             compiled = torch.compile(model)
@@ -494,8 +544,13 @@ class Trainer:
     def train_step(self) -> StepLog:
         """One optimizer step (``grad_accum_steps`` micro-batches); advances ``self.step``."""
         lr = self.schedule.lr_at(self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        factor = self.schedule.factor(self.step)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr"] = base * factor if self.config.optimizer == "muon" else lr
+            if group.get("muon"):
+                group["momentum"] = muon_momentum(self.step, self.config.optim_config())
+        if self.config.optimizer == "muon":
+            lr = self.optimizer.param_groups[0]["lr"]  # the logged LR is the matrices'
         no_sync = getattr(self.model, "no_sync", None) if self.env.is_distributed else None
         loss = accumulate_gradients(
             self.model,
@@ -504,6 +559,7 @@ class Trainer:
             autocast=self.precision.autocast_context,
             scaler=self.scaler,
             no_sync=no_sync,
+            loss_only=not self._compiled,
         )
         if self.config.grad_clip > 0:
             if self.scaler is not None:
@@ -561,6 +617,7 @@ class Trainer:
         train_time = 0.0
         smooth = self.train_loss_smooth
         val: EvalResult | None = None
+        step_times: list[float] = []
         with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
@@ -582,7 +639,11 @@ class Trainer:
                         "or use --precision fp32, then --resume from the last good checkpoint"
                     )
                 steps_run += 1
-                train_time += time.perf_counter() - t_step
+                step_times.append(time.perf_counter() - t_step)
+                train_time += step_times[-1]
+                if self._budget_pending and steps_run > BUDGET_CALIBRATION_STEPS:
+                    end = self.plan_budget(step_times[1:], train_time, stop_at_step)
+                    bar.total = self.config.max_steps
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
                 self.train_loss_smooth = smooth
@@ -621,6 +682,31 @@ class Trainer:
         result.tokens_per_sec = steps_run * self.tokens_per_step / max(train_time, 1e-9)
         result.train_seconds = train_time
         return result
+
+    def plan_budget(self, step_times: list[float], train_time: float, stop_at_step: int | None) -> int:
+        """Set ``max_steps`` so the run's training time fits ``time_budget``; returns the new end step.
+
+        The step time is the median of the timed steps (averaged over ranks
+        under DDP, so every rank gets the same answer). The time already spent,
+        compile warm-up included, counts against the budget.
+        """
+        per_step = sorted(step_times)[len(step_times) // 2]
+        if self.env.is_distributed:
+            per_step = all_reduce_sum([per_step], self.device)[0] / self.env.world_size
+        remaining = max(0.0, self.config.time_budget - train_time)
+        max_steps = self.step + max(1, int(remaining / max(per_step, 1e-9)))
+        self.config = replace(self.config, max_steps=max_steps)
+        self.schedule = self.config.schedule()
+        self._budget_pending = False
+        if self.env.is_main:
+            logger.info(
+                "time budget %.0f s: %.3f s/step, training for %d steps in all", self.config.time_budget, per_step, max_steps
+            )
+            if ckpt.is_run_dir(self.run_dir):  # a run driven by fit(): its run.json records the planned length
+                run = ckpt.read_run(self.run_dir)
+                run["train_config"] = self.config.to_dict()
+                ckpt.write_run(self.run_dir, run)
+        return max_steps if stop_at_step is None else min(stop_at_step, max_steps)
 
     def _stop_requested(self, stop: StopFlag) -> bool:
         if not self.env.is_distributed:

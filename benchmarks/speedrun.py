@@ -1,0 +1,275 @@
+"""Speedrun: the lowest held-out bits per byte in a fixed CPU training budget, recipes side by side.
+
+Fixed data: the books of ``../shared/data`` with ``pride_and_prejudice.txt``
+held out. Each recipe (``microtransformer.training.recipes``) gets a ``bpe``
+tokenizer of its vocab size trained on the training books, the same
+``--budget`` seconds of training wall-clock (forward, backward, optimizer;
+evaluation excluded; a ``torch.compile`` warm-up counts) and is scored by
+bits per byte on the **whole** held-out book: every token predicted once,
+nats summed and divided by ``ln 2`` and the book's UTF-8 bytes, so
+tokenizers of different vocab sizes compare.
+
+Recipes run **interleaved** in one process: the next step always goes to the
+recipe with the least training time so far, so load that comes and goes on
+a shared machine lands on all of them alike. Each recipe times its first
+steps and then fixes its step count (and schedule length) to fill the
+budget, as ``mtx train --time_budget`` does.
+
+MFU = achieved FLOP/s / the matmul peak of the dtype in use (bf16 under
+autocast, else fp32), the peak measured in this run (median of 2048^3
+``torch.mm`` probes taken between steps). Achieved = tokens/s x
+``GPT.flops_per_token`` (6 x matmul weights + attention).
+
+    python benchmarks/speedrun.py                                  # nanogpt, nanochat, ours; 600 s each
+    python benchmarks/speedrun.py --budget 180 --recipes nanogpt,ours
+    python benchmarks/speedrun.py --budget 120 --recipes ours,ours+mlp=gelu   # an A/B
+    python benchmarks/speedrun.py --quick                          # 60 s smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+if "--warm_compile_cache" not in sys.argv:  # a cold torch.compile, as a user's first run pays it
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="speedrun-inductor-")
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from microtransformer.data.corpus import Corpus
+from microtransformer.data.loader import TokenArrayDataset
+from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldout_ids
+from microtransformer.models import GPT, GPTConfig
+from microtransformer.tokenization import MicroTransformerTokenizer
+from microtransformer.training.recipes import Recipe, get_recipe
+from microtransformer.training.trainer import BUDGET_CALIBRATION_STEPS, TrainConfig, Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import matmul_peak  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+HELD_OUT = "pride_and_prejudice.txt"
+QUICK_BUDGET = 60.0
+
+
+@dataclass
+class Prepared:
+    tokenizer: MicroTransformerTokenizer
+    train: np.ndarray
+    val: np.ndarray
+    token_bytes: np.ndarray
+    held_out_bytes: int
+
+
+def prepare(data_dir: Path, vocab_size: int, cache: Path) -> Prepared:
+    """Tokenizer + train/held-out ids for ``vocab_size``, cached under ``cache`` (keyed by the books' sizes)."""
+    books = sorted(p for p in data_dir.glob("*.txt") if p.name != HELD_OUT)
+    held_out = data_dir / HELD_OUT
+    if not books or not held_out.is_file():
+        raise SystemExit(f"speedrun: need {HELD_OUT} and other .txt books in {data_dir}")
+    key = "-".join(f"{p.stem}{p.stat().st_size}" for p in books)
+    where = cache / f"bpe{vocab_size}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    text = held_out.read_text(encoding="utf-8")
+    if (where / "train.npy").is_file():
+        tok = MicroTransformerTokenizer.from_pretrained(where / "tokenizer")
+        train = np.load(where / "train.npy")
+    else:
+        corpus = Corpus(files=tuple(books), source=str(data_dir))
+        tok = MicroTransformerTokenizer.train(corpus, engine="bpe", vocab_size=vocab_size, show_progress=False)
+        docs = [p.read_text(encoding="utf-8") for p in books]
+        train = heldout_ids(tok, docs).astype(np.int32)  # BOS-separated documents, as the shards lay them out
+        tok.save(where / "tokenizer")
+        np.save(where / "train.npy", train)
+    val = heldout_ids(tok, [text])
+    return Prepared(tok, train, val, np.array(tok.token_bytes(), dtype=np.int64), len(text.encode("utf-8")))
+
+
+@dataclass
+class Runner:
+    """One recipe under way: its model, trainer, clock and curve."""
+
+    recipe: Recipe
+    data: Prepared
+    trainer: Trainer
+    model: GPT
+    budget: float
+    fixed_steps: int | None
+    train_time: float = 0.0
+    step_times: list[float] = field(default_factory=list)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    planned: bool = False
+
+    @property
+    def done(self) -> bool:
+        if not self.planned:
+            return False
+        return self.trainer.step >= self.trainer.config.max_steps
+
+    def step(self) -> None:
+        t = time.perf_counter()
+        self.trainer.train_step()
+        self.step_times.append(time.perf_counter() - t)
+        self.train_time += self.step_times[-1]
+        if not self.planned and len(self.step_times) > BUDGET_CALIBRATION_STEPS:
+            if self.fixed_steps is None:
+                self.trainer.plan_budget(self.step_times[1:], self.train_time, None)
+            self.planned = True
+
+    def evaluate(self) -> float:
+        bpb, _, nbytes = heldout_bits_per_byte(
+            self.model, self.data.val, self.data.token_bytes, block_size=self.model.config.block_size, batch_size=16
+        )
+        assert nbytes == self.data.held_out_bytes, (nbytes, self.data.held_out_bytes)  # every byte scored once
+        self.curve.append({"seconds": self.train_time, "step": self.trainer.step, "bpb": bpb})
+        return bpb
+
+
+def build_runner(recipe: Recipe, data: Prepared, budget: float, steps: int | None, work: Path, seed: int) -> Runner:
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, **recipe.model))
+    block = model.config.block_size
+    dataset = TokenArrayDataset({"train": data.train, "val": data.val}, block, vocab_size=model.config.vocab_size)
+    train = dict(recipe.train, seed=seed, eval_interval=10**9, eval_iters=1)
+    if steps is None:
+        train.update(time_budget=budget)
+    else:
+        train.update(max_steps=steps, time_budget=0.0)
+    config = TrainConfig(**train)
+    trainer = Trainer(model, dataset, config, work / recipe.name.replace("/", "_"), tokenizer=None, show_progress=False)
+    return Runner(recipe, data, trainer, model, budget, steps)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    budget = QUICK_BUDGET if args.quick and args.budget is None else (args.budget or 600.0)
+    recipes = [get_recipe(spec) for spec in args.recipes.split(",")]
+    cache = Path(args.cache_dir)
+    prepared: dict[int, Prepared] = {}
+    for r in recipes:
+        if r.vocab_size not in prepared:
+            t = time.perf_counter()
+            prepared[r.vocab_size] = prepare(Path(args.data_dir), r.vocab_size, cache)
+            p = prepared[r.vocab_size]
+            print(f"bpe {r.vocab_size}: {len(p.train):,} training tokens, {len(p.val):,} held-out tokens "
+                  f"({p.held_out_bytes:,} bytes), {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = [build_runner(r, prepared[r.vocab_size], budget, args.steps, Path(tmp), args.seed) for r in recipes]
+        peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        n_points = max(1, args.points)
+        next_eval = [budget / n_points] * len(runners)
+        t0 = time.perf_counter()
+        last_probe = 0.0
+        while not all(r.done for r in runners):
+            live = [i for i, r in enumerate(runners) if not r.done]
+            if args.steps is None:  # the recipe furthest behind in its budget goes next
+                i = min(live, key=lambda j: runners[j].train_time / runners[j].budget)
+            else:
+                i = min(live, key=lambda j: runners[j].trainer.step)
+            r = runners[i]
+            r.step()
+            if args.steps is None and r.train_time >= next_eval[i] and not r.done:
+                r.evaluate()
+                next_eval[i] += budget / n_points
+            if time.perf_counter() - last_probe > 30:  # the peaks, sampled through the run
+                peaks["fp32"].append(matmul_peak(reps=3))
+                peaks["bf16"].append(matmul_peak(reps=3, dtype=torch.bfloat16))
+                last_probe = time.perf_counter()
+        wall = time.perf_counter() - t0
+        rows = []
+        peak = {k: statistics.median(v) for k, v in peaks.items()}
+        for r in runners:
+            bpb = r.evaluate()
+            tr = r.trainer
+            tokens = tr.step * tr.tokens_per_step
+            tok_s = tokens / r.train_time
+            dtype = "bf16" if tr.precision.autocast and tr.precision.precision == "bf16" else "fp32"
+            flops = r.model.flops_per_token() * tok_s
+            rows.append({
+                "recipe": r.recipe.name, "vocab_size": r.recipe.vocab_size, "params": r.model.num_params(),
+                "steps": tr.step, "train_seconds": r.train_time, "tokens": tokens, "tokens_per_sec": tok_s,
+                "precision": dtype, "mfu": flops / peak[dtype], "bpb": bpb, "curve": r.curve,
+                "first_step_seconds": r.step_times[0], "model": r.model.config.to_dict(), "train": tr.config.to_dict(),
+            })
+    return {"budget": budget, "threads": args.threads, "wall_seconds": wall, "peak_flops": peak, "rows": rows,
+            "torch": torch.__version__}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    peak = result["peak_flops"]
+    print(f"budget {result['budget']:.0f} s of training per recipe, {result['threads']} threads, interleaved; "
+          f"matmul peak fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s (measured in this run)")
+    print("| recipe | vocab | params | steps | tokens/s | MFU (own dtype) | held-out bpb |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in result["rows"]:
+        print(f"| {r['recipe']} | {r['vocab_size']} | {r['params'] / 1e6:.2f}M | {r['steps']:,} | {r['tokens_per_sec']:,.0f} "
+              f"| {r['mfu']:.0%} {r['precision']} | {r['bpb']:.4f} |")
+    base = {r["recipe"]: r["bpb"] for r in result["rows"]}
+    for r in result["rows"]:
+        others = ", ".join(f"{(r['bpb'] / b - 1):+.1%} vs {n}" for n, b in base.items() if n != r["recipe"])
+        if others:
+            print(f"  {r['recipe']}: {others}")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in result["rows"]:
+        pts = r["curve"]
+        ax.plot([p["seconds"] for p in pts], [p["bpb"] for p in pts], marker="o", ms=3, label=f"{r['recipe']} ({r['bpb']:.3f})")
+    ax.set_xlabel("training wall-clock (s)")
+    ax.set_ylabel("held-out bits per byte (whole book)")
+    ax.set_title(f"speedrun: {result['budget']:.0f} s per recipe, {result['threads']} threads")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipes", default="nanogpt,nanochat,ours",
+                    help="comma list of recipes; a variant adds +field=value (GPTConfig/TrainConfig fields, vocab_size)")
+    ap.add_argument("--budget", type=float, default=None, help="training seconds per recipe (default 600; --quick: 60)")
+    ap.add_argument("--quick", action="store_true", help=f"a {QUICK_BUDGET:.0f} s budget, for smoke tests")
+    ap.add_argument("--steps", type=int, default=None, help="equal steps instead of equal time (an A/B of one change)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--points", type=int, default=8, help="held-out evaluations along the way (the curve)")
+    ap.add_argument("--warm_compile_cache", action="store_true", help="reuse torch.compile's cache (default: a cold one)")
+    ap.add_argument("--data_dir", default=str(DEFAULT_DATA))
+    ap.add_argument("--cache_dir", default=str(ROOT / "runs" / "speedrun_cache"), help="tokenizers and token arrays")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "speedrun"), help="writes result.json and bpb.png here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    print_table(result)
+    try:
+        plot(result, out / "bpb.png")
+        print(f"wrote {out / 'result.json'} and {out / 'bpb.png'}")
+    except ImportError:
+        print(f"wrote {out / 'result.json'} (no matplotlib: no plot)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Named training recipes: a model shape, architecture options and optimiser settings that go together.
+
+``nanogpt`` and ``nanochat`` reproduce those projects' small-model recipes
+with this toolkit's GPT and trainer (so a comparison measures the recipe,
+not the code); ``ours`` is the one ``mtx train`` and ``mtx quickstart``
+use by default. ``benchmarks/speedrun.py`` races them on a fixed time
+budget; docs/benchmarks.md has the measurements behind every choice.
+
+A recipe is plain data. ``with_overrides`` makes a variant for an A/B:
+
+>>> r = RECIPES["ours"].with_overrides({"mlp": "gelu", "matrix_lr": 0.03})
+>>> (r.model["mlp"], r.train["matrix_lr"])
+('gelu', 0.03)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from microtransformer.errors import ConfigError
+
+_MODERN_GPT: dict[str, Any] = dict(
+    position="rotary", norm="rmsnorm", qk_norm=True, mlp="relu2", tie_embeddings=False,
+    logit_softcap=15.0, value_embeds=True, embed_norm=True, init="scaled",
+)
+_MUON_WSD: dict[str, Any] = dict(
+    optimizer="muon", lr_schedule="wsd", warmup_steps=0, warmdown_ratio=0.4, min_lr_ratio=0.0, grad_clip=0.0,
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """``model``: :class:`~microtransformer.models.GPTConfig` fields (no vocab_size);
+    ``train``: :class:`~microtransformer.training.trainer.TrainConfig` fields;
+    ``vocab_size`` of the tokenizer the recipe was tuned with."""
+
+    name: str
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    vocab_size: int = 4096
+    description: str = ""
+
+    def with_overrides(self, overrides: dict[str, Any], name: str | None = None) -> Recipe:
+        """A copy with GPTConfig/TrainConfig fields (or ``vocab_size``) replaced; unknown keys raise ConfigError."""
+        from microtransformer.models import GPTConfig
+        from microtransformer.training.trainer import TrainConfig
+
+        model_fields = {f.name for f in dataclasses.fields(GPTConfig)}
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        model, train, vocab = dict(self.model), dict(self.train), self.vocab_size
+        for key, value in overrides.items():
+            if key == "vocab_size":
+                vocab = int(value)
+            elif key in model_fields:
+                model[key] = value
+            elif key in train_fields:
+                train[key] = value
+            else:
+                raise ConfigError(f"{key!r} is neither a GPTConfig nor a TrainConfig field")
+        return dataclasses.replace(self, name=name or self.name, model=model, train=train, vocab_size=vocab)
+
+
+RECIPES: dict[str, Recipe] = {
+    "nanogpt": Recipe(
+        "nanogpt",
+        model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False),
+        train=dict(
+            batch_size=12, lr=1e-3, beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, warmup_steps=100,
+            min_lr_ratio=0.1, precision="fp32",
+        ),
+        description="nanoGPT's README CPU example (config/train_shakespeare_char.py + overrides), fp32",
+    ),
+    "nanochat": Recipe(
+        "nanochat",
+        model=dict(n_layer=2, n_head=1, n_embd=128, block_size=256, **_MODERN_GPT),
+        train=dict(batch_size=32, precision="fp32", **_MUON_WSD),
+        description="nanochat's GPT and Muon + AdamW at depth 2 (width 128, head 128), 8192-token batches, fp32",
+    ),
+    "ours": Recipe(
+        "ours",
+        model=dict(n_layer=2, n_head=2, n_embd=256, block_size=256, **_MODERN_GPT),
+        train=dict(batch_size=32, precision="auto", **_MUON_WSD),
+        description="nanochat's architecture and optimiser, bf16 autocast where the CPU has bf16 units, sized for the budget",
+    ),
+}
+
+
+def get_recipe(spec: str) -> Recipe:
+    """``"ours"`` or a variant ``"ours+mlp=gelu+matrix_lr=0.03"`` (values parsed as JSON, else strings)."""
+    import json
+
+    name, *parts = spec.split("+")
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}")
+    overrides: dict[str, Any] = {}
+    for part in parts:
+        key, sep, raw = part.partition("=")
+        if not sep:
+            raise ConfigError(f"recipe override {part!r} must look like field=value")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return RECIPES[name].with_overrides(overrides, name=spec)
