@@ -53,7 +53,7 @@ from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldou
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import Recipe, get_recipe
-from microtransformer.training.trainer import BUDGET_CALIBRATION_STEPS, TrainConfig, Trainer
+from microtransformer.training.trainer import BUDGET_CALIBRATION_STEPS, BUDGET_REPLAN_AT, TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import matmul_peak  # noqa: E402
@@ -110,6 +110,7 @@ class Runner:
     step_times: list[float] = field(default_factory=list)
     curve: list[dict[str, float]] = field(default_factory=list)
     planned: bool = False
+    replan_at: list[float] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -125,6 +126,7 @@ class Runner:
         if not self.planned and len(self.step_times) > BUDGET_CALIBRATION_STEPS:
             if self.fixed_steps is None:
                 self.trainer.plan_budget(self.step_times[1:], self.train_time, None)
+                self.replan_at = [f * self.budget for f in BUDGET_REPLAN_AT]
             self.planned = True
 
     def evaluate(self) -> float:
@@ -179,9 +181,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 i = min(live, key=lambda j: runners[j].trainer.step)
             r = runners[i]
             r.step()
+            if args.steps is None and r.planned and r.replan_at and r.train_time >= r.replan_at[0]:
+                r.replan_at.pop(0)  # as mtx train --time_budget: re-estimate the steps while the schedule allows
+                if r.trainer.can_replan():
+                    r.trainer.plan_budget(r.step_times[-4 * BUDGET_CALIBRATION_STEPS :], r.train_time, None)
             if args.steps is None and r.train_time >= next_eval[i] and not r.done:
-                r.evaluate()
+                bpb = r.evaluate()
                 next_eval[i] += budget / n_points
+                print(f"  {r.recipe.name}: {r.train_time:.0f} s, step {r.trainer.step}, held-out bpb {bpb:.4f}", file=sys.stderr)
             if time.perf_counter() - last_probe > 30:  # the peaks, sampled through the run
                 peaks["fp32"].append(matmul_peak(reps=3))
                 peaks["bf16"].append(matmul_peak(reps=3, dtype=torch.bfloat16))
@@ -200,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "recipe": r.recipe.name, "vocab_size": r.recipe.vocab_size, "params": r.model.num_params(),
                 "steps": tr.step, "train_seconds": r.train_time, "tokens": tokens, "tokens_per_sec": tok_s,
                 "precision": dtype, "mfu": flops / peak[dtype], "bpb": bpb, "curve": r.curve,
+                "held_out_bytes": r.data.held_out_bytes,
                 "first_step_seconds": r.step_times[0], "model": r.model.config.to_dict(), "train": tr.config.to_dict(),
             })
     return {"budget": budget, "threads": args.threads, "wall_seconds": wall, "peak_flops": peak, "rows": rows,

@@ -5,13 +5,13 @@ Steps: the built-in corpus (Python's own help topics, no download) -> a
 bits per byte before and after training -> samples. Every output lands under
 ``--out_dir`` and the last lines say how to continue.
 
-The defaults are sized for 2 CPU cores: a ~1M-parameter GPT (4 layers, 128
-wide, 128 tokens of context) trained for 400 steps of 8 x 128 tokens (~3.5
-passes over the ~115k training tokens), about 2 minutes at ~3,000 tokens/s
-(bf16 autocast on an avx512_bf16 CPU). A wall-clock cap (``--max_minutes``,
-default 3) stops training and saves if a busy machine is slower, so the whole
-command stays under 5 minutes; the steps, not the clock, set the schedule, so
-results are the same on every machine that finishes.
+The model and optimiser are the ``ours`` recipe of ``mtx train``
+(:mod:`microtransformer.training.recipes`: nanochat's architecture, Muon +
+AdamW, warmup-stable-decay), sized for the small built-in corpus, trained
+for ``--time_budget`` seconds (default 100): the trainer times its first
+steps and fixes the step count, and so the schedule, to fill the budget.
+A faster machine trains more steps in the same time. ``--max_steps N``
+trains exactly N steps instead (the same result on every machine).
 """
 
 from __future__ import annotations
@@ -33,20 +33,23 @@ from microtransformer.io import check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer
 
 PROMPTS = ("The ", "The for statement", "def ")
+QUICKSTART_BUDGET = 100.0
+# the ``ours`` recipe's shape for the ~115k-token built-in corpus (larger models overfit it in the budget)
+QUICKSTART_SHAPE = dict(n_layer=2, n_head=2, n_embd=128, block_size=128, batch_size=16)
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("quickstart", help="train a tokenizer and a small GPT on the built-in corpus, then sample")
     p.add_argument("--out_dir", default="runs/quickstart", help="tokenizer/, shards/ and run/ go here")
     p.add_argument("--vocab_size", type=positive_int, default=2048)
-    p.add_argument("--max_steps", type=positive_int, default=400)
-    p.add_argument("--max_minutes", type=positive_float, default=3.0, help="training stops (and saves) after this long, whatever the step")
-    p.add_argument("--batch_size", type=positive_int, default=8)
-    p.add_argument("--block_size", type=positive_int, default=128)
-    p.add_argument("--n_layer", type=positive_int, default=4)
-    p.add_argument("--n_head", type=positive_int, default=4)
-    p.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--time_budget", type=positive_float, default=QUICKSTART_BUDGET, help="seconds of training (sets the step count)")
+    p.add_argument("--max_steps", type=positive_int, default=None, help="train exactly this many steps instead of --time_budget")
+    p.add_argument("--max_minutes", type=positive_float, default=5.0, help="a hard stop (with a save), whatever the step")
+    p.add_argument("--batch_size", type=positive_int, default=QUICKSTART_SHAPE["batch_size"])
+    p.add_argument("--block_size", type=positive_int, default=QUICKSTART_SHAPE["block_size"])
+    p.add_argument("--n_layer", type=positive_int, default=QUICKSTART_SHAPE["n_layer"])
+    p.add_argument("--n_head", type=positive_int, default=QUICKSTART_SHAPE["n_head"])
+    p.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=QUICKSTART_SHAPE["n_embd"])
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--seed", type=nonneg_int, default=1337)
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from microtransformer.data.loader import ShardDataset
     from microtransformer.models import GPT, GPTConfig
     from microtransformer.sampling import SamplingConfig, generate
+    from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES
     from microtransformer.training.trainer import TrainConfig, Trainer
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
@@ -87,22 +91,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"      train {tr.tokens:,} tokens ({tr.bytes / tr.tokens:.2f} bytes/token), val {va.tokens:,} tokens")
 
     data = ShardDataset(out / "shards", args.block_size)
-    config = GPTConfig(
-        vocab_size=tok.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-        block_size=args.block_size, dropout=0.0,
-    )
+    recipe = RECIPES[DEFAULT_RECIPE]
+    shape = dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size)
+    config = GPTConfig(vocab_size=tok.vocab_size, **{**recipe.model, **shape})
     import torch
 
     torch.manual_seed(args.seed)
     model = GPT(config)
     budget = args.max_minutes * 60
-    n_evals, eval_iters = 6, 10
-    max_steps = args.max_steps
-    train_config = TrainConfig(
-        max_steps=max_steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=max(1, max_steps // 20),
-        use_cosine=True, eval_interval=max(1, max_steps // n_evals), eval_iters=eval_iters, keep_last=2, seed=args.seed,
-        device=args.device, precision=args.precision,
-    )
+    steps = dict(max_steps=args.max_steps, time_budget=0.0) if args.max_steps else dict(max_steps=1, time_budget=args.time_budget)
+    train_config = TrainConfig(**{
+        **recipe.train, **steps, "batch_size": args.batch_size, "eval_interval": 10**9, "eval_iters": 10, "keep_last": 2,
+        "seed": args.seed, "device": args.device, "precision": args.precision, "compile": False,
+    })
     trainer = Trainer(
         model, data, train_config, out / "run", tokenizer=tok,
         run_info={"data": {"shards_dir": str((out / "shards").resolve())}},
@@ -112,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
     before = trainer.evaluate("val")
     print(f"      before training: val {before}")
 
-    print(f"[4/5] training {max_steps} steps of {args.batch_size}x{args.block_size} tokens "
-          f"(stops early at {args.max_minutes:g} min)")
+    length = f"{args.max_steps} steps" if args.max_steps else f"{args.time_budget:g} s"
+    print(f"[4/5] training for {length} on batches of {args.batch_size}x{args.block_size} tokens "
+          f"(Muon + AdamW, warmup-stable-decay)")
     with logging_redirect_tqdm():
         result = trainer.fit(time_limit_s=budget)
     after = result.evals[-1][1] if result.evals else trainer.evaluate("val")
@@ -143,6 +145,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  run          {run_dir} (checkpoints/, best.json, last.json, metrics.jsonl, tokenizer/)")
     print("next:")
     print(f"  mtx sample --ckpt {run_dir} --prompt \"The \" --stream")
-    print(f"  mtx train --resume {run_dir} --max_steps {max(result.step * 2, max_steps)}")
-    print("  mtx train --data_file your.txt --vocab_size 4096 --out_dir runs/mine --max_steps 2000 --use_cosine")
+    print(f"  mtx train --resume {run_dir} --max_steps {result.step * 2}")
+    print("  mtx train --data_file your.txt --out_dir runs/mine --time_budget 600 --model_size auto")
     return 130 if result.interrupted else 0

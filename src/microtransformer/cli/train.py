@@ -10,9 +10,19 @@ included (an alias of ``--n_embd``)::
         --n_head 4 --n_embed 128 --batch_size 16 --max_steps 2000 --lr 1e-3 --use_cosine
     mtx train --resume runs/my_run --max_steps 4000
 
-The schedule is ``TrainConfig``'s: linear warmup then cosine decay
-(``--no-use_cosine`` keeps the LR constant after warmup). The same ``--seed``
-on the same data and settings gives bit-identical weights on a CPU.
+The defaults are the ``ours`` recipe (:mod:`microtransformer.training.recipes`,
+the winner of ``benchmarks/speedrun.py``): nanochat's architecture (rotary
+positions, RMSNorm, QK-norm, ReLU^2, untied head, logit soft-cap, value
+embeddings) trained with Muon + AdamW on a warmup-stable-decay schedule.
+``--recipe nanogpt`` gives nanoGPT's model and AdamW + cosine; any flag
+overrides the recipe. ``--time_budget SECONDS`` sets the number of steps
+(and the schedule's length) to what fits that much training time, and
+``--model_size auto`` also picks width and depth for it::
+
+    mtx train --data_file input.txt --time_budget 600 --model_size auto
+
+The same ``--seed`` on the same data and settings gives bit-identical
+weights on a CPU.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from microtransformer.errors import ConfigError
 from microtransformer.io import DirectoryLock, check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
+from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, size_for_budget
 
 # TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
@@ -48,19 +59,50 @@ _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
     "keep_last": (positive_int, "step checkpoints to keep (plus best)"),
     "seed": (nonneg_int, "seed for init, data order and dropout"),
 }
+_TRAIN_FLAGS.update({
+    "optimizer": (str, "adamw, or muon (Muon for the blocks' matrices, AdamW for the rest)"),
+    "lr_schedule": (str, "cosine, or wsd (warmup-stable-decay)"),
+    "warmdown_ratio": (fraction, "wsd: the final share of steps that decays the LR"),
+    "min_lr_ratio": (fraction, "the LR at the end of the schedule, as a share of the peak"),
+    "matrix_lr": (positive_float, "muon: LR of the weight matrices"),
+    "embedding_lr": (positive_float, "muon: AdamW LR of the embeddings (at width 768; scaled by width^-0.5)"),
+    "head_lr": (positive_float, "muon: AdamW LR of the untied output layer (at width 768)"),
+    "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),
+})
 _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}
+# GPTConfig architecture options settable from the command line (None = the recipe's)
+_ARCH_FLAGS: dict[str, tuple[Any, str]] = {
+    "position": (str, "learned or rotary"),
+    "norm": (str, "layernorm or rmsnorm"),
+    "qk_norm": (bool, "RMS-normalise queries and keys"),
+    "mlp": (str, "gelu or relu2"),
+    "tie_embeddings": (bool, "share the token embedding with the output layer"),
+    "logit_softcap": (nonneg_float, "cap * tanh(logits / cap); 0 = off"),
+    "value_embeds": (bool, "value embeddings on alternate layers"),
+    "embed_norm": (bool, "normalise the token embedding"),
+    "init": (str, "gpt2 or scaled"),
+}
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (ignored with --resume: the checkpoint decides)")
+    g = p.add_argument_group("model (ignored with --resume: the checkpoint decides; unset: the recipe's)")
     g.add_argument("--model", choices=("gpt", "lstm"), default="gpt")
-    g.add_argument("--n_layer", type=positive_int, default=4)
-    g.add_argument("--n_head", type=positive_int, default=4)
-    g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=128, help="width (--n_embed is an alias)")
+    g.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
+                   help=f"model shape, architecture and optimiser settings that go together (default {DEFAULT_RECIPE})")
+    g.add_argument("--model_size", choices=("recipe", "auto"), default="recipe",
+                   help="auto: the width/depth the speedrun found best for --time_budget")
+    g.add_argument("--n_layer", type=positive_int, default=None)
+    g.add_argument("--n_head", type=positive_int, default=None)
+    g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=None, help="width (--n_embed is an alias)")
     g.add_argument("--n_hidden", type=positive_int, default=256, help="LSTM hidden size")
-    g.add_argument("--block_size", type=positive_int, default=128, help="context length in tokens")
-    g.add_argument("--dropout", type=fraction, default=0.0)
-    g.add_argument("--bias", action="store_true", help="biases in Linear/LayerNorm (GPT)")
+    g.add_argument("--block_size", type=positive_int, default=None, help="context length in tokens")
+    g.add_argument("--dropout", type=fraction, default=None)
+    g.add_argument("--bias", action="store_true", default=None, help="biases in Linear/LayerNorm (GPT)")
+    for name, (typ, help_) in _ARCH_FLAGS.items():
+        if typ is bool:
+            g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            g.add_argument(f"--{name}", type=typ, default=None, help=help_)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -78,11 +120,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields the user gave explicitly."""
-    out = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    out = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name, None) is not None}
     for name in ("use_cosine", "device", "precision", "compile"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
     return out
+
+
+_LSTM_TRAIN: dict[str, Any] = {}  # the LSTM trains with TrainConfig's own defaults (AdamW + cosine), not a GPT recipe
 
 
 def register(subparsers: Any) -> None:
@@ -91,7 +136,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--shards_dir", help="shards from `mtx data prepare`")
     add_corpus_args(p)
     g.add_argument("--tokenizer_path", help="tokenizer for text data (default: train one with --vocab_size)")
-    g.add_argument("--vocab_size", type=positive_int, default=4096, help="vocab of the tokenizer trained on the text")
+    g.add_argument("--vocab_size", type=positive_int, default=None, help="vocab of the tokenizer trained on the text (default: the recipe's)")
     g.add_argument("--engine", default="bpe", help="engine of the tokenizer trained on the text")
     g.add_argument("--val_fraction", type=fraction, default=0.1)
     add_model_args(p)
@@ -121,8 +166,9 @@ def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path,
         tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
         tok_path = Path(args.tokenizer_path)
     else:
-        print(f"training a {args.engine} tokenizer (vocab {args.vocab_size}) on {corpus.describe()}")
-        tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=args.vocab_size)
+        vocab_size = args.vocab_size or RECIPES[getattr(args, "recipe", DEFAULT_RECIPE)].vocab_size
+        print(f"training a {args.engine} tokenizer (vocab {vocab_size}) on {corpus.describe()}")
+        tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=vocab_size)
         tok_path = tok.save(out_dir / "data" / "tokenizer")
     shards = out_dir / "data"
     prepare_shards(corpus, tok, shards, val_fraction=args.val_fraction, tokenizer_path=tok_path, overwrite=True)
@@ -137,17 +183,30 @@ def _portable(shards: Path, run_dir: Path) -> str:
         return str(shards.resolve())
 
 
-def build_model_config(args: argparse.Namespace, vocab_size: int) -> Any:
+_GPT_SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+
+
+def resolve_recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe with ``--model_size auto`` applied and every explicit model/train flag on top."""
+    recipe = RECIPES[args.recipe]
+    if getattr(args, "model_size", "recipe") == "auto":
+        budget = getattr(args, "time_budget", None)
+        if not budget:
+            raise ConfigError("--model_size auto picks the model for a --time_budget; pass --time_budget SECONDS")
+        recipe = recipe.with_overrides(size_for_budget(budget))
+    given = {k: getattr(args, k) for k in (*_GPT_SHAPE, *_ARCH_FLAGS) if getattr(args, k, None) is not None}
+    return recipe.with_overrides({**given, **train_overrides(args)})
+
+
+def build_model_config(args: argparse.Namespace, vocab_size: int, recipe: Recipe | None = None) -> Any:
     from microtransformer.models import GPTConfig, LSTMConfig
 
+    recipe = recipe or resolve_recipe(args)
     if args.model == "gpt":
-        return GPTConfig(
-            vocab_size=vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-            block_size=args.block_size, dropout=args.dropout, bias=args.bias,
-        )
+        return GPTConfig(vocab_size=vocab_size, **recipe.model)
     return LSTMConfig(
-        vocab_size=vocab_size, n_embd=args.n_embd, n_hidden=args.n_hidden, n_layer=args.n_layer,
-        block_size=args.block_size, dropout=args.dropout,
+        vocab_size=vocab_size, n_embd=args.n_embd or 128, n_hidden=args.n_hidden, n_layer=args.n_layer or 4,
+        block_size=args.block_size or 128, dropout=args.dropout or 0.0,
     )
 
 
@@ -217,21 +276,23 @@ def _train(args: argparse.Namespace, run_dir: Path, is_main: bool) -> Any:
     else:
         if has_checkpoint(run_dir):
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out_dir")
-        config = TrainConfig(**{**_DEFAULTS, **overrides})  # validated before any work
+        recipe = resolve_recipe(args)
+        train_fields = recipe.train if args.model == "gpt" else {**_LSTM_TRAIN, **overrides}  # the LSTM: AdamW
+        config = TrainConfig(**{**_DEFAULTS, **train_fields})  # validated before any work
         if is_main:
             shards, tok = prepare_data_for_run(args, run_dir)
         barrier()
         if not is_main:
             shards, tok = _data_of_rank_0(args, run_dir)
-        data = ShardDataset(shards, args.block_size)
-        model_config = build_model_config(args, tok.vocab_size)
+        model_config = build_model_config(args, tok.vocab_size, recipe)
+        data = ShardDataset(shards, model_config.block_size)
         torch.manual_seed(config.seed)  # the initial weights depend on --seed, and only on it
         model = build_model(args.model, model_config)
         if is_main:
             print(f"{args.model}: {model.num_params():,} parameters; {data.num_tokens('train'):,} training tokens")
         trainer = Trainer(
             model, data, config, run_dir, tokenizer=tok,
-            run_info={"data": {"shards_dir": _portable(Path(shards), run_dir)}},
+            run_info={"data": {"shards_dir": _portable(Path(shards), run_dir)}, "recipe": args.recipe},
         )
     with logging_redirect_tqdm():
         return trainer.fit()

@@ -78,7 +78,8 @@ logger = logging.getLogger(__name__)
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
 OPTIMIZERS = ("adamw", "muon")
 PROVISIONAL_MAX_STEPS = 10**9
-BUDGET_CALIBRATION_STEPS = 8  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
+BUDGET_CALIBRATION_STEPS = 8
+BUDGET_REPLAN_AT = (0.25, 0.5)  # shares of a time budget where max_steps is re-estimated from recent steps  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
 
 
 class BatchSource(Protocol):
@@ -289,6 +290,7 @@ class Trainer:
         self._check_compatible(data, tokenizer)
         self._fresh = _resume_from is None
         self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
+        self._fresh_budget = self._budget_pending  # and corrected while the schedule allows (see can_replan)
         if self._budget_pending:
             config = replace(config, max_steps=PROVISIONAL_MAX_STEPS)  # the schedule stays in warmup/stable meanwhile
             self.config = config
@@ -618,6 +620,7 @@ class Trainer:
         smooth = self.train_loss_smooth
         val: EvalResult | None = None
         step_times: list[float] = []
+        replan_at: list[float] = []
         with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
@@ -644,6 +647,12 @@ class Trainer:
                 if self._budget_pending and steps_run > BUDGET_CALIBRATION_STEPS:
                     end = self.plan_budget(step_times[1:], train_time, stop_at_step)
                     bar.total = self.config.max_steps
+                    replan_at = [f * self.config.time_budget for f in BUDGET_REPLAN_AT]
+                elif self._fresh_budget and replan_at and train_time >= replan_at[0]:
+                    replan_at.pop(0)
+                    if self.can_replan():
+                        end = self.plan_budget(step_times[-BUDGET_CALIBRATION_STEPS * 4 :], train_time, stop_at_step)
+                        bar.total = self.config.max_steps
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
                 self.train_loss_smooth = smooth
@@ -686,11 +695,11 @@ class Trainer:
     def plan_budget(self, step_times: list[float], train_time: float, stop_at_step: int | None) -> int:
         """Set ``max_steps`` so the run's training time fits ``time_budget``; returns the new end step.
 
-        The step time is the median of the timed steps (averaged over ranks
+        The step time is the mean of ``step_times`` (averaged over ranks
         under DDP, so every rank gets the same answer). The time already spent,
         compile warm-up included, counts against the budget.
         """
-        per_step = sorted(step_times)[len(step_times) // 2]
+        per_step = sum(step_times) / len(step_times)  # the mean: what the remaining steps will sum to
         if self.env.is_distributed:
             per_step = all_reduce_sum([per_step], self.device)[0] / self.env.world_size
         remaining = max(0.0, self.config.time_budget - train_time)
@@ -707,6 +716,19 @@ class Trainer:
                 run["train_config"] = self.config.to_dict()
                 ckpt.write_run(self.run_dir, run)
         return max_steps if stop_at_step is None else min(stop_at_step, max_steps)
+
+    def can_replan(self) -> bool:
+        """Whether ``max_steps`` may still change without a jump in the LR already applied.
+
+        WSD: until the warmdown starts (the LR is flat before it). Cosine: in
+        the first half (a longer or shorter cosine then differs by little).
+        """
+        c = self.config
+        if not c.use_cosine:
+            return True
+        if c.lr_schedule == "wsd":
+            return self.step < c.max_steps - round(c.warmdown_ratio * c.max_steps) - 1
+        return self.step < c.warmup_steps + (c.max_steps - c.warmup_steps) // 2
 
     def _stop_requested(self, stop: StopFlag) -> bool:
         if not self.env.is_distributed:

@@ -1,0 +1,164 @@
+"""The GPT's architecture options: each does what it says, and caching, padding and old configs still hold."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from microtransformer.errors import ConfigError
+from microtransformer.models import GPT, GPTConfig
+from microtransformer.models.gpt import RMSNorm, apply_rotary, rotary_tables
+from microtransformer.training.recipes import RECIPES
+
+SMALL = dict(vocab_size=97, n_layer=3, n_head=2, n_embd=32, block_size=24)
+MODERN = RECIPES["ours"].model | {k: SMALL[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+OPTIONS = [
+    {},
+    {"position": "rotary"},
+    {"norm": "rmsnorm"},
+    {"qk_norm": True},
+    {"mlp": "relu2"},
+    {"tie_embeddings": False},
+    {"logit_softcap": 5.0},
+    {"value_embeds": True},
+    {"embed_norm": True},
+    {"init": "scaled"},
+    MODERN,
+]
+
+
+def model(**kw) -> GPT:
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**{**SMALL, **kw}))
+    if kw.get("init") == "scaled":  # zero residual projections: give them weights so the blocks matter here
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if name.endswith("c_proj.weight") or name.endswith("ve_gate.weight"):
+                    p.normal_(0, 0.05)
+    return m.eval()
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "nanogpt")
+def test_cached_decoding_and_padding_equal_recompute(options) -> None:
+    m = model(**options)
+    x = torch.randint(0, 97, (2, 12))
+    full = m(x).logits
+    cache = m.new_cache(2)
+    parts = [m(x[:, :5], cache=cache).logits] + [m(x[:, t : t + 1], cache=cache).logits for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=2e-5, rtol=1e-4)
+    # a left-padded row gives the logits it gives alone (positions count from its first real token)
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), x[:1, :9]], 1)
+    mask = torch.tensor([[0] * 3 + [1] * 9])
+    torch.testing.assert_close(m(padded, attention_mask=mask).logits[:, 3:], m(x[:1, :9]).logits, atol=2e-5, rtol=1e-4)
+    # the loss path the trainer uses equals the logits path
+    y = torch.randint(0, 97, (2, 12))
+    torch.testing.assert_close(m(x, y, loss_only=True).loss, m(x, y).loss, atol=1e-5, rtol=1e-5)
+
+
+def test_old_configs_load_as_nanogpt_models() -> None:
+    old = {"vocab_size": 97, "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16, "dropout": 0.0, "bias": False}
+    cfg = GPTConfig.from_dict(old)
+    assert (cfg.position, cfg.norm, cfg.mlp, cfg.tie_embeddings, cfg.logit_softcap) == ("learned", "layernorm", "gelu", True, 0.0)
+    m = GPT(cfg)
+    assert m.lm_head.weight is m.transformer.wte.weight and "wpe" in m.transformer
+
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ({"position": "alibi"}, "position must be one of learned, rotary"),
+        ({"norm": "batchnorm"}, "norm must be one of"),
+        ({"mlp": "swiglu"}, "mlp must be one of gelu, relu2"),
+        ({"init": "xavier"}, "init must be one of"),
+        ({"logit_softcap": -1.0}, "logit_softcap must be a number >= 0"),
+        ({"qk_norm": "yes"}, "qk_norm must be true or false"),
+        ({"position": "rotary", "n_head": 32}, "rotary positions need an even head size"),
+    ],
+)
+def test_bad_options_are_config_errors(bad, needle) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        GPTConfig(**{**SMALL, **bad})
+
+
+def test_rotary_scores_depend_only_on_relative_position() -> None:
+    cfg = GPTConfig(**SMALL, position="rotary")
+    cos, sin = rotary_tables(cfg)
+    q, k = torch.randn(1, 1, 1, cfg.head_dim), torch.randn(1, 1, 1, cfg.head_dim)
+
+    def score(i: int, j: int) -> float:
+        qi = apply_rotary(q, cos[i : i + 1], sin[i : i + 1])
+        kj = apply_rotary(k, cos[j : j + 1], sin[j : j + 1])
+        return float((qi * kj).sum())
+
+    assert score(5, 2) == pytest.approx(score(13, 10), rel=1e-4)
+    assert score(5, 2) != pytest.approx(score(5, 4), rel=1e-3)
+    rotated = apply_rotary(q, cos[7:8], sin[7:8])
+    assert float(rotated.norm()) == pytest.approx(float(q.norm()), rel=1e-5)  # a rotation keeps lengths
+    m = model(position="rotary")
+    assert "wpe" not in m.transformer and not any("rope" in k for k in m.state_dict())  # derived, not saved
+
+
+def test_rmsnorm_relu2_softcap_and_untied_head() -> None:
+    x = torch.randn(4, 32) * 3
+    torch.testing.assert_close(RMSNorm()(x), x / x.pow(2).mean(-1, keepdim=True).add(torch.finfo(x.dtype).eps).sqrt())
+    m = model(norm="rmsnorm", mlp="relu2", tie_embeddings=False, logit_softcap=2.0)
+    assert not any("ln_" in name for name, _ in m.named_parameters())  # RMSNorm has no parameters
+    assert m.lm_head.weight is not m.transformer.wte.weight
+    h = torch.randn(3, 32)
+    torch.testing.assert_close(m.transformer.h[0].mlp.act(h), F.relu(h) ** 2)
+    logits = m(torch.randint(0, 97, (2, 10))).logits
+    assert logits.abs().max() < 2.0
+    capped_off = model(norm="rmsnorm", mlp="relu2", tie_embeddings=False)
+    with torch.no_grad():
+        ref = capped_off(torch.arange(10)[None]).logits
+    torch.testing.assert_close(m(torch.arange(10)[None]).logits, 2.0 * torch.tanh(ref / 2.0), atol=1e-5, rtol=1e-5)
+
+
+def test_qk_norm_makes_attention_scale_free() -> None:
+    m = model(qk_norm=True)
+    n = model(qk_norm=True)
+    with torch.no_grad():  # scaling the query/key weights changes nothing once q and k are normalised
+        for block in n.transformer.h:
+            block.attn.c_attn.weight[: 2 * 32] *= 7.0
+    x = torch.randint(0, 97, (1, 10))
+    torch.testing.assert_close(m(x).logits, n(x).logits, atol=1e-5, rtol=1e-4)
+    plain, scaled = model(), model()
+    with torch.no_grad():
+        for block in scaled.transformer.h:
+            block.attn.c_attn.weight[: 2 * 32] *= 7.0
+    assert not torch.allclose(plain(x).logits, scaled(x).logits, atol=1e-4)
+
+
+def test_value_embeddings_sit_on_alternate_layers_ending_with_the_last() -> None:
+    m = model(value_embeds=True, n_layer=4)
+    assert sorted(m.transformer.ve.keys()) == ["1", "3"]
+    assert [b.attn.ve_gate is not None for b in m.transformer.h] == [False, True, False, True]
+    assert sorted(model(value_embeds=True, n_layer=3).transformer.ve.keys()) == ["0", "2"]
+
+
+def test_scaled_init_starts_every_block_as_the_identity() -> None:
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**SMALL, init="scaled", tie_embeddings=False))
+    for name, p in m.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert torch.count_nonzero(p) == 0, name
+    assert float(m.transformer.wte.weight.std()) == pytest.approx(1.0, rel=0.05)
+    assert float(m.lm_head.weight.std()) == pytest.approx(0.001, rel=0.05)
+    bound = math.sqrt(3 / 32)
+    assert float(m.transformer.h[0].mlp.c_fc.weight.abs().max()) <= bound
+
+
+def test_param_roles_cover_every_parameter_once_and_flops_count_matmuls() -> None:
+    for options in OPTIONS:
+        m = model(**options)
+        roles = m.param_roles()
+        ids = [id(p) for ps in roles.values() for p in ps]
+        assert len(ids) == len(set(ids)) == len({id(p) for p in m.parameters()})
+        assert all(p.dim() == 2 for p in roles["matrix"])
+    m = model()  # tied, learned positions: the head's matmul counts, lookups do not
+    c, L, V = 32, 3, 128  # V: the padded vocab
+    matmul = L * (3 * c * c + c * c + 8 * c * c) + V * c
+    assert m.flops_per_token() == 6 * matmul + 12 * L * c * 24

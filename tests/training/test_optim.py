@@ -1,0 +1,68 @@
+"""Muon + AdamW: Newton-Schulz orthogonalises, one step matches a hand computation, AdamW matches torch's."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from microtransformer.errors import ConfigError
+from microtransformer.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel
+from microtransformer.training.optim import MuonAdamW, OptimConfig, muon_groups, muon_momentum, newton_schulz
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (48, 16), (16, 64)])
+def test_newton_schulz_gives_singular_values_near_one(shape) -> None:
+    torch.manual_seed(0)
+    g = torch.randn(*shape) @ torch.diag(torch.logspace(0, 2, shape[1]))[: shape[1], : shape[1]] if shape[0] >= shape[1] else torch.randn(*shape)
+    s = torch.linalg.svdvals(newton_schulz(g, dtype=torch.float32))
+    assert float(s.min()) > 0.5 and float(s.max()) < 1.3
+    u, _, vh = torch.linalg.svd(g, full_matrices=False)
+    cos = torch.nn.functional.cosine_similarity(newton_schulz(g, dtype=torch.float32).flatten(), (u @ vh).flatten(), dim=0)
+    assert float(cos) > 0.95  # close to the exact polar factor U V^T
+
+
+def test_one_muon_step_equals_the_hand_computation() -> None:
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(24, 8))
+    g = torch.randn(24, 8)
+    w0 = w.detach().clone()
+    opt = MuonAdamW([{"params": [w], "muon": True, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}], ns_dtype=torch.float32)
+    for step in range(2):
+        w.grad = g.clone()
+        opt.step()
+    buf1 = 0.1 * g
+    buf2 = 0.9 * buf1 + 0.1 * g
+    expect = w0.clone()
+    for buf in (buf1, buf2):
+        u = 0.1 * g + 0.9 * buf  # Nesterov
+        expect -= 0.1 * math.sqrt(24 / 8) * newton_schulz(u, dtype=torch.float32)
+    torch.testing.assert_close(w.detach(), expect)
+
+
+def test_the_adamw_groups_match_torch_adamw() -> None:
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(10, 4))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = MuonAdamW([{"params": [a], "muon": False, "lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.1}])
+    ref = torch.optim.AdamW([b], lr=0.01, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
+    for _ in range(5):
+        g = torch.randn(10, 4)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    torch.testing.assert_close(a.detach(), b.detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_groups_split_the_gpt_and_refuse_the_lstm() -> None:
+    m = GPT(GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=32, block_size=8, tie_embeddings=False, norm="rmsnorm"))
+    groups = muon_groups(m, OptimConfig())
+    assert [g["muon"] for g in groups] == [True, False, False]  # matrices; embeddings; head (RMSNorm: no scalars)
+    assert groups[1]["lr"] == pytest.approx(0.2 * (32 / 768) ** -0.5)
+    assert sum(len(g["params"]) for g in groups) == len(list(m.parameters()))
+    with pytest.raises(ConfigError, match="needs a GPT"):
+        muon_groups(LSTMLanguageModel(LSTMConfig(vocab_size=64)), OptimConfig())
+    assert muon_momentum(0, OptimConfig()) == pytest.approx(0.85)
+    assert muon_momentum(150, OptimConfig()) == pytest.approx(0.90)
+    assert muon_momentum(10_000, OptimConfig()) == pytest.approx(0.95)

@@ -1,0 +1,116 @@
+"""Recipes, Muon + WSD through the trainer (exact resume), the time budget, and the speedrun's --quick run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from microtransformer.errors import ConfigError
+from microtransformer.models import GPT, GPTConfig
+from microtransformer.training import checkpoint as ckpt
+from microtransformer.training.recipes import RECIPES, get_recipe, size_for_budget
+from microtransformer.training.schedule import LRSchedule, wsd_lr_factor
+from microtransformer.training.trainer import TrainConfig, Trainer
+
+from lm_testkit import VOCAB, make_config, make_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def modern_model(block_size: int = 16) -> GPT:
+    torch.manual_seed(0)
+    shape = dict(n_layer=2, n_head=2, n_embd=32, block_size=block_size)
+    return GPT(GPTConfig(vocab_size=VOCAB, **{**RECIPES["ours"].model, **shape}))
+
+
+def modern_config(**kw) -> TrainConfig:
+    train = {k: v for k, v in RECIPES["ours"].train.items() if k not in ("precision", "compile")}
+    return make_config(**{**train, **kw})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_muon_wsd_modern_gpt_resumes_exactly(tmp_path, precision) -> None:
+    data = make_data()
+    cfg = modern_config(max_steps=8, eval_interval=3, precision=precision)
+    full = Trainer(modern_model(), data, cfg, tmp_path / "full", show_progress=False).fit()
+    first = Trainer(modern_model(), data, cfg, tmp_path / "split", show_progress=False).fit(stop_at_step=4)
+    second = Trainer.resume(tmp_path / "split", data, show_progress=False).fit()
+    assert [s.loss for s in first.history + second.history] == [s.loss for s in full.history]
+    assert full.history[-1].loss < full.history[0].loss
+    a, _ = ckpt.load_model_from_checkpoint(ckpt.resolve_checkpoint(tmp_path / "full", "last"))
+    b, _ = ckpt.load_model_from_checkpoint(ckpt.resolve_checkpoint(tmp_path / "split", "last"))
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert a.config.position == "rotary" and not a.config.tie_embeddings  # the options travel in the checkpoint
+    lrs = [s.lr for s in full.history]
+    assert lrs[0] == lrs[4] == pytest.approx(RECIPES["ours"].train.get("matrix_lr", TrainConfig.matrix_lr))
+    assert lrs[-1] < lrs[4]  # the warmdown
+
+
+def test_wsd_schedule_holds_then_decays_linearly() -> None:
+    s = LRSchedule(lr=1.0, warmup_steps=2, total_steps=10, kind="wsd", warmdown_ratio=0.5, min_ratio=0.1)
+    assert [round(s.lr_at(t), 3) for t in range(11)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.82, 0.64, 0.46, 0.28, 0.1]
+    assert wsd_lr_factor(50, warmup_steps=0, total_steps=10, warmdown_ratio=0.5, min_ratio=0.1) == 0.1
+    with pytest.raises(ConfigError, match="lr_schedule must be one of cosine, wsd"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ConfigError, match="optimizer must be one of adamw, muon"):
+        TrainConfig(optimizer="sgd")
+
+
+def test_a_time_budget_sets_max_steps_and_records_it(tmp_path) -> None:
+    data = make_data()
+    cfg = make_config(max_steps=3, time_budget=1.5, eval_interval=10_000, grad_accum_steps=1)
+    trainer = Trainer(modern_model(), data, cfg, tmp_path / "run", show_progress=False)
+    result = trainer.fit()
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]
+    assert result.step == trainer.config.max_steps == saved["max_steps"] > 9  # not the 3 asked for: the budget decides
+    resumed = Trainer.resume(tmp_path / "run", data, overrides={"max_steps": result.step + 2}, show_progress=False)
+    assert resumed.config.max_steps == result.step + 2  # a resumed run keeps its planned schedule, no re-timing
+
+
+def test_recipes_build_and_variants_parse() -> None:
+    for name, recipe in RECIPES.items():
+        GPTConfig(vocab_size=recipe.vocab_size, **recipe.model)
+        TrainConfig(**recipe.train)
+    r = get_recipe("ours+mlp=gelu+matrix_lr=0.03+vocab_size=2048+precision=fp32")
+    assert (r.model["mlp"], r.train["matrix_lr"], r.vocab_size, r.train["precision"]) == ("gelu", 0.03, 2048, "fp32")
+    with pytest.raises(ConfigError, match="neither a GPTConfig nor a TrainConfig field"):
+        get_recipe("ours+colour=blue")
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        get_recipe("gpt5")
+    assert size_for_budget(30)["n_embd"] > 0
+    with pytest.raises(ConfigError):
+        size_for_budget(0)
+
+
+def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
+    from pydoc_data.topics import topics
+
+    data = tmp_path / "books"
+    data.mkdir()
+    texts = list(topics.values())
+    (data / "a.txt").write_text("".join(texts[:60]), encoding="utf-8")
+    (data / "b.txt").write_text("".join(texts[60:120]), encoding="utf-8")
+    (data / "pride_and_prejudice.txt").write_text("".join(texts[120:130]), encoding="utf-8")
+    out = tmp_path / "out"
+    small = "+n_layer=1+n_embd=32+n_head=2+block_size=32+batch_size=4+vocab_size=300+compile=false"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "speedrun.py"), "--quick", "--budget", "2", "--points", "2",
+           "--threads", "1", "--recipes", f"nanogpt{small},ours{small}", "--data_dir", str(data),
+           "--cache_dir", str(tmp_path / "cache"), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| recipe | vocab | params | steps | tokens/s | MFU" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    held_out = len((data / "pride_and_prejudice.txt").read_text(encoding="utf-8").encode("utf-8"))
+    assert [r["recipe"] for r in result["rows"]] == [f"nanogpt{small}", f"ours{small}"]
+    for row in result["rows"]:
+        assert row["steps"] > 0 and 0 < row["bpb"] < 20 and row["train_seconds"] >= 2.0
+        assert row["curve"] and row["curve"][-1]["bpb"] == row["bpb"]
+        assert row["held_out_bytes"] == held_out  # the whole held-out book is scored
+    assert result["rows"][1]["model"]["position"] == "rotary" and result["rows"][0]["model"]["position"] == "learned"
+    assert (out / "bpb.png").stat().st_size > 1000
