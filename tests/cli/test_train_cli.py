@@ -89,3 +89,34 @@ def test_quickstart_tiny(tmp_path, capsys):
     assert (out / "run" / "best.json").is_file() and (out / "shards" / "meta.json").is_file()
     assert main(argv) == 2  # refuses to overwrite without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys):
+    from microtransformer.training.recipes import RECIPES, size_for_budget
+
+    run = tmp_path / "budget"
+    argv = ["train", "--data_file", str(text_file), "--vocab_size", "300", "--time_budget", "3", "--model_size", "auto",
+            "--block_size", "32", "--batch_size", "2", "--eval_iters", "1", "--device", "cpu", "--out_dir", str(run)]
+    assert main(argv) == 0
+    saved = json.loads((run / "run.json").read_text())
+    model, train = saved["model"]["config"], saved["train_config"]
+    assert {k: model[k] for k in ("n_layer", "n_embd")} == {k: size_for_budget(3)[k] for k in ("n_layer", "n_embd")}
+    assert model["position"] == RECIPES["ours"].model["position"] and train["optimizer"] == "muon"
+    assert train["time_budget"] == 3 and train["max_steps"] == json.loads((run / "last.json").read_text())["step"]
+    assert saved["recipe"] == "ours"
+    capsys.readouterr()
+
+    classic = tmp_path / "classic"
+    assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", "--recipe", "nanogpt", *TINY_MODEL,
+                 "--batch_size", "2", "--max_steps", "2", "--eval_iters", "1", "--mlp", "relu2", "--no-tie_embeddings",
+                 "--device", "cpu", "--out_dir", str(classic)]) == 0
+    saved = json.loads((classic / "run.json").read_text())
+    assert saved["train_config"]["optimizer"] == "adamw" and saved["model"]["config"]["position"] == "learned"
+    assert saved["model"]["config"]["mlp"] == "relu2" and saved["model"]["config"]["tie_embeddings"] is False
+    assert main(["sample", "--ckpt", str(classic), "--max_new_tokens", "4", "--seed", "0"]) == 0
+    capsys.readouterr()
+
+    assert main(["train", "--data_file", str(text_file), "--model_size", "auto", "--out_dir", str(tmp_path / "x")]) == 2
+    assert "--time_budget" in capsys.readouterr().err
+    assert main(["train", "--data_file", str(text_file), "--optimizer", "sgd", "--out_dir", str(tmp_path / "y")]) == 2
+    assert "optimizer must be one of adamw, muon" in capsys.readouterr().err

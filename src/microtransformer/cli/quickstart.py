@@ -35,7 +35,7 @@ from microtransformer.tokenization import MicroTransformerTokenizer
 PROMPTS = ("The ", "The for statement", "def ")
 QUICKSTART_BUDGET = 100.0
 # the ``ours`` recipe's shape for the ~115k-token built-in corpus (larger models overfit it in the budget)
-QUICKSTART_SHAPE = dict(n_layer=2, n_head=2, n_embd=128, block_size=128, batch_size=16)
+QUICKSTART_SHAPE = dict(n_layer=2, n_head=1, n_embd=128, block_size=128, batch_size=16)
 
 
 def register(subparsers: Any) -> None:

@@ -29,6 +29,10 @@ from microtransformer.models.outputs import IGNORE_INDEX
 DEFAULT_CHUNK = 256  # rows per block: 256 x 4096 fp32 logits = 4 MB, about one core's L2
 
 
+def _softmax_dtype(h: torch.Tensor) -> torch.dtype:
+    return torch.float64 if h.dtype == torch.float64 else torch.float32
+
+
 def _matmul_dtype(h: torch.Tensor) -> torch.dtype:
     device = h.device.type
     if torch.is_autocast_enabled(device):
@@ -44,11 +48,12 @@ class _ChunkedCE(torch.autograd.Function):
         wc = weight[:vocab_size].to(dtype)  # padding rows are never scored
         valid = targets != IGNORE_INDEX
         safe = torch.where(valid, targets, 0)
-        lse = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+        acc = _softmax_dtype(h)
+        lse = torch.empty(h.size(0), dtype=acc, device=h.device)
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         with torch.autocast(h.device.type, enabled=False):
             for s in range(0, h.size(0), chunk):
-                z = (hc[s : s + chunk] @ wc.T).float()  # (n, V)
+                z = (hc[s : s + chunk] @ wc.T).to(acc)  # (n, V)
                 if cap > 0:
                     z = torch.tanh(z.div_(cap)).mul_(cap)
                 lse[s : s + chunk] = torch.logsumexp(z, dim=-1)
@@ -57,30 +62,31 @@ class _ChunkedCE(torch.autograd.Function):
         n_valid = valid.sum()
         ctx.save_for_backward(hc, wc, safe, valid, lse)
         ctx.meta = (h.dtype, weight.shape, weight.dtype, cap, chunk, n_valid)
-        return (total / n_valid).float()
+        return (total / n_valid).to(acc)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         hc, wc, safe, valid, lse = ctx.saved_tensors
         h_dtype, w_shape, w_dtype, cap, chunk, n_valid = ctx.meta
-        scale = grad.float() / n_valid
+        acc = lse.dtype
+        scale = grad.to(acc) / n_valid
         dh = torch.empty(hc.shape, dtype=h_dtype, device=hc.device)
-        dw = torch.zeros((wc.size(0), wc.size(1)), dtype=torch.float32, device=hc.device)
+        dw = torch.zeros((wc.size(0), wc.size(1)), dtype=acc, device=hc.device)
         with torch.autocast(hc.device.type, enabled=False):
             for s in range(0, hc.size(0), chunk):
                 rows = hc[s : s + chunk]
-                z = (rows @ wc.T).float()  # (n, V), recomputed
+                z = (rows @ wc.T).to(acc)  # (n, V), recomputed
                 if cap > 0:
                     t = torch.tanh(z.div_(cap))
                     z = t * cap
                 p = torch.exp(z - lse[s : s + chunk, None])  # softmax
                 p.scatter_add_(1, safe[s : s + chunk, None], torch.full_like(p[:, :1], -1.0))
-                p.mul_((valid[s : s + chunk, None] * scale).float())
+                p.mul_((valid[s : s + chunk, None] * scale).to(acc))
                 if cap > 0:
                     p.mul_(1 - t * t)  # d(cap * tanh(u / cap)) / du
                 g = p.to(hc.dtype)
                 dh[s : s + chunk] = (g @ wc).to(h_dtype)
-                dw += (g.T @ rows).float()
+                dw += (g.T @ rows).to(acc)
         dweight = torch.zeros(w_shape, dtype=w_dtype, device=hc.device)
         dweight[: wc.size(0)] = dw.to(w_dtype)
         return dh, dweight, None, None, None, None

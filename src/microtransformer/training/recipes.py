@@ -80,8 +80,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "ours": Recipe(
         "ours",
-        model=dict(n_layer=2, n_head=2, n_embd=256, block_size=256, **_MODERN_GPT),
-        train=dict(batch_size=32, precision="auto", **_MUON_WSD),
+        model=dict(n_layer=2, n_head=2, n_embd=192, block_size=256, **_MODERN_GPT),
+        train=dict(batch_size=16, precision="auto", **_MUON_WSD),
         description="nanochat's architecture and optimiser, bf16 autocast where the CPU has bf16 units, sized for the budget",
     ),
 }

@@ -290,7 +290,7 @@ class Trainer:
         self._check_compatible(data, tokenizer)
         self._fresh = _resume_from is None
         self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
-        self._fresh_budget = self._budget_pending  # and corrected while the schedule allows (see can_replan)
+        self._replan_steps: list[int] = []  # steps where max_steps is re-estimated (see plan_budget, can_replan)
         if self._budget_pending:
             config = replace(config, max_steps=PROVISIONAL_MAX_STEPS)  # the schedule stays in warmup/stable meanwhile
             self.config = config
@@ -620,7 +620,6 @@ class Trainer:
         smooth = self.train_loss_smooth
         val: EvalResult | None = None
         step_times: list[float] = []
-        replan_at: list[float] = []
         with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
@@ -647,9 +646,8 @@ class Trainer:
                 if self._budget_pending and steps_run > BUDGET_CALIBRATION_STEPS:
                     end = self.plan_budget(step_times[1:], train_time, stop_at_step)
                     bar.total = self.config.max_steps
-                    replan_at = [f * self.config.time_budget for f in BUDGET_REPLAN_AT]
-                elif self._fresh_budget and replan_at and train_time >= replan_at[0]:
-                    replan_at.pop(0)
+                elif self._replan_steps and self.step >= self._replan_steps[0]:
+                    self._replan_steps.pop(0)
                     if self.can_replan():
                         end = self.plan_budget(step_times[-BUDGET_CALIBRATION_STEPS * 4 :], train_time, stop_at_step)
                         bar.total = self.config.max_steps
@@ -695,15 +693,22 @@ class Trainer:
     def plan_budget(self, step_times: list[float], train_time: float, stop_at_step: int | None) -> int:
         """Set ``max_steps`` so the run's training time fits ``time_budget``; returns the new end step.
 
-        The step time is the mean of ``step_times`` (averaged over ranks
-        under DDP, so every rank gets the same answer). The time already spent,
-        compile warm-up included, counts against the budget.
+        The step time is the mean of ``step_times``; under DDP it and the time
+        spent are averaged over ranks, so every rank plans the same steps (and
+        re-plans at the same steps). The time already spent, compile warm-up
+        included, counts against the budget.
         """
         per_step = sum(step_times) / len(step_times)  # the mean: what the remaining steps will sum to
-        if self.env.is_distributed:
-            per_step = all_reduce_sum([per_step], self.device)[0] / self.env.world_size
-        remaining = max(0.0, self.config.time_budget - train_time)
-        max_steps = self.step + max(1, int(remaining / max(per_step, 1e-9)))
+        if self.env.is_distributed:  # every rank must plan the same steps
+            per_step, train_time = (v / self.env.world_size for v in all_reduce_sum([per_step, train_time], self.device))
+        budget = self.config.time_budget
+        remaining = max(0.0, budget - train_time)
+        per_step = max(per_step, 1e-9)
+        max_steps = self.step + max(1, int(remaining / per_step))
+        if self._budget_pending:  # the first plan: re-estimate when 25 % and 50 % of the budget should be spent
+            self._replan_steps = [
+                self.step + int((f * budget - train_time) / per_step) for f in BUDGET_REPLAN_AT if f * budget > train_time
+            ]
         self.config = replace(self.config, max_steps=max_steps)
         self.schedule = self.config.schedule()
         self._budget_pending = False
