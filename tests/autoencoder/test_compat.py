@@ -4,8 +4,8 @@
 into ``microtransformer/autoencoder/`` and adopted the run format (see its
 README): a pre-training folder in the earlier layout, a tokenizer directory,
 results files, and the per-step losses that code computed. The losses are
-compared bit for bit; on another CPU or torch build (floats may differ in
-their last bits) to a relative 1e-5.
+compared bit for bit where golden.json names this machine's torch build and
+CPU model, and elsewhere (floats may differ in their last bits) to a relative 1e-5.
 """
 
 from __future__ import annotations
@@ -28,13 +28,24 @@ from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training import checkpoint as run_format
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "autoencoder_v1"
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), None)
+
+
 GOLDEN = json.loads((FIXTURE / "golden.json").read_text(encoding="utf-8"))
 DOCS = [  # the documents the fixture was trained on (its README's script)
     "\n".join(f"The quick brown fox {i} jumps over the lazy dog, said the teacher." for i in [j % 7 for j in range(60)]),
     "\n".join(f"hello world number {i}; it's a test of chunks and codes!" for i in [j % 5 for j in range(60)]),
 ]
-SAME_PLATFORM = (GOLDEN["torch"], GOLDEN["cpu_capability"], GOLDEN["machine"]) == (
-    torch.__version__, torch.backends.cpu.get_cpu_capability(), platform.machine()
+# bit for bit only on the machine that wrote the fixture: torch's CPU capability string does not name every
+# kernel choice (oneDNN picks AMX or AVX-512 paths by CPU model), so two "AVX512" machines can differ in last bits
+SAME_PLATFORM = (GOLDEN["torch"], GOLDEN["cpu_capability"], GOLDEN["machine"], GOLDEN.get("cpu_model")) == (
+    torch.__version__, torch.backends.cpu.get_cpu_capability(), platform.machine(), cpu_model()
 )
 TRAIN_KEYS = ("loss", "char_accuracy", "lr", "encoder_lr", "collision_pairs")
 

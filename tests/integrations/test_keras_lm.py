@@ -90,6 +90,12 @@ def test_keras_gpt_is_our_gpt(keras_lm):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_keras_gpt_refuses_architectures_it_does_not_implement(keras_lm):
+    cfg = GPTConfig(vocab_size=100, n_layer=1, n_head=2, n_embd=32, block_size=16, position="rotary", mlp="relu2")
+    with pytest.raises(ConfigError, match="nanoGPT architecture only; not position='rotary', mlp='relu2'"):
+        keras_lm.build_keras_gpt(**cfg.to_dict(), pad_id=99, compile=False)
+
+
 @pytest.mark.parametrize("builder", ["lstm", "gpt"])
 def test_train_save_reload_predict_and_generate(keras_lm, tok, corpus, tmp_path, builder):
     from microtransformer.integrations import to_tf_dataset

@@ -31,6 +31,7 @@ from microtransformer.device import set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer
+from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES
 
 PROMPTS = ("The ", "The for statement", "def ")
 QUICKSTART_BUDGET = 100.0
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from microtransformer.data.loader import ShardDataset
     from microtransformer.models import GPT, GPTConfig
     from microtransformer.sampling import SamplingConfig, generate
-    from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES
     from microtransformer.training.trainer import TrainConfig, Trainer
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)

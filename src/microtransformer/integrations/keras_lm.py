@@ -171,6 +171,22 @@ def build_keras_lstm(
     return _compile(model, pad_id, learning_rate) if compile else model
 
 
+TWIN_ARCHITECTURE: dict[str, Any] = {  # the GPT options the Keras twin implements (nanoGPT's block)
+    "position": "learned", "norm": "layernorm", "qk_norm": False, "mlp": "gelu",
+    "tie_embeddings": True, "logit_softcap": 0.0, "value_embeds": False, "embed_norm": False,
+}
+
+
+def _check_twin_architecture(architecture: dict[str, Any]) -> None:
+    unknown = sorted(set(architecture) - set(TWIN_ARCHITECTURE))
+    if unknown:
+        raise ConfigError(f"build_keras_gpt got unknown options: {', '.join(unknown)}")
+    other = {k: v for k, v in architecture.items() if v != TWIN_ARCHITECTURE[k]}
+    if other:
+        wanted = ", ".join(f"{k}={v!r}" for k, v in other.items())
+        raise ConfigError(f"the Keras GPT implements the nanoGPT architecture only; not {wanted}")
+
+
 def build_keras_gpt(
     vocab_size: int,
     *,
@@ -183,13 +199,19 @@ def build_keras_gpt(
     bias: bool = False,
     learning_rate: float = 1e-3,
     compile: bool = True,
+    init: str = "gpt2",
+    **architecture: Any,
 ) -> keras.Model:
     """A decoder-only transformer (learned positions, pre-norm blocks, GELU MLP) named like our ``GPTConfig``.
 
     ``build_keras_gpt(**gpt_config.to_dict(), pad_id=tok.pad_id)`` builds the
-    Keras twin of a torch :class:`~microtransformer.models.GPT` config.
+    Keras twin of a torch :class:`~microtransformer.models.GPT` config with
+    the nanoGPT architecture (the GPT's defaults); the other architecture
+    options (rotary, RMSNorm, ...) are refused with a ConfigError, and
+    ``init`` is accepted and ignored (Keras initialises its own layers).
     Inputs longer than ``block_size`` real tokens must be cropped (as for the GPT).
     """
+    _check_twin_architecture(architecture)
     pad_id = _check_pad(vocab_size, pad_id)
     if n_embd % n_head:
         raise ConfigError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")

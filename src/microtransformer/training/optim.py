@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from microtransformer.device import cpu_bf16_flags
 from microtransformer.errors import ConfigError
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # the quintic of Jordan et al.: fast to ~0.7-1.2 singular values
@@ -112,8 +113,6 @@ class MuonAdamW(torch.optim.Optimizer):
             return self.ns_dtype
         if device.type == "cuda":
             return torch.bfloat16
-        from microtransformer.device import cpu_bf16_flags
-
         return torch.bfloat16 if cpu_bf16_flags() else torch.float32
 
     @torch.no_grad()

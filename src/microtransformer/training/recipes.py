@@ -16,6 +16,7 @@ A recipe is plain data. ``with_overrides`` makes a variant for an A/B:
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +90,6 @@ RECIPES: dict[str, Recipe] = {
 
 def get_recipe(spec: str) -> Recipe:
     """``"ours"`` or a variant ``"ours+mlp=gelu+matrix_lr=0.03"`` (values parsed as JSON, else strings)."""
-    import json
-
     name, *parts = spec.split("+")
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}")

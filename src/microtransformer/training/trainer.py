@@ -435,7 +435,9 @@ class Trainer:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
         if c.optimizer == "muon":
-            return MuonAdamW(muon_groups(self.raw_model, c.optim_config()))
+            # fp32 training keeps Newton-Schulz in fp32 too (by default it runs in bf16 where that is fast)
+            ns_dtype = torch.float32 if self.precision.precision == "fp32" else None
+            return MuonAdamW(muon_groups(self.raw_model, c.optim_config()), ns_dtype=ns_dtype)
         return adamw(self.raw_model.optimizer_groups(c.weight_decay), lr=c.lr, betas=(c.beta1, c.beta2))
 
     def _try_compile(self, model: nn.Module) -> nn.Module:
