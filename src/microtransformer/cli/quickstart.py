@@ -8,7 +8,7 @@ bits per byte before and after training -> samples. Every output lands under
 The model and optimiser are the ``ours`` recipe of ``mtx train``
 (:mod:`microtransformer.training.recipes`: nanochat's architecture, Muon +
 AdamW, warmup-stable-decay), sized for the small built-in corpus, trained
-for ``--time_budget`` seconds (default 100): the trainer times its first
+for ``--time_budget`` seconds (default 40): the trainer times its first
 steps and fixes the step count, and so the schedule, to fill the budget.
 A faster machine trains more steps in the same time. ``--max_steps N``
 trains exactly N steps instead (the same result on every machine).
@@ -34,7 +34,7 @@ from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES
 
 PROMPTS = ("The ", "The for statement", "def ")
-QUICKSTART_BUDGET = 100.0
+QUICKSTART_BUDGET = 40.0
 # the ``ours`` recipe's shape for the ~115k-token built-in corpus (larger models overfit it in the budget)
 QUICKSTART_SHAPE = dict(n_layer=2, n_head=1, n_embd=128, block_size=128, batch_size=16)
 
