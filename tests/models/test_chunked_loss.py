@@ -45,4 +45,22 @@ def test_gradcheck_and_bf16_autocast() -> None:
         loss = chunked_cross_entropy(h32, w32, t, vocab_size=6, cap=2.0)
     loss.backward()
     assert loss.dtype == torch.float32 and h32.grad.dtype == torch.float32 and w32.grad.dtype == torch.float32
-    assert float(loss.detach()) == pytest.approx(float(reference(h, w, t, 6, 2.0)), rel=2e-2)
+    assert float(loss.detach()) == pytest.approx(float(reference(h, w, t, 6, 2.0).detach()), rel=2e-2)
+
+
+def test_upstream_gradient_scales_and_no_grad_gives_the_same_value() -> None:
+    """The logits' gradient is computed in the forward, for an upstream gradient of one: backward must scale it
+    (a loss weighted by 3, as gradient accumulation or a mixed objective does), and a forward without
+    gradients (evaluation) must give the same value."""
+    torch.manual_seed(2)
+    h = torch.randn(9, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 8, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 11, (9,))
+    gh, gw = torch.autograd.grad(3.0 * chunked_cross_entropy(h, w, t, vocab_size=11, cap=2.0, chunk=4), (h, w))
+    rh, rw = torch.autograd.grad(3.0 * reference(h, w, t, 11, 2.0), (h, w))
+    torch.testing.assert_close(gh, rh)
+    torch.testing.assert_close(gw, rw)
+    with torch.no_grad():
+        value = chunked_cross_entropy(h, w, t, vocab_size=11, cap=2.0, chunk=4)
+    assert not value.requires_grad
+    torch.testing.assert_close(value, reference(h, w, t, 11, 2.0).detach())

@@ -4,8 +4,11 @@ Why: on a CPU the training step of a small GPT is dominated not by its
 matmuls but by elementwise passes over the ``(B*T, vocab)`` logits (cast,
 soft-cap, log-softmax and their backward): tens of MB each, far larger than
 the caches. Computing the loss for ``chunk`` rows at a time keeps each
-block of logits in cache, and the backward recomputes a block's logits
-instead of storing them all. The result is the same mean cross-entropy as
+block of logits in cache; while a block is there, the forward also turns it
+into the block's gradient (softmax minus one-hot, scaled, through the
+soft-cap) and stores that in the matmul dtype (bf16 under autocast: half
+the bytes of fp32 logits), so the backward is two large matmuls with no
+second pass over the logits. The result is the same mean cross-entropy as
 ``F.cross_entropy(cap * tanh(h @ W.T / cap), targets, ignore_index=-100)``
 (tests compare values and gradients).
 
@@ -41,55 +44,60 @@ def _matmul_dtype(h: torch.Tensor) -> torch.dtype:
 
 
 class _ChunkedCE(torch.autograd.Function):
+    """Forward computes, block by block, the loss and (when a gradient is wanted) the gradient of the
+    logits, while the block is in cache; backward is then two large matmuls with the stored gradient."""
+
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab_size: int, cap: float, chunk: int) -> torch.Tensor:
+    def forward(
+        ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+        vocab_size: int, cap: float, chunk: int, want_grad: bool,
+    ) -> torch.Tensor:
         dtype = _matmul_dtype(h)
         hc = h.to(dtype)
         wc = weight[:vocab_size].to(dtype)  # padding rows are never scored
         valid = targets != IGNORE_INDEX
         safe = torch.where(valid, targets, 0)
+        n_valid = valid.sum()
         acc = _softmax_dtype(h)
-        lse = torch.empty(h.size(0), dtype=acc, device=h.device)
+        weights = (valid / n_valid.clamp(min=1)).to(acc)  # each scored row's share of the mean
+        dz = torch.empty((h.size(0), wc.size(0)), dtype=dtype, device=h.device) if want_grad else None
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         with torch.autocast(h.device.type, enabled=False):
             for s in range(0, h.size(0), chunk):
-                z = (hc[s : s + chunk] @ wc.T).to(acc)  # (n, V)
+                rows = slice(s, s + chunk)
+                z = (hc[rows] @ wc.T).to(acc)  # (n, V)
+                t = None
                 if cap > 0:
-                    z = torch.tanh(z.div_(cap)).mul_(cap)
-                lse[s : s + chunk] = torch.logsumexp(z, dim=-1)
-                picked = z.gather(1, safe[s : s + chunk, None]).squeeze(1)
-                total += ((lse[s : s + chunk] - picked) * valid[s : s + chunk]).sum(dtype=torch.float64)
-        n_valid = valid.sum()
-        ctx.save_for_backward(hc, wc, safe, valid, lse)
-        ctx.meta = (h.dtype, weight.shape, weight.dtype, cap, chunk, n_valid)
+                    t = torch.tanh(z.div_(cap))
+                    z = torch.mul(t, cap, out=z)
+                picked = z.gather(1, safe[rows, None]).squeeze(1)
+                top = z.amax(dim=-1, keepdim=True)
+                e = z.sub_(top).exp_()  # in place: z is not needed again
+                norm = e.sum(dim=-1, keepdim=True)
+                lse = top.squeeze(1) + norm.squeeze(1).log()
+                total += ((lse - picked) * valid[rows]).sum(dtype=torch.float64)
+                if dz is not None:
+                    g = e.mul_(weights[rows, None] / norm)  # softmax x row weight
+                    g.scatter_add_(1, safe[rows, None], -weights[rows, None])  # minus the one-hot target
+                    if t is not None:
+                        g.mul_(t.mul_(t).neg_().add_(1))  # d(cap * tanh(u / cap)) / du = 1 - tanh^2
+                    dz[rows] = g
+        ctx.save_for_backward(hc, wc, dz)
+        ctx.meta = (h.dtype, weight.shape, weight.dtype)
         return (total / n_valid).to(acc)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        hc, wc, safe, valid, lse = ctx.saved_tensors
-        h_dtype, w_shape, w_dtype, cap, chunk, n_valid = ctx.meta
-        acc = lse.dtype
-        scale = grad.to(acc) / n_valid
-        dh = torch.empty(hc.shape, dtype=h_dtype, device=hc.device)
-        dw = torch.zeros((wc.size(0), wc.size(1)), dtype=acc, device=hc.device)
+        hc, wc, dz = ctx.saved_tensors
+        if dz is None:
+            raise RuntimeError("chunked_cross_entropy was called without gradients enabled; it cannot be differentiated")
+        h_dtype, w_shape, w_dtype = ctx.meta
         with torch.autocast(hc.device.type, enabled=False):
-            for s in range(0, hc.size(0), chunk):
-                rows = hc[s : s + chunk]
-                z = (rows @ wc.T).to(acc)  # (n, V), recomputed
-                if cap > 0:
-                    t = torch.tanh(z.div_(cap))
-                    z = t * cap
-                p = torch.exp(z - lse[s : s + chunk, None])  # softmax
-                p.scatter_add_(1, safe[s : s + chunk, None], torch.full_like(p[:, :1], -1.0))
-                p.mul_((valid[s : s + chunk, None] * scale).to(acc))
-                if cap > 0:
-                    p.mul_(1 - t * t)  # d(cap * tanh(u / cap)) / du
-                g = p.to(hc.dtype)
-                dh[s : s + chunk] = (g @ wc).to(h_dtype)
-                dw += (g.T @ rows).to(acc)
+            dh = (dz @ wc).to(h_dtype) * grad.to(h_dtype)
+            dw = (dz.T @ hc).to(w_dtype) * grad.to(w_dtype)
         dweight = torch.zeros(w_shape, dtype=w_dtype, device=hc.device)
-        dweight[: wc.size(0)] = dw.to(w_dtype)
-        return dh, dweight, None, None, None, None
+        dweight[: wc.size(0)] = dw
+        return dh, dweight, None, None, None, None, None
 
 
 def chunked_cross_entropy(
@@ -100,4 +108,5 @@ def chunked_cross_entropy(
     ``h`` ``(N, C)``, ``weight`` ``(V_padded, C)``, ``targets`` ``(N,)``.
     Under autocast the matmuls run in the autocast dtype, the softmax in fp32.
     """
-    return _ChunkedCE.apply(h, weight, targets, vocab_size, float(cap), chunk)
+    want_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return _ChunkedCE.apply(h, weight, targets, vocab_size, float(cap), chunk, want_grad)
