@@ -14,7 +14,7 @@ from microtransformer.models.gpt import RMSNorm, apply_rotary, rotary_tables
 from microtransformer.training.recipes import RECIPES
 
 SMALL = dict(vocab_size=97, n_layer=3, n_head=2, n_embd=32, block_size=24)
-MODERN = RECIPES["ours"].model | {k: SMALL[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+MODERN = RECIPES["nanochat"].model | {k: SMALL[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
 OPTIONS = [
     {},
     {"position": "rotary"},

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def modern_model(block_size: int = 16) -> GPT:
     torch.manual_seed(0)
     shape = dict(n_layer=2, n_head=2, n_embd=32, block_size=block_size)
-    return GPT(GPTConfig(vocab_size=VOCAB, **{**RECIPES["ours"].model, **shape}))
+    return GPT(GPTConfig(vocab_size=VOCAB, **{**RECIPES["nanochat"].model, **shape}))  # every option on
 
 
 def modern_config(**kw) -> TrainConfig:
