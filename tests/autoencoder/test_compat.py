@@ -28,6 +28,8 @@ from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training import checkpoint as run_format
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "autoencoder_v1"
+
+
 def cpu_model() -> str | None:
     """The CPU's model name from /proc/cpuinfo (None elsewhere)."""
     try:

@@ -63,6 +63,14 @@ class Recipe:
         return dataclasses.replace(self, name=name or self.name, model=model, train=train, vocab_size=vocab)
 
 
+#: ``(up to this many seconds, model shape)``: the shape of ``ours`` that reached the lowest held-out
+#: bits per byte for budgets of that size in the speedrun (2 CPU threads; docs/benchmarks.md).
+BUDGET_SIZES: tuple[tuple[float, dict[str, int]], ...] = (
+    (240.0, dict(n_layer=2, n_head=1, n_embd=128)),
+    (float("inf"), dict(n_layer=2, n_head=2, n_embd=192)),
+)
+
+
 RECIPES: dict[str, Recipe] = {
     "nanogpt": Recipe(
         "nanogpt",
@@ -81,8 +89,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     "ours": Recipe(
         "ours",
-        # no soft-cap and no QK-norm: neither helps a 2-layer model in minutes, and both cost time (speedrun A/Bs)
-        model=dict(n_layer=2, n_head=2, n_embd=192, block_size=256, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
+        # the shape for long budgets; no soft-cap and no QK-norm: neither helps a 2-layer model in minutes, and
+        # both cost time (speedrun A/Bs)
+        model=dict(**BUDGET_SIZES[-1][1], block_size=256, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
         train=dict(batch_size=32, precision="auto", **_MUON_WSD),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser, bf16 autocast where the CPU has "
                     "bf16 units, sized for the budget",
@@ -108,14 +117,6 @@ def get_recipe(spec: str) -> Recipe:
 
 
 DEFAULT_RECIPE = "ours"
-
-#: ``(up to this many seconds, model shape)``: the shape of ``ours`` that reached the lowest held-out
-#: bits per byte for budgets of that size in the speedrun (2 CPU threads; docs/benchmarks.md).
-BUDGET_SIZES: tuple[tuple[float, dict[str, int]], ...] = (
-    (240.0, dict(n_layer=2, n_head=1, n_embd=128)),
-    (float("inf"), dict(n_layer=2, n_head=2, n_embd=192)),
-)
-
 
 def size_for_budget(seconds: float) -> dict[str, int]:
     """The width/depth for a training budget of ``seconds`` (``mtx train --model_size auto``).
