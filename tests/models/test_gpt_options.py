@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
-from microtransformer.models.gpt import RMSNorm, apply_rotary, rotary_tables
+from microtransformer.models.gpt import RMSNorm, apply_rotary, previous_ids, rotary_tables
 from microtransformer.training.recipes import RECIPES
 
 SMALL = dict(vocab_size=97, n_layer=3, n_head=2, n_embd=32, block_size=24)
@@ -26,7 +26,10 @@ OPTIONS = [
     {"value_embeds": True},
     {"embed_norm": True},
     {"init": "scaled"},
+    {"smear": True},
+    {"x0_mix": True},
     MODERN,
+    MODERN | {"smear": True, "x0_mix": True},
 ]
 
 
@@ -38,6 +41,10 @@ def model(**kw) -> GPT:
             for name, p in m.named_parameters():
                 if name.endswith("c_proj.weight") or name.endswith("ve_gate.weight"):
                     p.normal_(0, 0.05)
+    if kw.get("smear"):  # the smear starts off (strength 0): turn it on so it matters here
+        with torch.no_grad():
+            m.smear_lambda.fill_(0.8)
+            m.smear_gate.normal_()
     return m.eval()
 
 
@@ -137,6 +144,47 @@ def test_value_embeddings_sit_on_alternate_layers_ending_with_the_last() -> None
     assert sorted(m.transformer.ve.keys()) == ["1", "3"]
     assert [b.attn.ve_gate is not None for b in m.transformer.h] == [False, True, False, True]
     assert sorted(model(value_embeds=True, n_layer=3).transformer.ve.keys()) == ["0", "2"]
+
+
+def test_previous_ids_stop_at_sequence_starts_and_padding_and_continue_from_the_cache() -> None:
+    ids = torch.tensor([[7, 8, 9, 10], [1, 2, 3, 4]])
+    assert previous_ids(ids, None, None, 0).tolist() == [[-1, 7, 8, 9], [-1, 1, 2, 3]]
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.bool)  # row 0 left-padded
+    assert previous_ids(ids, None, mask, 0).tolist() == [[-1, -1, -1, 9], [-1, 1, 2, 3]]
+    m = model(smear=True)
+    cache = m.new_cache(2)
+    m(ids, cache=cache)
+    nxt = torch.tensor([[11], [5]])
+    assert previous_ids(nxt, cache, None, cache.pos).tolist() == [[10], [4]]
+    cache.reset()
+    assert previous_ids(nxt, cache, None, cache.pos).tolist() == [[-1], [-1]]
+
+
+def test_smear_and_x0_mix_at_their_neutral_settings_are_the_plain_model() -> None:
+    x = torch.randint(0, 97, (2, 12))
+    plain = model(**MODERN)
+    for extra in ({"smear": True}, {"x0_mix": True}):
+        m = model(**MODERN, **extra)
+        m.load_state_dict(plain.state_dict(), strict=False)  # the same weights; the option's own stay as set
+        with torch.no_grad():
+            if "smear" in extra:
+                m.smear_lambda.zero_()
+            else:
+                m.x0_lambdas.zero_()
+        torch.testing.assert_close(m(x).logits, plain(x).logits)
+        with torch.no_grad():  # away from neutral the option changes the model
+            (m.smear_lambda if "smear" in extra else m.x0_lambdas).fill_(0.5)
+        assert not torch.allclose(m(x).logits, plain(x).logits, atol=1e-3)
+
+
+def test_smear_adds_the_gated_previous_embedding() -> None:
+    m = model(smear=True)
+    ids = torch.tensor([[3, 4, 5]])
+    e = m.transformer.wte(ids)
+    out = m._smear(e, previous_ids(ids, None, None, 0))
+    gate = 0.8 * torch.sigmoid(e[0, 1:, :24] @ m.smear_gate)
+    torch.testing.assert_close(out[0, 0], e[0, 0])  # nothing before the first token
+    torch.testing.assert_close(out[0, 1:], e[0, 1:] + gate[:, None] * e[0, :-1])
 
 
 def test_scaled_init_starts_every_block_as_the_identity() -> None:

@@ -66,6 +66,14 @@ def test_groups_split_the_gpt_and_refuse_the_lstm() -> None:
     assert [g["muon"] for g in groups] == [True, False, False]  # matrices; embeddings; head (RMSNorm: no scalars)
     assert groups[1]["lr"] == pytest.approx(0.2 * (32 / 768) ** -0.5)
     assert sum(len(g["params"]) for g in groups) == len(list(m.parameters()))
+    mixing = GPT(GPTConfig(**{**m.config.to_dict(), "smear": True, "x0_mix": True}))
+    groups = muon_groups(mixing, OptimConfig())
+    assert sum(len(g["params"]) for g in groups) == len(list(mixing.parameters()))
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    cfg = OptimConfig()
+    assert by_param[id(mixing.resid_lambdas)]["lr"] == cfg.residual_lr
+    assert by_param[id(mixing.x0_lambdas)]["lr"] == cfg.x0_lr and by_param[id(mixing.x0_lambdas)]["betas"][0] == 0.96
+    assert by_param[id(mixing.smear_gate)]["lr"] == by_param[id(mixing.smear_lambda)]["lr"] == cfg.smear_lr
     with pytest.raises(ConfigError, match="needs a GPT"):
         muon_groups(LSTMLanguageModel(LSTMConfig(vocab_size=64)), OptimConfig())
     assert muon_momentum(0, OptimConfig()) == pytest.approx(0.85)

@@ -50,6 +50,8 @@ from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_
 VOCAB_PAD_MULTIPLE = 64
 ROPE_BASE = 10000.0
 VE_GATE_CHANNELS = 32  # the value-embedding gate reads this many leading channels of the block input
+SMEAR_GATE_CHANNELS = 24  # the smear gate reads this many leading channels of the token embedding
+X0_LAMBDA_INIT = 0.1  # x0_mix: the embedding's initial share of every block's input
 _CHOICES = {"position": ("learned", "rotary"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "relu2"), "init": ("gpt2", "scaled")}
 
 
@@ -83,6 +85,8 @@ class GPTConfig(JSONConfig):
     value_embeds: bool = False  # per-layer token tables added to attention values, on alternate layers
     embed_norm: bool = False  # normalise the token embedding before the first block
     init: str = "gpt2"  # "gpt2" (normal 0.02, scaled c_proj), or "scaled" (nanochat's: zero c_proj, uniform by width)
+    smear: bool = False  # add a gated share of the previous token's embedding to each token's (nanochat, modded-nanogpt)
+    x0_mix: bool = False  # each block's input = a * x + b * x0 (x0: the embedding), a and b learned per layer
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
@@ -99,7 +103,7 @@ class GPTConfig(JSONConfig):
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("qk_norm", "tie_embeddings", "value_embeds", "embed_norm"):
+        for name in ("qk_norm", "tie_embeddings", "value_embeds", "embed_norm", "smear", "x0_mix"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         cap = self.logit_softcap
@@ -136,6 +140,7 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.max_len = config.block_size
         self.pos = 0
+        self.last_ids: torch.Tensor | None = None  # (B, 1): the last token seen, for options that look one back
 
     @property
     def remaining(self) -> int:
@@ -143,6 +148,7 @@ class KVCache:
 
     def reset(self) -> None:
         self.pos = 0
+        self.last_ids = None
 
 
 def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -318,6 +324,12 @@ class GPT(GenerationMixin, nn.Module):
             )
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, V, bias=False)
+        if config.smear:  # starts off (lambda 0); the gate reads the leading channels of the token's own embedding
+            self.smear_gate = nn.Parameter(torch.zeros(min(SMEAR_GATE_CHANNELS, config.n_embd)))
+            self.smear_lambda = nn.Parameter(torch.zeros(1))
+        if config.x0_mix:  # starts as the plain residual stream plus a little of the embedding (nanochat's init)
+            self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
+            self.x0_lambdas = nn.Parameter(torch.full((config.n_layer,), X0_LAMBDA_INIT))
         if config.position == "rotary":
             cos, sin = rotary_tables(config)
             self.register_buffer("rope_cos", cos, persistent=False)  # derived, not saved
@@ -413,9 +425,12 @@ class GPT(GenerationMixin, nn.Module):
 
         ``matrix``: the 2-D weights inside the blocks (Muon's); ``embedding``:
         token, position and value tables; ``head``: the output layer when it is
-        not tied; ``scalar``: gains and biases.
+        not tied; ``scalar``: gains and biases; ``residual``, ``x0`` and
+        ``smear``: the mixing weights of those options (each its own LR).
         """
-        roles: dict[str, list[nn.Parameter]] = {"matrix": [], "embedding": [], "head": [], "scalar": []}
+        roles: dict[str, list[nn.Parameter]] = {
+            "matrix": [], "embedding": [], "head": [], "scalar": [], "residual": [], "x0": [], "smear": [],
+        }
         seen: set[int] = set()
         for name, p in self.named_parameters():
             if id(p) in seen or not p.requires_grad:
@@ -423,6 +438,8 @@ class GPT(GenerationMixin, nn.Module):
             seen.add(id(p))
             if name == "lm_head.weight":
                 roles["head"].append(p)
+            elif name in _MIX_ROLES:
+                roles[_MIX_ROLES[name]].append(p)
             elif name.startswith("transformer.h.") and p.dim() >= 2:
                 roles["matrix"].append(p)
             elif p.dim() >= 2:
@@ -483,6 +500,8 @@ class GPT(GenerationMixin, nn.Module):
                 )
             attn = _padded_causal_mask(mask, start, T)  # (B, 1, T, start+T)
         x = self.transformer.wte(input_ids)  # (B, T, C)
+        if self.config.smear:
+            x = self._smear(x, previous_ids(input_ids, cache, mask, start))  # (B, T, C)
         rope = None
         if self.config.position == "learned":
             x = x + self.transformer.wpe(pos)  # (B, T, C)
@@ -491,13 +510,16 @@ class GPT(GenerationMixin, nn.Module):
             rope = (cos.unsqueeze(-3), sin.unsqueeze(-3)) if cos.dim() == 3 else (cos, sin)  # broadcast over heads
         if self.config.embed_norm:
             x = _rms_norm(x)
-        x = self.transformer.drop(x)
+        x = x0 = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
+            if self.config.x0_mix:
+                x = self.resid_lambdas[layer] * x + self.x0_lambdas[layer] * x0  # (B, T, C)
             ve = self.transformer.ve[str(layer)](input_ids) if self.config.has_value_embed(layer) else None  # (B, T, C)
             x = block(x, cache, layer, attn, rope, ve)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
         if cache is not None:
             cache.pos += T
+            cache.last_ids = input_ids[:, -1:]
         if loss_only and cache is None:
             scored = loss_targets(T, targets=targets, labels=labels, shape=(B, T))
             if scored is not None:
@@ -518,6 +540,16 @@ class GPT(GenerationMixin, nn.Module):
             logits = cap * torch.tanh(logits.float() / cap)  # (B, T, V): bounded, in fp32
         return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
 
+    def _smear(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """``x + lambda * sigmoid(x[:k] . w) * x_prev``: a cheap path for the previous token (a bigram feature)
+        that a 2-layer model would otherwise spend attention on. ``prev`` ``(B, T)`` from :func:`previous_ids`."""
+        has = (prev >= 0).unsqueeze(-1)  # (B, T, 1)
+        first = self.transformer.wte(prev[:, :1].clamp(min=0))  # (B, 1, C): from the cache, or masked below
+        before = torch.cat([first, x[:, :-1]], 1) * has  # (B, T, C)
+        k = self.smear_gate.numel()
+        gate = self.smear_lambda * torch.sigmoid(x[..., :k] @ self.smear_gate.to(x.dtype))  # (B, T)
+        return x + gate.unsqueeze(-1).to(x.dtype) * before
+
     def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """AdamW groups: decay matrices (>= 2-D), never biases, norms or scalars.
 
@@ -525,6 +557,29 @@ class GPT(GenerationMixin, nn.Module):
         without regularising anything useful (Loshchilov & Hutter, 2019).
         """
         return _decay_groups(self, weight_decay)
+
+
+_MIX_ROLES = {"resid_lambdas": "residual", "x0_lambdas": "x0", "smear_gate": "smear", "smear_lambda": "smear"}
+
+
+def previous_ids(input_ids: torch.Tensor, cache: KVCache | None, mask: torch.Tensor | None, start: int) -> torch.Tensor:
+    """``(B, T)``: the id of the token before each position, ``-1`` where there is none.
+
+    None at a sequence's first position and after padding; with a cache, the
+    token before the first new one is the cache's last.
+
+    >>> previous_ids(torch.tensor([[5, 6, 7]]), None, None, 0).tolist()
+    [[-1, 5, 6]]
+    """
+    B = input_ids.size(0)
+    first = torch.full((B, 1), -1, dtype=input_ids.dtype, device=input_ids.device)
+    if cache is not None and start > 0 and cache.last_ids is not None:
+        first = cache.last_ids.to(input_ids.dtype)
+    prev = torch.cat([first, input_ids[:, :-1]], 1)  # (B, T)
+    if mask is not None:  # (B, start+T): position p has a previous token only if p-1 is a real one
+        before = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1)[:, start:]  # (B, T)
+        prev = prev.masked_fill(~before, -1)
+    return prev
 
 
 def _padded_causal_mask(mask: torch.Tensor, start: int, T: int) -> torch.Tensor:

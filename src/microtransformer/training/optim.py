@@ -60,6 +60,9 @@ class OptimConfig:
     embedding_lr: float = 0.2
     head_lr: float = 0.004
     scalar_lr: float = 0.5
+    residual_lr: float = 0.005  # x0_mix's residual scales (they compound along the depth: small steps)
+    x0_lr: float = 0.5  # x0_mix's embedding shares
+    smear_lr: float = 0.2  # smear's gate and strength
     momentum: float = 0.95
     momentum_warmup_steps: int = 300  # Muon's momentum rises from 0.85 to ``momentum`` over these steps
     adam_betas: tuple[float, float] = (0.8, 0.95)
@@ -82,6 +85,14 @@ def muon_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
     ]
     for g in groups[1:]:
         g.update(betas=config.adam_betas, eps=1e-10, weight_decay=0.0)
+    # the mixing scalars of x0_mix and smear: unscaled LRs, as nanochat sets them
+    groups += [
+        {"params": parts.get("residual", []), "muon": False, "lr": config.residual_lr, "betas": config.adam_betas},
+        {"params": parts.get("x0", []), "muon": False, "lr": config.x0_lr, "betas": (0.96, config.adam_betas[1])},
+        {"params": parts.get("smear", []), "muon": False, "lr": config.smear_lr, "betas": config.adam_betas},
+    ]
+    for g in groups[-3:]:
+        g.update(eps=1e-10, weight_decay=0.0)
     return [g for g in groups if g["params"]]
 
 
