@@ -160,7 +160,8 @@ def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs ``(i, i + hs/2)`` of ``x`` ``(B, nh, T, hs)`` by position angles ``(B|1, 1, T, hs/2)``."""
+    """Rotate channel pairs ``(i, i + hs/2)`` of ``x`` ``(..., hs)`` by angles that broadcast to ``(..., hs/2)``
+    (the attention passes ``x`` ``(B, T, heads, hs)`` and angles ``(B|1, T, 1, hs/2)``)."""
     x1, x2 = x.chunk(2, dim=-1)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
@@ -215,16 +216,17 @@ class CausalSelfAttention(nn.Module):
     ) -> torch.Tensor:
         """``mask`` ``(B, 1, T, T_keys)`` bool (True = attend), or None for plain causal attention."""
         B, T, C = x.shape  # (B, T, C)
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        nh, hs = self.n_head, C // self.n_head
+        qkv = self.c_attn(x)  # (B, T, 3C)
+        qk = qkv[..., : 2 * C].view(B, T, 2 * nh, hs)  # (B, T, 2nh, hs): queries' heads, then keys'
+        if rope is not None:  # queries and keys in one pass, heads innermost (faster than per transposed tensor)
+            qk = apply_rotary(qk, *rope)  # (B, T, 2nh, hs)
+        q, k = qk.transpose(1, 2).split(nh, dim=1)  # 2 x (B, nh, T, hs)
+        v = qkv[..., 2 * C :].view(B, T, nh, hs)  # (B, T, nh, hs)
         if ve is not None and self.ve_gate is not None:
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate.in_features]))  # (B, T, nh), 1 at init
-            v = v + gate.transpose(1, 2).unsqueeze(-1) * ve.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)  # (B, nh, T, hs)
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, nh, hs)  # (B, T, nh, hs)
+        v = v.transpose(1, 2)  # (B, nh, T, hs)
         if self.qk_norm:
             q, k = _rms_norm(q), _rms_norm(k)  # (B, nh, T, hs)
         dropout_p = self.dropout if self.training else 0.0
@@ -507,7 +509,7 @@ class GPT(GenerationMixin, nn.Module):
             x = x + self.transformer.wpe(pos)  # (B, T, C)
         else:
             cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # (T, hs/2) or (B, T, hs/2)
-            rope = (cos.unsqueeze(-3), sin.unsqueeze(-3)) if cos.dim() == 3 else (cos, sin)  # broadcast over heads
+            rope = (cos.unsqueeze(-2), sin.unsqueeze(-2))  # (B|1, T, 1, hs/2): broadcast over heads
         if self.config.embed_norm:
             x = _rms_norm(x)
         x = x0 = self.transformer.drop(x)
