@@ -116,6 +116,16 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     assert main(["sample", "--ckpt", str(classic), "--max_new_tokens", "4", "--seed", "0"]) == 0
     capsys.readouterr()
 
+    mixed = tmp_path / "mixed"  # the newer options, through training, the checkpoint and cached sampling
+    assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", *TINY_MODEL, "--batch_size", "2",
+                 "--max_steps", "2", "--eval_iters", "1", "--smear", "--x0_mix", "--matrix_weight_decay", "0.1",
+                 "--device", "cpu", "--out_dir", str(mixed)]) == 0
+    saved = json.loads((mixed / "run.json").read_text())
+    assert saved["model"]["config"]["smear"] is True and saved["model"]["config"]["x0_mix"] is True
+    assert saved["train_config"]["matrix_weight_decay"] == 0.1
+    assert main(["sample", "--ckpt", str(mixed), "--max_new_tokens", "4", "--seed", "0"]) == 0
+    capsys.readouterr()
+
     assert main(["train", "--data_file", str(text_file), "--model_size", "auto", "--out_dir", str(tmp_path / "x")]) == 2
     assert "--time_budget" in capsys.readouterr().err
     assert main(["train", "--data_file", str(text_file), "--optimizer", "sgd", "--out_dir", str(tmp_path / "y")]) == 2

@@ -67,6 +67,7 @@ _TRAIN_FLAGS.update({
     "matrix_lr": (positive_float, "muon: LR of the weight matrices"),
     "embedding_lr": (positive_float, "muon: AdamW LR of the embeddings (at width 768; scaled by width^-0.5)"),
     "head_lr": (positive_float, "muon: AdamW LR of the untied output layer (at width 768)"),
+    "matrix_weight_decay": (nonneg_float, "muon: decoupled weight decay of the weight matrices (times the LR)"),
     "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),
 })
 _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}
@@ -81,6 +82,8 @@ _ARCH_FLAGS: dict[str, tuple[Any, str]] = {
     "value_embeds": (bool, "value embeddings on alternate layers"),
     "embed_norm": (bool, "normalise the token embedding"),
     "init": (str, "gpt2 or scaled"),
+    "smear": (bool, "add a gated share of the previous token's embedding"),
+    "x0_mix": (bool, "each block's input mixes in the embedding with learned weights"),
 }
 
 
