@@ -53,7 +53,7 @@ from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldou
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import Recipe, get_recipe
-from microtransformer.training.trainer import BUDGET_CALIBRATION_STEPS, BUDGET_REPLAN_AT, TrainConfig, Trainer
+from microtransformer.training.trainer import BUDGET_REPLAN_AT, TrainConfig, Trainer, budget_calibrated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import matmul_peak  # noqa: E402
@@ -110,6 +110,7 @@ class Runner:
     step_times: list[float] = field(default_factory=list)
     curve: list[dict[str, float]] = field(default_factory=list)
     planned: bool = False
+    planned_at: int = 0  # index into step_times of the last plan
     replan_at: list[float] = field(default_factory=list)
 
     @property
@@ -123,11 +124,11 @@ class Runner:
         self.trainer.train_step()
         self.step_times.append(time.perf_counter() - t)
         self.train_time += self.step_times[-1]
-        if not self.planned and len(self.step_times) > BUDGET_CALIBRATION_STEPS:
+        if not self.planned and (self.fixed_steps is not None or budget_calibrated(len(self.step_times), self.train_time, self.budget)):
             if self.fixed_steps is None:
                 self.trainer.plan_budget(self.step_times[1:], self.train_time, None)
                 self.replan_at = [f * self.budget for f in BUDGET_REPLAN_AT]
-            self.planned = True
+            self.planned, self.planned_at = True, len(self.step_times)
 
     def evaluate(self) -> float:
         bpb, _, nbytes = heldout_bits_per_byte(
@@ -183,8 +184,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r.step()
             if args.steps is None and r.planned and r.replan_at and r.train_time >= r.replan_at[0]:
                 r.replan_at.pop(0)  # as mtx train --time_budget: re-estimate the steps while the schedule allows
-                if r.trainer.can_replan():
-                    r.trainer.plan_budget(r.step_times[-4 * BUDGET_CALIBRATION_STEPS :], r.train_time, None)
+                if r.trainer.can_replan():  # from the steps since the last plan
+                    r.trainer.plan_budget(r.step_times[r.planned_at :], r.train_time, None)
+                    r.planned_at = len(r.step_times)
             if args.steps is None and r.train_time >= next_eval[i] and not r.done:
                 bpb = r.evaluate()
                 next_eval[i] += budget / n_points

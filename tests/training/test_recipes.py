@@ -84,7 +84,8 @@ def test_recipes_build_and_variants_parse() -> None:
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("gpt5")
     assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128)  # the 150 s A/B
-    assert size_for_budget(241) == size_for_budget(3600) == dict(n_layer=2, n_head=2, n_embd=192)  # the 600 s run
+    assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192)  # 300 s: level with 3
+    assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=3, n_head=2, n_embd=192)  # the 600 s runs
     with pytest.raises(ConfigError):
         size_for_budget(0)
 

@@ -67,7 +67,8 @@ class Recipe:
 #: bits per byte for budgets of that size in the speedrun (2 CPU threads; docs/benchmarks.md).
 BUDGET_SIZES: tuple[tuple[float, dict[str, int]], ...] = (
     (240.0, dict(n_layer=2, n_head=1, n_embd=128)),
-    (float("inf"), dict(n_layer=2, n_head=2, n_embd=192)),
+    (400.0, dict(n_layer=2, n_head=2, n_embd=192)),
+    (float("inf"), dict(n_layer=3, n_head=2, n_embd=192)),
 )
 
 
@@ -121,8 +122,8 @@ DEFAULT_RECIPE = "ours"
 def size_for_budget(seconds: float) -> dict[str, int]:
     """The width/depth for a training budget of ``seconds`` (``mtx train --model_size auto``).
 
-    >>> size_for_budget(60)["n_embd"], size_for_budget(600)["n_embd"]
-    (128, 192)
+    >>> [size_for_budget(s)["n_embd"] for s in (60, 300)], size_for_budget(600)["n_layer"]
+    ([128, 192], 3)
     """
     if not seconds > 0:
         raise ConfigError(f"a time budget must be > 0 seconds, got {seconds!r}")

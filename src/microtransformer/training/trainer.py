@@ -78,8 +78,18 @@ logger = logging.getLogger(__name__)
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
 OPTIMIZERS = ("adamw", "muon")
 PROVISIONAL_MAX_STEPS = 10**9
-BUDGET_CALIBRATION_STEPS = 8
-BUDGET_REPLAN_AT = (0.25, 0.5)  # shares of a time budget where max_steps is re-estimated from recent steps  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
+BUDGET_CALIBRATION_STEPS = 8  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
+BUDGET_CALIBRATION_SHARE = 0.02  # ... and at least this share of the budget, so a fast step is timed over seconds
+BUDGET_REPLAN_AT = (0.25, 0.5)  # shares of a time budget where max_steps is re-estimated from the steps since the last plan
+
+
+def budget_calibrated(steps_run: int, train_time: float, budget: float) -> bool:
+    """Whether enough steps have been timed to fix ``max_steps`` for a ``budget`` of seconds.
+
+    >>> budget_calibrated(9, 1.0, 600.0), budget_calibrated(9, 12.0, 600.0)
+    (False, True)
+    """
+    return steps_run > BUDGET_CALIBRATION_STEPS and train_time >= BUDGET_CALIBRATION_SHARE * budget
 
 
 class BatchSource(Protocol):
@@ -625,6 +635,7 @@ class Trainer:
         smooth = self.train_loss_smooth
         val: EvalResult | None = None
         step_times: list[float] = []
+        planned_at = 0  # index into step_times where the last time-budget plan was made
         with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
@@ -648,13 +659,15 @@ class Trainer:
                 steps_run += 1
                 step_times.append(time.perf_counter() - t_step)
                 train_time += step_times[-1]
-                if self._budget_pending and steps_run > BUDGET_CALIBRATION_STEPS:
+                if self._budget_pending and budget_calibrated(steps_run, train_time, self.config.time_budget):
                     end = self.plan_budget(step_times[1:], train_time, stop_at_step)
+                    planned_at = len(step_times)
                     bar.total = self.config.max_steps
                 elif self._replan_steps and self.step >= self._replan_steps[0]:
                     self._replan_steps.pop(0)
-                    if self.can_replan():
-                        end = self.plan_budget(step_times[-BUDGET_CALIBRATION_STEPS * 4 :], train_time, stop_at_step)
+                    if self.can_replan():  # from the steps since the last plan: seconds of them, recent enough
+                        end = self.plan_budget(step_times[planned_at:], train_time, stop_at_step)
+                        planned_at = len(step_times)
                         bar.total = self.config.max_steps
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
