@@ -124,10 +124,13 @@ class Runner:
         self.trainer.train_step()
         self.step_times.append(time.perf_counter() - t)
         self.train_time += self.step_times[-1]
-        if not self.planned and (self.fixed_steps is not None or budget_calibrated(len(self.step_times), self.train_time, self.budget)):
-            if self.fixed_steps is None:
-                self.trainer.plan_budget(self.step_times[1:], self.train_time, None)
-                self.replan_at = [f * self.budget for f in BUDGET_REPLAN_AT]
+        if self.planned:
+            return
+        if self.fixed_steps is not None:
+            self.planned = True
+        elif budget_calibrated(len(self.step_times), self.train_time, self.budget):
+            self.trainer.plan_budget(self.step_times[1:], self.train_time, None)
+            self.replan_at = [f * self.budget for f in BUDGET_REPLAN_AT]
             self.planned, self.planned_at = True, len(self.step_times)
 
     def evaluate(self) -> float:

@@ -77,22 +77,21 @@ def muon_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
     parts = roles()
     width = model.config.n_embd
     scale = (width / REFERENCE_WIDTH) ** -0.5
+    betas = config.adam_betas
+    adamw = [  # (role, lr, betas); the mixing scalars of x0_mix and smear take unscaled LRs, as nanochat sets them
+        ("embedding", config.embedding_lr * scale, betas),
+        ("head", config.head_lr * scale, betas),
+        ("scalar", config.scalar_lr * scale, betas),
+        ("residual", config.residual_lr, betas),
+        ("x0", config.x0_lr, (0.96, betas[1])),
+        ("smear", config.smear_lr, betas),
+    ]
     groups: list[dict[str, Any]] = [
         {"params": parts["matrix"], "muon": True, "lr": config.matrix_lr, "momentum": config.momentum, "weight_decay": config.weight_decay},
-        {"params": parts["embedding"], "muon": False, "lr": config.embedding_lr * scale},
-        {"params": parts["head"], "muon": False, "lr": config.head_lr * scale},
-        {"params": parts["scalar"], "muon": False, "lr": config.scalar_lr * scale},
     ]
-    for g in groups[1:]:
-        g.update(betas=config.adam_betas, eps=1e-10, weight_decay=0.0)
-    # the mixing scalars of x0_mix and smear: unscaled LRs, as nanochat sets them
     groups += [
-        {"params": parts.get("residual", []), "muon": False, "lr": config.residual_lr, "betas": config.adam_betas},
-        {"params": parts.get("x0", []), "muon": False, "lr": config.x0_lr, "betas": (0.96, config.adam_betas[1])},
-        {"params": parts.get("smear", []), "muon": False, "lr": config.smear_lr, "betas": config.adam_betas},
+        {"params": parts[role], "muon": False, "lr": lr, "betas": b, "eps": 1e-10, "weight_decay": 0.0} for role, lr, b in adamw
     ]
-    for g in groups[-3:]:
-        g.update(eps=1e-10, weight_decay=0.0)
     return [g for g in groups if g["params"]]
 
 
