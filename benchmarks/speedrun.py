@@ -53,7 +53,7 @@ from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldou
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import Recipe, get_recipe
-from microtransformer.training.trainer import BUDGET_REPLAN_AT, TrainConfig, Trainer, budget_calibrated
+from microtransformer.training.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import matmul_peak  # noqa: E402
@@ -105,33 +105,20 @@ class Runner:
     trainer: Trainer
     model: GPT
     budget: float
-    fixed_steps: int | None
     train_time: float = 0.0
     step_times: list[float] = field(default_factory=list)
     curve: list[dict[str, float]] = field(default_factory=list)
-    planned: bool = False
-    planned_at: int = 0  # index into step_times of the last plan
-    replan_at: list[float] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
-        if not self.planned:
-            return False
-        return self.trainer.step >= self.trainer.config.max_steps
+        return not self.trainer.budget_pending and self.trainer.step >= self.trainer.config.max_steps
 
     def step(self) -> None:
         t = time.perf_counter()
         self.trainer.train_step()
         self.step_times.append(time.perf_counter() - t)
         self.train_time += self.step_times[-1]
-        if self.planned:
-            return
-        if self.fixed_steps is not None:
-            self.planned = True
-        elif budget_calibrated(len(self.step_times), self.train_time, self.budget):
-            self.trainer.plan_budget(self.step_times[1:], self.train_time, None)
-            self.replan_at = [f * self.budget for f in BUDGET_REPLAN_AT]
-            self.planned, self.planned_at = True, len(self.step_times)
+        self.trainer.after_step(self.step_times[-1])  # plans and re-plans a time budget as `mtx train` does
 
     def evaluate(self) -> float:
         bpb, _, nbytes = heldout_bits_per_byte(
@@ -154,7 +141,7 @@ def build_runner(recipe: Recipe, data: Prepared, budget: float, steps: int | Non
         train.update(max_steps=steps, time_budget=0.0)
     config = TrainConfig(**train)
     trainer = Trainer(model, dataset, config, work / recipe.name.replace("/", "_"), tokenizer=None, show_progress=False)
-    return Runner(recipe, data, trainer, model, budget, steps)
+    return Runner(recipe, data, trainer, model, budget)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,11 +172,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 i = min(live, key=lambda j: runners[j].trainer.step)
             r = runners[i]
             r.step()
-            if args.steps is None and r.planned and r.replan_at and r.train_time >= r.replan_at[0]:
-                r.replan_at.pop(0)  # as mtx train --time_budget: re-estimate the steps while the schedule allows
-                if r.trainer.can_replan():  # from the steps since the last plan
-                    r.trainer.plan_budget(r.step_times[r.planned_at :], r.train_time, None)
-                    r.planned_at = len(r.step_times)
             if args.steps is None and r.train_time >= next_eval[i] and not r.done:
                 bpb = r.evaluate()
                 next_eval[i] += budget / n_points

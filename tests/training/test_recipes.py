@@ -73,6 +73,19 @@ def test_a_time_budget_sets_max_steps_and_records_it(tmp_path) -> None:
     assert resumed.config.max_steps == result.step + 2  # a resumed run keeps its planned schedule, no re-timing
 
 
+def test_after_step_plans_a_budget_then_replans_from_the_steps_since(tmp_path) -> None:
+    cfg = make_config(max_steps=3, time_budget=10.0, eval_interval=10_000, grad_accum_steps=1)
+    trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)
+    assert trainer.budget_pending
+    assert [trainer.after_step(0.5) for _ in range(9)] == [False] * 8 + [True]  # > 8 steps and >= 2 % of the budget
+    assert not trainer.budget_pending
+    assert trainer.config.max_steps == 11  # (10 - 4.5) s left at 0.5 s a step (the first step's time left out)
+    trainer.step = 1  # the re-plan due at 50 % of the budget (step 1), from the steps since the plan
+    assert trainer.after_step(0.25)
+    assert trainer.config.max_steps == 1 + 21  # (10 - 4.75) s left at 0.25 s a step
+    assert not trainer.after_step(0.25)  # no re-plan left
+
+
 def test_recipes_build_and_variants_parse() -> None:
     for name, recipe in RECIPES.items():
         GPTConfig(vocab_size=recipe.vocab_size, **recipe.model)

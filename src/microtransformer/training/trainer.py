@@ -304,6 +304,9 @@ class Trainer:
         self._fresh = _resume_from is None
         self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
         self._replan_steps: list[int] = []  # steps where max_steps is re-estimated (see plan_budget, can_replan)
+        self._budget_times: list[float] = []  # seconds of each step timed for the time budget (see after_step)
+        self._budget_spent = 0.0  # their sum: this run's training seconds, compile warm-up included
+        self._planned_at = 0  # index into _budget_times of the last plan
         if self._budget_pending:
             config = replace(config, max_steps=PROVISIONAL_MAX_STEPS)  # the schedule stays in warmup/stable meanwhile
             self.config = config
@@ -634,8 +637,6 @@ class Trainer:
         train_time = 0.0
         smooth = self.train_loss_smooth
         val: EvalResult | None = None
-        step_times: list[float] = []
-        planned_at = 0  # index into step_times where the last time-budget plan was made
         with StopFlag() as stop:
             while self.step < end:
                 if self._stop_requested(stop):
@@ -657,18 +658,11 @@ class Trainer:
                         "or use --precision fp32, then --resume from the last good checkpoint"
                     )
                 steps_run += 1
-                step_times.append(time.perf_counter() - t_step)
-                train_time += step_times[-1]
-                if self._budget_pending and budget_calibrated(steps_run, train_time, self.config.time_budget):
-                    end = self.plan_budget(step_times[1:], train_time, stop_at_step)
-                    planned_at = len(step_times)
+                seconds = time.perf_counter() - t_step
+                train_time += seconds
+                if self.after_step(seconds):
+                    end = self.config.max_steps if stop_at_step is None else min(stop_at_step, self.config.max_steps)
                     bar.total = self.config.max_steps
-                elif self._replan_steps and self.step >= self._replan_steps[0]:
-                    self._replan_steps.pop(0)
-                    if self.can_replan():  # from the steps since the last plan: seconds of them, recent enough
-                        end = self.plan_budget(step_times[planned_at:], train_time, stop_at_step)
-                        planned_at = len(step_times)
-                        bar.total = self.config.max_steps
                 result.history.append(log)
                 smooth = log.loss if smooth is None else 0.9 * smooth + 0.1 * log.loss
                 self.train_loss_smooth = smooth
@@ -708,8 +702,42 @@ class Trainer:
         result.train_seconds = train_time
         return result
 
-    def plan_budget(self, step_times: list[float], train_time: float, stop_at_step: int | None) -> int:
-        """Set ``max_steps`` so the run's training time fits ``time_budget``; returns the new end step.
+    @property
+    def budget_pending(self) -> bool:
+        """Whether a time budget still waits for timed steps to fix ``max_steps``."""
+        return self._budget_pending
+
+    def after_step(self, seconds: float) -> bool:
+        """Count a training step's ``seconds`` against ``time_budget``; returns whether ``max_steps`` changed.
+
+        The first plan comes once enough steps are timed (:func:`budget_calibrated`;
+        the first step, which pays warm-up, is left out of the estimate), re-plans
+        at 25 % and 50 % of the budget use the steps since the previous plan, while
+        the schedule allows (:meth:`can_replan`). Whoever drives :meth:`train_step`
+        calls this after each step (``fit`` does; so does an interleaved benchmark).
+        """
+        if not (self._budget_pending or self._replan_steps):
+            return False
+        times = self._budget_times
+        times.append(seconds)
+        self._budget_spent += seconds
+        spent = self._budget_spent
+        if self._budget_pending:
+            if not budget_calibrated(len(times), spent, self.config.time_budget):
+                return False
+            self.plan_budget(times[1:], spent)
+        elif self.step < self._replan_steps[0]:
+            return False
+        else:
+            self._replan_steps.pop(0)
+            if not self.can_replan():
+                return False
+            self.plan_budget(times[self._planned_at :], spent)  # recent steps: the machine may have sped up
+        self._planned_at = len(times)
+        return True
+
+    def plan_budget(self, step_times: list[float], train_time: float) -> int:
+        """Set ``max_steps`` so the run's training time fits ``time_budget``; returns it.
 
         The step time is the mean of ``step_times``; under DDP it and the time
         spent are averaged over ranks, so every rank plans the same steps (and
@@ -738,7 +766,7 @@ class Trainer:
                 run = ckpt.read_run(self.run_dir)
                 run["train_config"] = self.config.to_dict()
                 ckpt.write_run(self.run_dir, run)
-        return max_steps if stop_at_step is None else min(stop_at_step, max_steps)
+        return max_steps
 
     def can_replan(self) -> bool:
         """Whether ``max_steps`` may still change without a jump in the LR already applied.
