@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
-from microtransformer.models.gpt import RMSNorm, apply_rotary, previous_ids, rotary_tables
+from microtransformer.models.gpt import RMSNorm, apply_rotary, bigram_ids, previous_ids, rotary_tables
 from microtransformer.training.recipes import RECIPES
 
 SMALL = dict(vocab_size=97, n_layer=3, n_head=2, n_embd=32, block_size=24)
@@ -28,8 +28,10 @@ OPTIONS = [
     {"init": "scaled"},
     {"smear": True},
     {"x0_mix": True},
+    {"bigram_buckets": 50},
     MODERN,
     MODERN | {"smear": True, "x0_mix": True},
+    MODERN | {"bigram_buckets": 50},
 ]
 
 
@@ -45,6 +47,9 @@ def model(**kw) -> GPT:
         with torch.no_grad():
             m.smear_lambda.fill_(0.8)
             m.smear_gate.normal_()
+    if kw.get("bigram_buckets"):  # the pair table starts at zero: fill it so it matters here
+        with torch.no_grad():
+            m.transformer.bigram.weight.normal_()
     return m.eval()
 
 
@@ -82,6 +87,8 @@ def test_old_configs_load_as_nanogpt_models() -> None:
         ({"init": "xavier"}, "init must be one of"),
         ({"logit_softcap": -1.0}, "logit_softcap must be a number >= 0"),
         ({"qk_norm": "yes"}, "qk_norm must be true or false"),
+        ({"bigram_buckets": 1}, "bigram_buckets must be 0 \\(off\\) or an integer >= 2"),
+        ({"bigram_buckets": True}, "bigram_buckets must be 0"),
         ({"position": "rotary", "n_head": 32}, "rotary positions need an even head size"),
     ],
 )
@@ -185,6 +192,24 @@ def test_smear_adds_the_gated_previous_embedding() -> None:
     gate = 0.8 * torch.sigmoid(e[0, 1:, :24] @ m.smear_gate)
     torch.testing.assert_close(out[0, 0], e[0, 0])  # nothing before the first token
     torch.testing.assert_close(out[0, 1:], e[0, 1:] + gate[:, None] * e[0, :-1])
+
+
+def test_bigram_table_adds_the_row_of_each_previous_current_pair() -> None:
+    m = model(bigram_buckets=50)
+    ids = torch.tensor([[3, 4, 3, 4], [4, 3, 3, 4]])
+    rows = bigram_ids(ids, previous_ids(ids, None, None, 0), 50)
+    assert rows[:, 0].tolist() == [49, 49]  # no previous token: the reserved last row
+    assert rows[0, 1] == rows[0, 3] == rows[1, 3]  # the pair (3, 4) wherever it occurs
+    assert rows[0, 1] != rows[0, 2] and int(rows[:, 1:].max()) < 49  # (4, 3) differs; pairs never reach the last row
+    plain = model()
+    m.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        m.transformer.bigram.weight.zero_()
+        torch.testing.assert_close(m(ids).logits, plain(ids).logits)  # a zero table (its init) is the plain model
+        m.transformer.bigram.weight[int(rows[0, 1])] = torch.randn(32)  # only positions with the pair (3, 4) change
+        changed = (m(ids).logits - plain(ids).logits).abs().amax(-1) > 1e-6
+    assert changed[:, :2].tolist() == [[False, True], [False, False]]  # (and what attends to them later)
+    assert torch.count_nonzero(GPT(GPTConfig(**SMALL, bigram_buckets=50, init="scaled")).transformer.bigram.weight) == 0
 
 
 def test_scaled_init_starts_every_block_as_the_identity() -> None:

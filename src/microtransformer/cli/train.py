@@ -84,6 +84,7 @@ _ARCH_FLAGS: dict[str, tuple[Any, str]] = {
     "init": (str, "gpt2 or scaled"),
     "smear": (bool, "add a gated share of the previous token's embedding"),
     "x0_mix": (bool, "each block's input mixes in the embedding with learned weights"),
+    "bigram_buckets": (nonneg_int, "rows of a hashed (previous, current) token-pair table added to the embedding; 0 = off"),
 }
 
 

@@ -52,6 +52,7 @@ ROPE_BASE = 10000.0
 VE_GATE_CHANNELS = 32  # the value-embedding gate reads this many leading channels of the block input
 SMEAR_GATE_CHANNELS = 24  # the smear gate reads this many leading channels of the token embedding
 X0_LAMBDA_INIT = 0.1  # x0_mix: the embedding's initial share of every block's input
+BIGRAM_HASH = (36313, 27191)  # multipliers that spread (previous, current) pairs over the bigram buckets
 _CHOICES = {"position": ("learned", "rotary"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "relu2"), "init": ("gpt2", "scaled")}
 
 
@@ -87,6 +88,7 @@ class GPTConfig(JSONConfig):
     init: str = "gpt2"  # "gpt2" (normal 0.02, scaled c_proj), or "scaled" (nanochat's: zero c_proj, uniform by width)
     smear: bool = False  # add a gated share of the previous token's embedding to each token's (nanochat, modded-nanogpt)
     x0_mix: bool = False  # each block's input = a * x + b * x0 (x0: the embedding), a and b learned per layer
+    bigram_buckets: int = 0  # > 0: a table of hashed (previous, current) token pairs added to the embedding
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
@@ -106,6 +108,9 @@ class GPTConfig(JSONConfig):
         for name in ("qk_norm", "tie_embeddings", "value_embeds", "embed_norm", "smear", "x0_mix"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        buckets = self.bigram_buckets
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 0 or buckets == 1:
+            raise ConfigError(f"bigram_buckets must be 0 (off) or an integer >= 2, got {buckets!r}")
         cap = self.logit_softcap
         if not isinstance(cap, (int, float)) or isinstance(cap, bool) or not 0.0 <= float(cap) < math.inf:
             raise ConfigError(f"logit_softcap must be a number >= 0 (0 = off), got {cap!r}")
@@ -324,6 +329,8 @@ class GPT(GenerationMixin, nn.Module):
             modules["ve"] = nn.ModuleDict(
                 {str(i): nn.Embedding(V, config.n_embd) for i in range(config.n_layer) if config.has_value_embed(i)}
             )
+        if config.bigram_buckets:
+            modules["bigram"] = nn.Embedding(config.bigram_buckets, config.n_embd)
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, V, bias=False)
         if config.smear:  # starts off (lambda 0); the gate reads the leading channels of the token's own embedding
@@ -347,6 +354,8 @@ class GPT(GenerationMixin, nn.Module):
             for name, p in self.named_parameters():
                 if name.endswith("c_proj.weight"):
                     nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.bigram_buckets:  # starts as a no-op: each row grows from the pairs that hash to it
+            nn.init.zeros_(self.transformer.bigram.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -512,6 +521,9 @@ class GPT(GenerationMixin, nn.Module):
             rope = (cos.unsqueeze(-2), sin.unsqueeze(-2))  # (B|1, T, 1, hs/2): broadcast over heads
         if self.config.embed_norm:
             x = _rms_norm(x)
+        if self.config.bigram_buckets:
+            prev = previous_ids(input_ids, cache, mask, start)  # (B, T)
+            x = x + self.transformer.bigram(bigram_ids(input_ids, prev, self.config.bigram_buckets))  # (B, T, C)
         x = x0 = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
             if self.config.x0_mix:
@@ -582,6 +594,21 @@ def previous_ids(input_ids: torch.Tensor, cache: KVCache | None, mask: torch.Ten
         before = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1)[:, start:]  # (B, T)
         prev = prev.masked_fill(~before, -1)
     return prev
+
+
+def bigram_ids(input_ids: torch.Tensor, prev: torch.Tensor, buckets: int) -> torch.Tensor:
+    """``(B, T)`` rows of the bigram table: a hash of (previous, current) into ``buckets - 1`` rows; the last
+    row is for tokens with no previous one (``prev == -1``, from :func:`previous_ids`).
+
+    Hashing (as fastText's n-gram buckets and modded-nanogpt's bigram embedding do) gives a tiny model
+    a table of pair statistics for the cost of a lookup: no matmul, a sparse gradient.
+
+    >>> bigram_ids(torch.tensor([[5, 6, 7]]), torch.tensor([[-1, 5, 6]]), 100).tolist()
+    [[99, 52, 62]]
+    """
+    a, b = BIGRAM_HASH
+    hashed = torch.bitwise_xor(input_ids * a, prev * b) % (buckets - 1)  # (B, T)
+    return torch.where(prev >= 0, hashed, buckets - 1)
 
 
 def _padded_causal_mask(mask: torch.Tensor, start: int, T: int) -> torch.Tensor:
