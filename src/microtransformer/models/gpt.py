@@ -45,6 +45,7 @@ from microtransformer.config import JSONConfig
 from microtransformer.errors import ConfigError
 from microtransformer.models.generation import GenerationMixin
 from microtransformer.models.chunked_loss import chunked_cross_entropy
+from microtransformer.models.elementwise import relu_squared, rms_norm
 from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, loss_targets, position_ids
 
 VOCAB_PAD_MULTIPLE = 64
@@ -172,15 +173,18 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
-def _rms_norm(x: torch.Tensor) -> torch.Tensor:
-    return F.rms_norm(x, (x.size(-1),))
-
-
 class RMSNorm(nn.Module):
-    """RMSNorm without parameters (Zhang & Sennrich, 2019; as nanochat uses it)."""
+    """RMSNorm without parameters (Zhang & Sennrich, 2019; as nanochat uses it).
+
+    Under autocast it returns the autocast dtype: its output only feeds matmuls
+    (the blocks' and the head's), which would cast it anyway.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _rms_norm(x)
+        device = x.device.type
+        if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+            return rms_norm(x, torch.get_autocast_dtype(device))
+        return rms_norm(x)
 
 
 def make_norm(config: GPTConfig) -> nn.Module:
@@ -233,7 +237,7 @@ class CausalSelfAttention(nn.Module):
             v = v + gate.unsqueeze(-1) * ve.view(B, T, nh, hs)  # (B, T, nh, hs)
         v = v.transpose(1, 2)  # (B, nh, T, hs)
         if self.qk_norm:
-            q, k = _rms_norm(q), _rms_norm(k)  # (B, nh, T, hs)
+            q, k = rms_norm(q), rms_norm(k)  # (B, nh, T, hs)
         dropout_p = self.dropout if self.training else 0.0
         if cache is None:
             causal = mask is None
@@ -281,7 +285,7 @@ class ReLUSquared(nn.Module):
     """``relu(x) ** 2`` (So et al., 2021, "Primer"), the activation of nanochat and modded-nanogpt."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x).square()
+        return relu_squared(x)
 
 
 class Block(nn.Module):
@@ -520,7 +524,7 @@ class GPT(GenerationMixin, nn.Module):
             cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # (T, hs/2) or (B, T, hs/2)
             rope = (cos.unsqueeze(-2), sin.unsqueeze(-2))  # (B|1, T, 1, hs/2): broadcast over heads
         if self.config.embed_norm:
-            x = _rms_norm(x)
+            x = rms_norm(x)
         if self.config.bigram_buckets:
             prev = previous_ids(input_ids, cache, mask, start)  # (B, T)
             x = x + self.transformer.bigram(bigram_ids(input_ids, prev, self.config.bigram_buckets))  # (B, T, C)
