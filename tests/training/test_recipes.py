@@ -83,7 +83,26 @@ def test_after_step_plans_a_budget_then_replans_from_the_steps_since(tmp_path) -
     trainer.step = 1  # the re-plan due at 50 % of the budget (step 1), from the steps since the plan
     assert trainer.after_step(0.25)
     assert trainer.config.max_steps == 1 + 21  # (10 - 4.75) s left at 0.25 s a step
-    assert not trainer.after_step(0.25)  # no re-plan left
+    assert not trainer.after_step(0.25)  # the next re-plan is due at 75 % of the budget
+
+
+def test_a_replan_inside_the_warmdown_keeps_the_lr_and_decays_to_zero_at_the_new_end(tmp_path) -> None:
+    cfg = make_config(time_budget=100.0, lr_schedule="wsd", warmup_steps=0, warmdown_ratio=0.4, min_lr_ratio=0.0)
+    trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)
+    trainer.plan_budget([1.0], 0.0)
+    assert trainer.config.max_steps == 100  # warmdown from step 60
+    trainer.step = 80
+    before = trainer.schedule.factor(80)
+    assert before == pytest.approx(0.5)
+    trainer.plan_budget([0.25], 80.0)  # steps got 4x faster: 80 more steps fit
+    assert trainer.config.max_steps == 160 and trainer.can_replan()
+    assert trainer.schedule.factor(80) == pytest.approx(before)  # no jump in the LR
+    assert trainer.schedule.factor(120) == pytest.approx(0.25) and trainer.schedule.factor(160) == 0.0
+    stable = Trainer(modern_model(), make_data(), cfg, tmp_path / "stable", show_progress=False)
+    stable.plan_budget([1.0], 0.0)
+    stable.step = 50  # in the stable phase a re-plan leaves the warmdown's share as it was
+    stable.plan_budget([0.5], 50.0)
+    assert stable.config.max_steps == 150 and stable.config.warmdown_ratio == 0.4 and stable.schedule.factor(50) == 1.0
 
 
 def test_recipes_build_and_variants_parse() -> None:

@@ -80,7 +80,7 @@ OPTIMIZERS = ("adamw", "muon")
 PROVISIONAL_MAX_STEPS = 10**9
 BUDGET_CALIBRATION_STEPS = 8  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
 BUDGET_CALIBRATION_SHARE = 0.02  # ... and at least this share of the budget, so a fast step is timed over seconds
-BUDGET_REPLAN_AT = (0.25, 0.5)  # shares of a time budget where max_steps is re-estimated from the steps since the last plan
+BUDGET_REPLAN_AT = (0.25, 0.5, 0.75, 0.9)  # shares of a time budget where max_steps is re-estimated from the steps since the last plan
 
 
 def budget_calibrated(steps_run: int, train_time: float, budget: float) -> bool:
@@ -711,9 +711,9 @@ class Trainer:
         """Count a training step's ``seconds`` against ``time_budget``; returns whether ``max_steps`` changed.
 
         The first plan comes once enough steps are timed (:func:`budget_calibrated`;
-        the first step, which pays warm-up, is left out of the estimate), re-plans
-        at 25 % and 50 % of the budget use the steps since the previous plan, while
-        the schedule allows (:meth:`can_replan`). Whoever drives :meth:`train_step`
+        the first step, which pays warm-up, is left out of the estimate); re-plans
+        when 25, 50, 75 and 90 % of the budget should be spent use the steps since
+        the previous plan, while the schedule allows (:meth:`can_replan`). Whoever drives :meth:`train_step`
         calls this after each step (``fit`` does; so does an interleaved benchmark).
         """
         if not (self._budget_pending or self._replan_steps):
@@ -751,11 +751,10 @@ class Trainer:
         remaining = max(0.0, budget - train_time)
         per_step = max(per_step, 1e-9)
         max_steps = self.step + max(1, int(remaining / per_step))
-        if self._budget_pending:  # the first plan: re-estimate when 25 % and 50 % of the budget should be spent
-            self._replan_steps = [
-                self.step + int((f * budget - train_time) / per_step) for f in BUDGET_REPLAN_AT if f * budget > train_time
-            ]
-        self.config = replace(self.config, max_steps=max_steps)
+        self._replan_steps = [  # re-estimate when these shares of the budget should be spent
+            self.step + int((f * budget - train_time) / per_step) for f in BUDGET_REPLAN_AT if f * budget > train_time
+        ]
+        self.config = replace(self.config, max_steps=max_steps, **self._warmdown_kept(max_steps))
         self.schedule = self.config.schedule()
         self._budget_pending = False
         if self.env.is_main:
@@ -768,17 +767,32 @@ class Trainer:
                 ckpt.write_run(self.run_dir, run)
         return max_steps
 
+    def _warmdown_kept(self, max_steps: int) -> dict[str, float]:
+        """A WSD run re-planned inside its warmdown: the ``warmdown_ratio`` that keeps the LR where it is now
+        and decays it linearly from there to the new end (the slope changes, the LR does not jump).
+
+        Before the warmdown nothing changes (the LR is flat there). The new
+        ratio is saved with ``max_steps``, so a resumed run follows the same schedule.
+        """
+        c = self.config
+        if not c.use_cosine or c.lr_schedule != "wsd":
+            return {}
+        warmdown = round(c.warmdown_ratio * c.max_steps)
+        left = (c.max_steps - self.step) / warmdown if warmdown else 1.0  # share of the decay still ahead
+        if left >= 1.0 or left <= 0.0:
+            return {}
+        return {"warmdown_ratio": min(1.0, (max_steps - self.step) / left / max_steps)}
+
     def can_replan(self) -> bool:
         """Whether ``max_steps`` may still change without a jump in the LR already applied.
 
-        WSD: until the warmdown starts (the LR is flat before it). Cosine: in
-        the first half (a longer or shorter cosine then differs by little).
+        WSD: always (inside the warmdown its length is re-planned too, see
+        :meth:`_warmdown_kept`). Cosine: in the first half (a longer or
+        shorter cosine then differs by little).
         """
         c = self.config
-        if not c.use_cosine:
-            return True
-        if c.lr_schedule == "wsd":
-            return self.step < c.max_steps - round(c.warmdown_ratio * c.max_steps) - 1
+        if not c.use_cosine or c.lr_schedule == "wsd":
+            return self.step < c.max_steps
         return self.step < c.warmup_steps + (c.max_steps - c.warmup_steps) // 2
 
     def _stop_requested(self, stop: StopFlag) -> bool:
