@@ -86,6 +86,24 @@ def test_after_step_plans_a_budget_then_replans_from_the_steps_since(tmp_path) -
     assert not trainer.after_step(0.25)  # the next re-plan is due at 75 % of the budget
 
 
+def test_under_ddp_a_rank_plans_when_any_rank_has_timed_enough(tmp_path, monkeypatch) -> None:
+    import microtransformer.training.trainer as trainer_module
+    from microtransformer.training.distributed import DistEnv
+
+    cfg = make_config(max_steps=3, time_budget=100.0, eval_interval=10_000, grad_accum_steps=1)
+    trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)
+    trainer.env = DistEnv(rank=1, world_size=2)
+    calls: list[list[float]] = []
+
+    def fake_all_reduce_sum(values, device):  # rank 0 (not simulated) has timed enough; times add up over 2 ranks
+        calls.append(list(values))
+        return [1.0] if len(values) == 1 else [2 * v for v in values]
+
+    monkeypatch.setattr(trainer_module, "all_reduce_sum", fake_all_reduce_sum)
+    done = [trainer.after_step(0.1) for _ in range(9)]  # 0.9 s: this rank alone would wait for 2 % of 100 s
+    assert done == [True] + [False] * 8 and calls[0] == [0.0] and not trainer.budget_pending  # rank 0 was ready
+
+
 def test_a_replan_inside_the_warmdown_keeps_the_lr_and_decays_to_zero_at_the_new_end(tmp_path) -> None:
     cfg = make_config(time_budget=100.0, lr_schedule="wsd", warmup_steps=0, warmdown_ratio=0.4, min_lr_ratio=0.0)
     trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)

@@ -713,8 +713,9 @@ class Trainer:
         The first plan comes once enough steps are timed (:func:`budget_calibrated`;
         the first step, which pays warm-up, is left out of the estimate); re-plans
         when 25, 50, 75 and 90 % of the budget should be spent use the steps since
-        the previous plan, while the schedule allows (:meth:`can_replan`). Whoever drives :meth:`train_step`
-        calls this after each step (``fit`` does; so does an interleaved benchmark).
+        the previous plan, while the schedule allows (:meth:`can_replan`). Whoever
+        drives :meth:`train_step` calls this after each step (``fit`` does; so does
+        an interleaved benchmark). Under DDP every rank plans at the same step.
         """
         if not (self._budget_pending or self._replan_steps):
             return False
@@ -723,9 +724,12 @@ class Trainer:
         self._budget_spent += seconds
         spent = self._budget_spent
         if self._budget_pending:
-            if not budget_calibrated(len(times), spent, self.config.time_budget):
+            ready = budget_calibrated(len(times), spent, self.config.time_budget)
+            if self.env.is_distributed:  # plan_budget all-reduces: every rank must enter it at the same step
+                ready = all_reduce_sum([1.0 if ready else 0.0], self.device)[0] > 0
+            if not ready:
                 return False
-            self.plan_budget(times[1:], spent)
+            self.plan_budget(times[1:] or times, spent)
         elif self.step < self._replan_steps[0]:
             return False
         else:
