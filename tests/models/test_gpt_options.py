@@ -221,7 +221,7 @@ def test_scaled_init_starts_every_block_as_the_identity() -> None:
     assert float(m.transformer.wte.weight.detach().std()) == pytest.approx(1.0, rel=0.05)
     assert float(m.lm_head.weight.detach().std()) == pytest.approx(0.001, rel=0.05)
     bound = math.sqrt(3 / 32)
-    assert float(m.transformer.h[0].mlp.c_fc.weight.abs().max()) <= bound
+    assert float(m.transformer.h[0].mlp.c_fc.weight.detach().abs().max()) <= bound
 
 
 def test_param_roles_cover_every_parameter_once_and_flops_count_matmuls() -> None:
