@@ -515,8 +515,11 @@ class GPT(GenerationMixin, nn.Module):
                 )
             attn = _padded_causal_mask(mask, start, T)  # (B, 1, T, start+T)
         x = self.transformer.wte(input_ids)  # (B, T, C)
-        if self.config.smear:
-            x = self._smear(x, previous_ids(input_ids, cache, mask, start))  # (B, T, C)
+        prev = None  # (B, T): the token before each position, for the options that read it
+        if self.config.smear or self.config.bigram_buckets:
+            prev = previous_ids(input_ids, cache, mask, start)
+        if prev is not None and self.config.smear:
+            x = self._smear(x, prev)  # (B, T, C)
         rope = None
         if self.config.position == "learned":
             x = x + self.transformer.wpe(pos)  # (B, T, C)
@@ -525,8 +528,7 @@ class GPT(GenerationMixin, nn.Module):
             rope = (cos.unsqueeze(-2), sin.unsqueeze(-2))  # (B|1, T, 1, hs/2): broadcast over heads
         if self.config.embed_norm:
             x = rms_norm(x)
-        if self.config.bigram_buckets:
-            prev = previous_ids(input_ids, cache, mask, start)  # (B, T)
+        if prev is not None and self.config.bigram_buckets:
             x = x + self.transformer.bigram(bigram_ids(input_ids, prev, self.config.bigram_buckets))  # (B, T, C)
         x = x0 = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):

@@ -67,6 +67,26 @@ def wsd_lr_factor(
     return min_ratio + (1.0 - min_ratio) * (total_steps - step) / warmdown
 
 
+def wsd_replanned_ratio(step: int, *, total_steps: int, warmdown_ratio: float, new_total: int) -> float:
+    """The ``warmdown_ratio`` for a WSD run moved from ``total_steps`` to ``new_total`` at ``step``.
+
+    Inside the warmdown, the one that keeps :func:`wsd_lr_factor` at ``step``
+    where it is and decays linearly from there to the new end (the slope
+    changes, the LR does not jump); before it (the LR is flat) or past the old
+    end, ``warmdown_ratio`` itself.
+
+    >>> wsd_replanned_ratio(8, total_steps=10, warmdown_ratio=0.4, new_total=12)  # the factor at step 8 is 0.5
+    0.6666666666666666
+    >>> round(wsd_lr_factor(8, warmup_steps=0, total_steps=12, warmdown_ratio=0.6666666666666666), 2)
+    0.5
+    """
+    warmdown = round(warmdown_ratio * total_steps)
+    left = (total_steps - step) / warmdown if warmdown else 1.0  # share of the decay still ahead
+    if left >= 1.0 or left <= 0.0:
+        return warmdown_ratio
+    return min(1.0, (new_total - step) / left / new_total)
+
+
 SCHEDULES = ("cosine", "wsd")
 
 

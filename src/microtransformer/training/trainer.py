@@ -71,7 +71,7 @@ from microtransformer.training.distributed import (
 )
 from microtransformer.training.loop import StopFlag, adamw, progress_bar
 from microtransformer.training.optim import MuonAdamW, OptimConfig, muon_groups, muon_momentum
-from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule
+from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule, wsd_replanned_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -772,26 +772,19 @@ class Trainer:
         return max_steps
 
     def _warmdown_kept(self, max_steps: int) -> dict[str, float]:
-        """A WSD run re-planned inside its warmdown: the ``warmdown_ratio`` that keeps the LR where it is now
-        and decays it linearly from there to the new end (the slope changes, the LR does not jump).
-
-        Before the warmdown nothing changes (the LR is flat there). The new
-        ratio is saved with ``max_steps``, so a resumed run follows the same schedule.
-        """
+        """A WSD run re-planned inside its warmdown keeps its LR (:func:`wsd_replanned_ratio`); the new ratio
+        is saved with ``max_steps``, so a resumed run follows the same schedule."""
         c = self.config
         if not c.use_cosine or c.lr_schedule != "wsd":
             return {}
-        warmdown = round(c.warmdown_ratio * c.max_steps)
-        left = (c.max_steps - self.step) / warmdown if warmdown else 1.0  # share of the decay still ahead
-        if left >= 1.0 or left <= 0.0:
-            return {}
-        return {"warmdown_ratio": min(1.0, (max_steps - self.step) / left / max_steps)}
+        ratio = wsd_replanned_ratio(self.step, total_steps=c.max_steps, warmdown_ratio=c.warmdown_ratio, new_total=max_steps)
+        return {"warmdown_ratio": ratio}
 
     def can_replan(self) -> bool:
         """Whether ``max_steps`` may still change without a jump in the LR already applied.
 
         WSD: always (inside the warmdown its length is re-planned too, see
-        :meth:`_warmdown_kept`). Cosine: in the first half (a longer or
+        :func:`wsd_replanned_ratio`). Cosine: in the first half (a longer or
         shorter cosine then differs by little).
         """
         c = self.config
