@@ -119,11 +119,12 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     mixed = tmp_path / "mixed"  # the newer options, through training, the checkpoint and cached sampling
     assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", *TINY_MODEL, "--batch_size", "2",
                  "--max_steps", "2", "--eval_iters", "1", "--smear", "--x0_mix", "--matrix_weight_decay", "0.1",
-                 "--bigram_buckets", "128", "--device", "cpu", "--out_dir", str(mixed)]) == 0
+                 "--bigram_buckets", "128", "--sampling", "random", "--device", "cpu", "--out_dir", str(mixed)]) == 0
     saved = json.loads((mixed / "run.json").read_text())
     assert saved["model"]["config"]["smear"] is True and saved["model"]["config"]["x0_mix"] is True
     assert saved["model"]["config"]["bigram_buckets"] == 128
     assert saved["train_config"]["matrix_weight_decay"] == 0.1
+    assert saved["train_config"]["sampling"] == "random"  # the flag over the recipe's epoch order
     assert main(["sample", "--ckpt", str(mixed), "--max_new_tokens", "4", "--seed", "0"]) == 0
     capsys.readouterr()
 
@@ -131,3 +132,6 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     assert "--time_budget" in capsys.readouterr().err
     assert main(["train", "--data_file", str(text_file), "--optimizer", "sgd", "--out_dir", str(tmp_path / "y")]) == 2
     assert "optimizer must be one of adamw, muon" in capsys.readouterr().err
+    assert main(["train", "--data_file", str(text_file), "--sampling", "sequential", "--out_dir", str(tmp_path / "z")]) == 2
+    err = capsys.readouterr().err
+    assert "sampling must be one of random, epoch" in err and "Traceback" not in err

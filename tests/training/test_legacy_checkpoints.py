@@ -49,3 +49,11 @@ def test_mtx_sample_on_a_legacy_run(capsys):
     assert main(argv) == 0
     _, tok, _ = load_run(FIXTURES / "gpt")
     assert capsys.readouterr().out == golden["prompt"] + tok.decode(golden["greedy_ids"]) + "\n"
+
+
+def test_a_legacy_run_resumes_with_the_random_windows_it_was_trained_on():
+    from microtransformer.training.trainer import TrainConfig
+
+    saved = json.loads((FIXTURES / "gpt" / "run.json").read_text())["train_config"]
+    assert "sampling" not in saved
+    assert TrainConfig.from_dict(saved).sampling == "random"

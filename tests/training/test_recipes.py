@@ -60,6 +60,8 @@ def test_wsd_schedule_holds_then_decays_linearly() -> None:
         TrainConfig(lr_schedule="linear")
     with pytest.raises(ConfigError, match="optimizer must be one of adamw, muon"):
         TrainConfig(optimizer="sgd")
+    with pytest.raises(ConfigError, match="sampling must be one of random, epoch"):
+        TrainConfig(sampling="shuffle")
 
 
 def test_a_time_budget_sets_max_steps_and_records_it(tmp_path) -> None:
@@ -127,6 +129,8 @@ def test_recipes_build_and_variants_parse() -> None:
     for name, recipe in RECIPES.items():
         GPTConfig(vocab_size=recipe.vocab_size, **recipe.model)
         TrainConfig(**recipe.train)
+    # nanochat streams its data (each token once an epoch), nanoGPT draws random windows
+    assert [TrainConfig(**RECIPES[n].train).sampling for n in ("nanogpt", "nanochat", "ours")] == ["random", "epoch", "epoch"]
     r = get_recipe("ours+mlp=gelu+matrix_lr=0.03+vocab_size=2048+precision=fp32")
     assert (r.model["mlp"], r.train["matrix_lr"], r.vocab_size, r.train["precision"]) == ("gelu", 0.03, 2048, "fp32")
     with pytest.raises(ConfigError, match="neither a GPTConfig nor a TrainConfig field"):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from microtransformer.errors import CheckpointError, ConfigError, DataError
-from microtransformer.models import GPT, LSTMConfig, LSTMLanguageModel
+from microtransformer.data.loader import TokenArrayDataset
+from microtransformer.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import detect_distributed
 from microtransformer.training.trainer import TrainConfig, Trainer, accumulate_gradients
@@ -32,11 +33,11 @@ def test_grad_accumulation_equals_full_batch():
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_exact_resume_cpu(tmp_path, precision):
+@pytest.mark.parametrize(("precision", "sampling"), [("fp32", "random"), ("bf16", "random"), ("fp32", "epoch")])
+def test_exact_resume_cpu(tmp_path, precision, sampling):
     """2N steps in one go == N steps, stop, resume for N: same losses to the last bit (fp32; bf16 autocast too)."""
     data = make_data()
-    cfg = make_config(max_steps=8, eval_interval=3, precision=precision)  # eval/save points not aligned with N
+    cfg = make_config(max_steps=8, eval_interval=3, precision=precision, sampling=sampling)  # saves not aligned with N
     full = Trainer(make_model(), data, cfg, tmp_path / "full", show_progress=False).fit()
 
     first = Trainer(make_model(), data, cfg, tmp_path / "split", show_progress=False).fit(stop_at_step=4)
@@ -51,6 +52,38 @@ def test_exact_resume_cpu(tmp_path, precision):
     b, _ = ckpt.load_model_from_checkpoint(ckpt.resolve_checkpoint(tmp_path / "split", "last"))
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+class RecordingData(TokenArrayDataset):
+    """Token ids equal to their positions, so a window's first input id is its start."""
+
+    def __init__(self, n_tokens: int, block_size: int) -> None:
+        ids = np.arange(n_tokens)
+        super().__init__({"train": ids, "val": ids[:64]}, block_size, vocab_size=n_tokens)
+        self.starts: list[int] = []
+
+    def get_batch(self, split, batch_size, rng=None, **kw):
+        x, y = super().get_batch(split, batch_size, rng, **kw)
+        if split == "train":
+            self.starts += x[:, 0].tolist()
+        return x, y
+
+
+@pytest.mark.parametrize("sampling", ["random", "epoch"])
+def test_sampling_epoch_reads_every_window_once_per_epoch(tmp_path, sampling):
+    T = 16
+    data = RecordingData(T * 25 + 1, T)  # 24 windows an epoch: 3 steps of 4 x 2 micro-batches
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=data.vocab_size, n_layer=1, n_head=1, n_embd=16, block_size=T))
+    cfg = make_config(max_steps=6, eval_interval=100, sampling=sampling)
+    Trainer(model, data, cfg, tmp_path / "run", show_progress=False).fit()
+    first, second = data.starts[:24], data.starts[24:]
+    if sampling == "random":  # nanoGPT's draw: some windows twice, some text not at all
+        assert len(set(first)) < 24 or len({s % T for s in first}) > 1
+        return
+    for epoch in (first, second):
+        assert len(set(epoch)) == 24 and len({s % T for s in epoch}) == 1
+    assert first != second
 
 
 def test_checkpoints_layout_keep_last_best_and_no_compile_prefix(tmp_path):

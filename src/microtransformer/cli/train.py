@@ -69,6 +69,7 @@ _TRAIN_FLAGS.update({
     "head_lr": (positive_float, "muon: AdamW LR of the untied output layer (at width 768)"),
     "matrix_weight_decay": (nonneg_float, "muon: decoupled weight decay of the weight matrices (times the LR)"),
     "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),
+    "sampling": (str, "random (windows at uniform offsets, as nanoGPT) or epoch (each window once per epoch, shuffled)"),
 })
 _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}
 # GPTConfig architecture options settable from the command line (None = the recipe's)

@@ -1,4 +1,4 @@
-"""Random training windows: from token shards on disk, or from texts in memory.
+"""Training windows: from token shards on disk, or from texts in memory.
 
 Both classes answer the tutorial call ``get_batch(split, batch_size)`` with
 ``x, y`` of shape ``(B, block_size)`` where ``y`` is ``x`` shifted by one.
@@ -19,12 +19,19 @@ and keeps its own ``batch_size`` rows (``rank=``, ``world_size=``): ranks never
 share a draw, and N ranks see the windows one process with N times the batch
 would.
 
+Pass an :class:`EpochOrder` instead of a generator (the trainer does for
+``sampling="epoch"``) and the windows are dealt out epoch by epoch instead:
+every window once per epoch in a shuffled order, as nanochat and
+modded-nanogpt read their data, where independent random windows would leave
+about ``exp(-epochs)`` of the text unseen while repeating the rest.
+
 >>> ds = BPEDataset(open("input.txt").read(), block_size=64, device="cpu")  # doctest: +SKIP
 >>> x, y = ds.get_batch("train", 8)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +49,61 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _SCAN_BYTES = 1 << 30  # shards up to 1 GiB are checked for out-of-range ids when opened
 _SCAN_BLOCK = 1 << 24  # ids per max() while scanning
+_EPOCH_STREAM = 0xE70C  # separates the epoch shuffles from other streams seeded with the same seed
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_deal(n_tokens: int, block_size: int, seed: int, epoch: int) -> tuple[int, np.ndarray]:
+    """Epoch ``epoch``'s window offset and (read-only) shuffled window numbers; cached, a batch reads a few rows."""
+    n_windows = max(1, (n_tokens - 1) // block_size - 1)
+    rng = np.random.default_rng((seed, _EPOCH_STREAM, epoch))
+    offset = int(rng.integers(0, min(block_size - 1, n_tokens - 1 - n_windows * block_size) + 1))  # a phase in [0, T)
+    order = rng.permutation(n_windows)
+    order.setflags(write=False)
+    return offset, order
+
+
+class EpochOrder:
+    """Windows dealt out epoch by epoch: pass where a ``numpy.random.Generator`` goes to draw windows.
+
+    Epoch ``e`` cuts the split at ``offset_e + i * block_size`` into windows
+    of ``block_size + 1`` tokens (so each token is a target once) and deals
+    them in a shuffled order; the offset changes each epoch, so text is not
+    always cut at the same places. Rows are numbered through the run:
+    ``row`` is the first one the next draw takes, so a trainer starts step
+    ``t`` at ``t * rows_per_step`` and a resumed run continues the same deal.
+
+    >>> order = EpochOrder(seed=0)
+    >>> starts = np.concatenate([order.take(1000, 8, 41) for _ in range(3)])  # one epoch: 123 windows
+    >>> len(set(starts.tolist())), len(set((starts % 8).tolist())), order.row
+    (123, 1, 123)
+    """
+
+    def __init__(self, seed: int, row: int = 0) -> None:
+        self.seed = seed
+        self.row = row
+
+    def take(self, n_tokens: int, block_size: int, count: int) -> np.ndarray:
+        """Start offsets of the next ``count`` windows of a split of ``n_tokens`` tokens (advances ``row``)."""
+        if n_tokens < block_size + 1:
+            raise DataError(f"a split of {n_tokens} tokens has no window of block_size + 1 = {block_size + 1}")
+        n_windows = max(1, (n_tokens - 1) // block_size - 1)
+        rows = np.arange(self.row, self.row + count)
+        self.row += count
+        starts = np.empty(count, dtype=np.int64)
+        epochs = rows // n_windows
+        for epoch in np.unique(epochs).tolist():
+            offset, order = _epoch_deal(n_tokens, block_size, self.seed, epoch)
+            here = epochs == epoch
+            starts[here] = offset + order[rows[here] % n_windows] * block_size
+        return starts
+
+    def integers(self, *args: Any, **kwargs: Any) -> Any:
+        """A data source that draws its own random windows cannot follow an epoch order: say so."""
+        raise ConfigError(
+            "sampling='epoch' needs a data source that draws windows with microtransformer.data.loader."
+            "window_starts (TokenArrayDataset, ShardDataset, BPEDataset); use sampling='random'"
+        )
 
 
 def _check_split(split: str) -> None:
@@ -50,9 +112,17 @@ def _check_split(split: str) -> None:
 
 
 def window_starts(
-    n_tokens: int, block_size: int, batch_size: int, rng: np.random.Generator, *, rank: int = 0, world_size: int = 1
+    n_tokens: int,
+    block_size: int,
+    batch_size: int,
+    rng: np.random.Generator | EpochOrder,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> np.ndarray:
     """Start offsets of ``rank``'s ``batch_size`` windows: its rows of one draw of ``batch_size * world_size``.
+
+    ``rng`` a generator (independent uniform starts) or an :class:`EpochOrder`.
 
     >>> g = lambda: np.random.default_rng(0)
     >>> both = window_starts(1000, 8, 4, g())
@@ -61,12 +131,21 @@ def window_starts(
     """
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank must be in [0, world_size={world_size}), got {rank}")
-    ix = rng.integers(0, n_tokens - block_size, size=batch_size * world_size)  # every valid start
+    if isinstance(rng, EpochOrder):
+        ix = rng.take(n_tokens, block_size, batch_size * world_size)
+    else:
+        ix = rng.integers(0, n_tokens - block_size, size=batch_size * world_size)  # every valid start
     return ix[rank * batch_size : (rank + 1) * batch_size]
 
 
 def sample_windows(
-    data: Any, block_size: int, batch_size: int, rng: np.random.Generator, *, rank: int = 0, world_size: int = 1
+    data: Any,
+    block_size: int,
+    batch_size: int,
+    rng: np.random.Generator | EpochOrder,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> np.ndarray:
     """``batch_size`` random windows of ``block_size + 1`` tokens from ``data``: ``(B, T+1)`` int64.
 
@@ -82,7 +161,7 @@ def windows_to_batch(
     data: Any,
     block_size: int,
     batch_size: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator | EpochOrder,
     device: torch.device | str,
     *,
     rank: int = 0,
@@ -137,7 +216,13 @@ class TokenArrayDataset:
         return len(self.data[split])
 
     def get_batch(
-        self, split: str, batch_size: int, rng: np.random.Generator | None = None, *, rank: int = 0, world_size: int = 1
+        self,
+        split: str,
+        batch_size: int,
+        rng: np.random.Generator | EpochOrder | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_split(split)
         return windows_to_batch(
@@ -199,7 +284,13 @@ class ShardDataset:
         return TokenStream.open(self.shards_dir, split, self.meta)
 
     def get_batch(
-        self, split: str, batch_size: int, rng: np.random.Generator | None = None, *, rank: int = 0, world_size: int = 1
+        self,
+        split: str,
+        batch_size: int,
+        rng: np.random.Generator | EpochOrder | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x, y`` ``(B, T)`` int64 on ``device``; ``rng`` defaults to the dataset's own; DDP: see the module docstring."""
         _check_split(split)

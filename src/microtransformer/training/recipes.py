@@ -29,6 +29,8 @@ _MODERN_GPT: dict[str, Any] = dict(
 _MUON_WSD: dict[str, Any] = dict(
     optimizer="muon", lr_schedule="wsd", warmup_steps=0, warmdown_ratio=0.4, min_lr_ratio=0.0, grad_clip=0.0,
 )
+#: nanochat streams its data, each token once per epoch; nanoGPT draws random windows (the TrainConfig default)
+_EPOCHS: dict[str, Any] = dict(sampling="epoch")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ RECIPES: dict[str, Recipe] = {
     "nanochat": Recipe(
         "nanochat",
         model=dict(n_layer=2, n_head=1, n_embd=128, block_size=256, **_MODERN_GPT),
-        train=dict(batch_size=32, precision="fp32", **_MUON_WSD),
+        train=dict(batch_size=32, precision="fp32", **_MUON_WSD, **_EPOCHS),
         description="nanochat's GPT and Muon + AdamW at depth 2 (width 128, head 128), 8192-token batches, fp32",
     ),
     "ours": Recipe(
@@ -93,7 +95,7 @@ RECIPES: dict[str, Recipe] = {
         # the shape for long budgets; no soft-cap and no QK-norm: neither helps a 2-layer model in minutes, and
         # both cost time (speedrun A/Bs)
         model=dict(**BUDGET_SIZES[-1][1], block_size=256, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
-        train=dict(batch_size=32, precision="auto", **_MUON_WSD),
+        train=dict(batch_size=32, precision="auto", **_MUON_WSD, **_EPOCHS),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser, bf16 autocast where the CPU has "
                     "bf16 units, sized for the budget",
     ),

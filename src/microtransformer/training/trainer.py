@@ -7,8 +7,11 @@ the in-memory :class:`~microtransformer.data.loader.BPEDataset`).
 Reproducibility is designed in rather than hoped for:
 
 - The batches of step ``t`` come from ``numpy.random.default_rng((seed, 0,
-  t))``: no data-RNG state to save, and a resumed run draws exactly the
-  batches the uninterrupted run would have. Under DDP every rank draws that
+  t))`` (``sampling="random"``) or from rows ``t * rows_per_step`` on of a
+  seeded epoch-by-epoch deal (``sampling="epoch"``,
+  :class:`~microtransformer.data.loader.EpochOrder`): no data-RNG state to
+  save, and a resumed run draws exactly the batches the uninterrupted run
+  would have. Under DDP every rank draws that
   same global batch and keeps its own rows (:func:`.distributed.rank_batch`).
 - The learning rate is a pure function of ``t`` (:mod:`.schedule`).
 - Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout;
@@ -43,6 +46,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from microtransformer.config import JSONConfig
+from microtransformer.data.loader import EpochOrder
 from microtransformer.device import (
     PRECISIONS,
     PrecisionChoice,
@@ -77,6 +81,7 @@ logger = logging.getLogger(__name__)
 
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
 OPTIMIZERS = ("adamw", "muon")
+SAMPLINGS = ("random", "epoch")
 PROVISIONAL_MAX_STEPS = 10**9
 BUDGET_CALIBRATION_STEPS = 8  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
 BUDGET_CALIBRATION_SHARE = 0.02  # ... and at least this share of the budget, so a fast step is timed over seconds
@@ -124,6 +129,11 @@ class TrainConfig(JSONConfig):
     ``weight_decay`` are then unused. ``time_budget`` (seconds, 0 = off)
     replaces ``max_steps`` on a fresh run: the trainer times its first steps
     and sets ``max_steps`` (and so the schedule's length) to what fits.
+
+    ``sampling="random"`` draws each training window at a uniform random
+    offset (nanoGPT's ``get_batch``); ``"epoch"`` deals every window once per
+    epoch in a shuffled order (:class:`~microtransformer.data.loader.EpochOrder`),
+    so a run of a few epochs sees all of its text as often as the rest.
     """
 
     max_steps: int = 1000
@@ -153,6 +163,7 @@ class TrainConfig(JSONConfig):
     scalar_lr: float = OptimConfig.scalar_lr
     matrix_weight_decay: float = OptimConfig.weight_decay  # Muon's decoupled decay (times the LR) on the matrices
     time_budget: float = 0.0
+    sampling: str = "random"  # what runs saved before this field existed drew
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
@@ -173,6 +184,8 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("matrix_lr", "embedding_lr", "head_lr", "scalar_lr"):
@@ -556,7 +569,12 @@ class Trainer:
 
     # ------------------------------------------------------------------- train
     def _micro_batches(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng((self.config.seed, 0, step))  # the same on every rank; each keeps its rows
+        c = self.config
+        rng: np.random.Generator | EpochOrder  # the same on every rank; each keeps its rows
+        if c.sampling == "epoch":
+            rng = EpochOrder(c.seed, row=step * c.grad_accum_steps * c.batch_size * self.env.world_size)
+        else:
+            rng = np.random.default_rng((c.seed, 0, step))
         for _ in range(self.config.grad_accum_steps):
             x, y = rank_batch(self.data, "train", self.config.batch_size, rng, self.env)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
