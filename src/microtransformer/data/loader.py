@@ -52,10 +52,15 @@ _SCAN_BLOCK = 1 << 24  # ids per max() while scanning
 _EPOCH_STREAM = 0xE70C  # separates the epoch shuffles from other streams seeded with the same seed
 
 
+def _windows_per_epoch(n_tokens: int, block_size: int) -> int:
+    """Windows of ``block_size + 1`` tokens, ``block_size`` apart, that fit after any phase in ``[0, block_size)``."""
+    return max(1, (n_tokens - 1) // block_size - 1)
+
+
 @functools.lru_cache(maxsize=4)
 def _epoch_deal(n_tokens: int, block_size: int, seed: int, epoch: int) -> tuple[int, np.ndarray]:
     """Epoch ``epoch``'s window offset and (read-only) shuffled window numbers; cached, a batch reads a few rows."""
-    n_windows = max(1, (n_tokens - 1) // block_size - 1)
+    n_windows = _windows_per_epoch(n_tokens, block_size)
     rng = np.random.default_rng((seed, _EPOCH_STREAM, epoch))
     offset = int(rng.integers(0, min(block_size - 1, n_tokens - 1 - n_windows * block_size) + 1))  # a phase in [0, T)
     order = rng.permutation(n_windows)
@@ -87,7 +92,7 @@ class EpochOrder:
         """Start offsets of the next ``count`` windows of a split of ``n_tokens`` tokens (advances ``row``)."""
         if n_tokens < block_size + 1:
             raise DataError(f"a split of {n_tokens} tokens has no window of block_size + 1 = {block_size + 1}")
-        n_windows = max(1, (n_tokens - 1) // block_size - 1)
+        n_windows = _windows_per_epoch(n_tokens, block_size)
         rows = np.arange(self.row, self.row + count)
         self.row += count
         starts = np.empty(count, dtype=np.int64)
