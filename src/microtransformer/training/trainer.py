@@ -103,14 +103,16 @@ class BatchSource(Protocol):
     ``get_batch`` returns inputs and already-shifted targets ``(B, T)``; targets
     of ``-100`` are left out of the loss, the eval token count and bits per byte.
     Under DDP it is also called with ``rank=`` and ``world_size=`` when it takes
-    them (see :func:`.distributed.rank_batch`).
+    them (see :func:`.distributed.rank_batch`). ``rng`` is a numpy generator,
+    or with ``sampling="epoch"`` an :class:`~microtransformer.data.loader.EpochOrder`
+    (sources that draw with :func:`~microtransformer.data.loader.window_starts` take both).
     """
 
     block_size: int
     vocab_size: int
 
     def get_batch(
-        self, split: str, batch_size: int, rng: np.random.Generator | None = None
+        self, split: str, batch_size: int, rng: np.random.Generator | EpochOrder | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
