@@ -88,7 +88,8 @@ RECIPES: dict[str, Recipe] = {
         "nanochat",
         model=dict(n_layer=2, n_head=1, n_embd=128, block_size=256, **_MODERN_GPT),
         train=dict(batch_size=32, precision="fp32", **_MUON_WSD, **_EPOCHS),
-        description="nanochat's GPT and Muon + AdamW at depth 2 (width 128, head 128), 8192-token batches, fp32",
+        description="nanochat's GPT and Muon + AdamW at depth 2 (width 128, head 128), 8192-token batches dealt "
+                    "epoch by epoch, fp32",
     ),
     "ours": Recipe(
         "ours",
@@ -97,7 +98,7 @@ RECIPES: dict[str, Recipe] = {
         model=dict(**BUDGET_SIZES[-1][1], block_size=256, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
         train=dict(batch_size=32, precision="auto", **_MUON_WSD, **_EPOCHS),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser, bf16 autocast where the CPU has "
-                    "bf16 units, sized for the budget",
+                    "bf16 units, windows dealt epoch by epoch, sized for the budget",
     ),
 }
 
