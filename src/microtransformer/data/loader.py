@@ -111,6 +111,10 @@ class EpochOrder:
         )
 
 
+#: What draws the windows: independent uniform starts from a generator, or an epoch-by-epoch deal.
+WindowOrder = np.random.Generator | EpochOrder
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
@@ -120,7 +124,7 @@ def window_starts(
     n_tokens: int,
     block_size: int,
     batch_size: int,
-    rng: np.random.Generator | EpochOrder,
+    rng: WindowOrder,
     *,
     rank: int = 0,
     world_size: int = 1,
@@ -147,7 +151,7 @@ def sample_windows(
     data: Any,
     block_size: int,
     batch_size: int,
-    rng: np.random.Generator | EpochOrder,
+    rng: WindowOrder,
     *,
     rank: int = 0,
     world_size: int = 1,
@@ -166,7 +170,7 @@ def windows_to_batch(
     data: Any,
     block_size: int,
     batch_size: int,
-    rng: np.random.Generator | EpochOrder,
+    rng: WindowOrder,
     device: torch.device | str,
     *,
     rank: int = 0,
@@ -224,7 +228,7 @@ class TokenArrayDataset:
         self,
         split: str,
         batch_size: int,
-        rng: np.random.Generator | EpochOrder | None = None,
+        rng: WindowOrder | None = None,
         *,
         rank: int = 0,
         world_size: int = 1,
@@ -292,7 +296,7 @@ class ShardDataset:
         self,
         split: str,
         batch_size: int,
-        rng: np.random.Generator | EpochOrder | None = None,
+        rng: WindowOrder | None = None,
         *,
         rank: int = 0,
         world_size: int = 1,

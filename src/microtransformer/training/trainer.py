@@ -11,8 +11,8 @@ Reproducibility is designed in rather than hoped for:
   seeded epoch-by-epoch deal (``sampling="epoch"``,
   :class:`~microtransformer.data.loader.EpochOrder`): no data-RNG state to
   save, and a resumed run draws exactly the batches the uninterrupted run
-  would have. Under DDP every rank draws that
-  same global batch and keeps its own rows (:func:`.distributed.rank_batch`).
+  would have. Under DDP every rank draws that same global batch and keeps
+  its own rows (:func:`.distributed.rank_batch`).
 - The learning rate is a pure function of ``t`` (:mod:`.schedule`).
 - Weights (fp32), AdamW moments and step counts, and the torch RNG (dropout;
   every rank's under DDP) are saved bit for bit, so on CPU in fp32 "2N steps"
@@ -46,7 +46,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from microtransformer.config import JSONConfig
-from microtransformer.data.loader import EpochOrder
+from microtransformer.data.loader import EpochOrder, WindowOrder
 from microtransformer.device import (
     PRECISIONS,
     PrecisionChoice,
@@ -112,7 +112,7 @@ class BatchSource(Protocol):
     vocab_size: int
 
     def get_batch(
-        self, split: str, batch_size: int, rng: np.random.Generator | EpochOrder | None = None
+        self, split: str, batch_size: int, rng: WindowOrder | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -572,13 +572,13 @@ class Trainer:
     # ------------------------------------------------------------------- train
     def _micro_batches(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
-        rng: np.random.Generator | EpochOrder  # the same on every rank; each keeps its rows
+        rng: WindowOrder  # the same on every rank; each keeps its rows
         if c.sampling == "epoch":
             rng = EpochOrder(c.seed, row=step * c.grad_accum_steps * c.batch_size * self.env.world_size)
         else:
             rng = np.random.default_rng((c.seed, 0, step))
-        for _ in range(self.config.grad_accum_steps):
-            x, y = rank_batch(self.data, "train", self.config.batch_size, rng, self.env)
+        for _ in range(c.grad_accum_steps):
+            x, y = rank_batch(self.data, "train", c.batch_size, rng, self.env)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
 
     def train_step(self) -> StepLog:
