@@ -24,6 +24,7 @@ OPTIONS = [
     {"tie_embeddings": False},
     {"logit_softcap": 5.0},
     {"value_embeds": True},
+    {"value_embeds": True, "value_embed_every": 1},
     {"embed_norm": True},
     {"init": "scaled"},
     {"smear": True},
@@ -151,6 +152,15 @@ def test_value_embeddings_sit_on_alternate_layers_ending_with_the_last() -> None
     assert sorted(m.transformer.ve.keys()) == ["1", "3"]
     assert [b.attn.ve_gate is not None for b in m.transformer.h] == [False, True, False, True]
     assert sorted(model(value_embeds=True, n_layer=3).transformer.ve.keys()) == ["0", "2"]
+
+
+def test_value_embeddings_on_every_layer_or_every_third() -> None:
+    every = model(value_embeds=True, n_layer=3, value_embed_every=1)
+    assert sorted(every.transformer.ve.keys()) == ["0", "1", "2"]
+    assert all(b.attn.ve_gate is not None for b in every.transformer.h)
+    assert sorted(model(value_embeds=True, n_layer=5, value_embed_every=3).transformer.ve.keys()) == ["1", "4"]
+    with pytest.raises(ConfigError, match="value_embed_every"):
+        GPTConfig(**SMALL, value_embed_every=0)
 
 
 def test_previous_ids_stop_at_sequence_starts_and_padding_and_continue_from_the_cache() -> None:

@@ -64,6 +64,25 @@ def test_wsd_schedule_holds_then_decays_linearly() -> None:
         TrainConfig(sampling="shuffle")
 
 
+def test_sqrt_warmdown_is_one_minus_sqrt_of_the_elapsed_decay_and_replans_without_a_jump(tmp_path) -> None:
+    s = LRSchedule(lr=1.0, warmup_steps=0, total_steps=10, kind="wsd", warmdown_ratio=0.4, warmdown_shape="sqrt",
+                     min_ratio=0.0)
+    assert [round(s.lr_at(t), 4) for t in range(5, 11)] == [1.0, 1.0, 0.5, 0.2929, 0.134, 0.0]
+    linear = LRSchedule(lr=1.0, warmup_steps=0, total_steps=10, kind="wsd", warmdown_ratio=0.4, min_ratio=0.0)
+    assert all(s.lr_at(t) <= linear.lr_at(t) for t in range(11))  # below linear, meets it at both ends
+    with pytest.raises(ConfigError, match="warmdown_shape must be one of linear, sqrt"):
+        TrainConfig(lr_schedule="wsd", warmdown_shape="cosine")
+    cfg = make_config(time_budget=100.0, lr_schedule="wsd", warmup_steps=0, warmdown_ratio=0.4, min_lr_ratio=0.0,
+                      warmdown_shape="sqrt")
+    trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)
+    trainer.plan_budget([1.0], 0.0)
+    trainer.step = 80
+    before = trainer.schedule.factor(80)
+    trainer.plan_budget([0.25], 80.0)  # 80 more steps fit: the decay stretches, the LR at step 80 stays
+    assert trainer.config.max_steps == 160 and trainer.schedule.factor(80) == pytest.approx(before)
+    assert trainer.schedule.factor(160) == 0.0
+
+
 def test_a_time_budget_sets_max_steps_and_records_it(tmp_path) -> None:
     data = make_data()
     cfg = make_config(max_steps=3, time_budget=1.5, eval_interval=10_000, grad_accum_steps=1)

@@ -85,6 +85,7 @@ class GPTConfig(JSONConfig):
     tie_embeddings: bool = True  # share the token embedding with the output layer
     logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap)
     value_embeds: bool = False  # per-layer token tables added to attention values, on alternate layers
+    value_embed_every: int = 2  # with value_embeds: a table on every this-many layers, counted back from the last
     embed_norm: bool = False  # normalise the token embedding before the first block
     init: str = "gpt2"  # "gpt2" (normal 0.02, scaled c_proj), or "scaled" (nanochat's: zero c_proj, uniform by width)
     smear: bool = False  # add a gated share of the previous token's embedding to each token's (nanochat, modded-nanogpt)
@@ -92,7 +93,7 @@ class GPTConfig(JSONConfig):
     bigram_buckets: int = 0  # > 0: a table of hashed (previous, current) token pairs added to the embedding
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "value_embed_every"):
             _check_positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
@@ -128,8 +129,13 @@ class GPTConfig(JSONConfig):
         return self.n_embd // self.n_head
 
     def has_value_embed(self, layer: int) -> bool:
-        """Value embeddings sit on alternate layers, the last one included (as nanochat places them)."""
-        return self.value_embeds and layer % 2 == (self.n_layer - 1) % 2
+        """Value embeddings sit on every ``value_embed_every``-th layer counted back from the last (the default 2:
+        alternate layers, as nanochat places them; 1: every layer).
+
+        >>> [GPTConfig(vocab_size=8, n_layer=3, value_embeds=True, value_embed_every=k).has_value_embed(1) for k in (1, 2)]
+        [True, False]
+        """
+        return self.value_embeds and (self.n_layer - 1 - layer) % self.value_embed_every == 0
 
 
 class KVCache:

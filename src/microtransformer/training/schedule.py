@@ -11,7 +11,10 @@ decays linearly to the floor over the last ``warmdown_ratio`` of the steps::
 
     t <  W:              factor = (t + 1) / W
     t <  T - D:          factor = 1
-    otherwise:           factor = m + (1 - m) * (T - t) / D,   D = round(warmdown_ratio * T)
+    otherwise:           factor = m + (1 - m) * shape((T - t) / D),   D = round(warmdown_ratio * T)
+
+with ``shape(u) = u`` (linear, nanochat's) or ``1 - sqrt(1 - u)`` ("sqrt": the
+cooldown of Hägele et al., 2024: below linear throughout, it falls fast at first and slowly at the end).
 
 Why warmup: Adam's second-moment estimate is noisy in the first steps, and a
 full learning rate then can blow up a transformer. Why cosine to a floor
@@ -49,13 +52,19 @@ def cosine_lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_rati
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
 
 
+WARMDOWN_SHAPES = ("linear", "sqrt")
+
+
 def wsd_lr_factor(
-    step: int, *, warmup_steps: int, total_steps: int, warmdown_ratio: float, min_ratio: float = 0.0
+    step: int, *, warmup_steps: int, total_steps: int, warmdown_ratio: float, min_ratio: float = 0.0,
+    shape: str = "linear",
 ) -> float:
     """Warmup-stable-decay multiplier at ``step`` (see module docstring); ``min_ratio`` past the end.
 
     >>> [round(wsd_lr_factor(t, warmup_steps=0, total_steps=10, warmdown_ratio=0.5), 2) for t in (0, 5, 6, 9, 10)]
     [1.0, 1.0, 0.8, 0.2, 0.0]
+    >>> [round(wsd_lr_factor(t, warmup_steps=0, total_steps=10, warmdown_ratio=0.5, shape="sqrt"), 2) for t in (5, 6, 9)]
+    [1.0, 0.55, 0.11]
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -64,15 +73,17 @@ def wsd_lr_factor(
         return 1.0
     if step >= total_steps:
         return min_ratio
-    return min_ratio + (1.0 - min_ratio) * (total_steps - step) / warmdown
+    left = (total_steps - step) / warmdown  # share of the decay still ahead, 1 -> 0
+    return min_ratio + (1.0 - min_ratio) * (left if shape == "linear" else 1.0 - math.sqrt(1.0 - left))
 
 
 def wsd_replanned_ratio(step: int, *, total_steps: int, warmdown_ratio: float, new_total: int) -> float:
     """The ``warmdown_ratio`` for a WSD run moved from ``total_steps`` to ``new_total`` at ``step``.
 
     Inside the warmdown, the one that keeps :func:`wsd_lr_factor` at ``step``
-    where it is and decays linearly from there to the new end (the slope
-    changes, the LR does not jump); before it (the LR is flat) or past the old
+    where it is (of either shape: the share of the decay still ahead is kept)
+    and decays from there to the new end (the slope changes, the LR does not
+    jump); before it (the LR is flat) or past the old
     end, ``warmdown_ratio`` itself.
 
     >>> wsd_replanned_ratio(8, total_steps=10, warmdown_ratio=0.4, new_total=12)  # the factor at step 8 is 0.5
@@ -105,6 +116,7 @@ class LRSchedule:
     min_ratio: float = MIN_LR_RATIO
     kind: str = "cosine"
     warmdown_ratio: float = 0.0
+    warmdown_shape: str = "linear"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -119,6 +131,8 @@ class LRSchedule:
             raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
         if not 0.0 <= self.warmdown_ratio <= 1.0:
             raise ConfigError(f"warmdown_ratio must be in [0, 1], got {self.warmdown_ratio}")
+        if self.warmdown_shape not in WARMDOWN_SHAPES:
+            raise ConfigError(f"warmdown_shape must be one of {', '.join(WARMDOWN_SHAPES)}, got {self.warmdown_shape!r}")
 
     def factor(self, step: int) -> float:
         """The multiplier of every group's base learning rate at ``step``."""
@@ -127,7 +141,7 @@ class LRSchedule:
         if self.kind == "wsd":
             return wsd_lr_factor(
                 step, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
-                warmdown_ratio=self.warmdown_ratio, min_ratio=self.min_ratio,
+                warmdown_ratio=self.warmdown_ratio, min_ratio=self.min_ratio, shape=self.warmdown_shape,
             )
         return cosine_lr_factor(step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, min_ratio=self.min_ratio)
 

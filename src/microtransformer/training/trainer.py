@@ -159,6 +159,7 @@ class TrainConfig(JSONConfig):
     optimizer: str = "adamw"
     lr_schedule: str = "cosine"
     warmdown_ratio: float = 0.4
+    warmdown_shape: str = "linear"  # or "sqrt" (1 - sqrt cooldown)
     matrix_lr: float = OptimConfig.matrix_lr
     embedding_lr: float = OptimConfig.embedding_lr
     head_lr: float = OptimConfig.head_lr
@@ -200,7 +201,8 @@ class TrainConfig(JSONConfig):
 
     def schedule(self) -> LRSchedule:
         return LRSchedule(
-            self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio, self.lr_schedule, self.warmdown_ratio
+            self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio, self.lr_schedule,
+            self.warmdown_ratio, self.warmdown_shape,
         )
 
     def optim_config(self) -> OptimConfig:
