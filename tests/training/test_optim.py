@@ -10,10 +10,12 @@ import torch
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel
 from microtransformer.training.optim import MuonAdamW, OptimConfig, muon_groups, muon_momentum, newton_schulz
+from microtransformer.training.trainer import TrainConfig
 
 
+@pytest.mark.parametrize("method", ["quintic", "polar_express"])
 @pytest.mark.parametrize("shape", [(16, 16), (48, 16), (16, 64)])
-def test_newton_schulz_gives_singular_values_near_one(shape) -> None:
+def test_newton_schulz_gives_singular_values_near_one(shape, method) -> None:
     """A gradient-like matrix with singular values spread over two decades (condition number 100) comes back
     with all of them in Muon's band around one, and close to its exact polar factor ``U V^T``."""
     torch.manual_seed(0)
@@ -21,7 +23,7 @@ def test_newton_schulz_gives_singular_values_near_one(shape) -> None:
     u, _ = torch.linalg.qr(torch.randn(shape[0], k))
     v, _ = torch.linalg.qr(torch.randn(shape[1], k))
     g = u @ torch.diag(torch.logspace(0, 2, k)) @ v.T
-    q = newton_schulz(g, dtype=torch.float32)
+    q = newton_schulz(g, dtype=torch.float32, method=method)
     s = torch.linalg.svdvals(q)
     assert float(s.min()) > 0.5 and float(s.max()) < 1.3, s
     cos = torch.nn.functional.cosine_similarity(q.flatten(), (u @ v.T).flatten(), dim=0)
@@ -44,6 +46,37 @@ def test_one_muon_step_equals_the_hand_computation() -> None:
         u = 0.1 * g + 0.9 * buf  # Nesterov
         expect -= 0.1 * math.sqrt(24 / 8) * newton_schulz(u, dtype=torch.float32)
     torch.testing.assert_close(w.detach(), expect)
+
+
+@pytest.mark.parametrize("shape", [(24, 8), (8, 24)])
+def test_a_normuon_step_equals_the_hand_computation(shape) -> None:
+    """NorMuon: each of the longer side's vectors divided by the root of an EMA (beta2) of its mean square, the
+    whole update rescaled to the orthogonalised update's norm; Polar Express orthogonalises."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(*shape))
+    grads = [torch.randn(*shape), torch.randn(*shape)]
+    w0 = w.detach().clone()
+    group = {"params": [w], "muon": True, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "beta2": 0.8,
+             "orthogonalizer": "polar_express"}
+    opt = MuonAdamW([group], ns_dtype=torch.float32)
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+    expect, buf, second = w0.clone(), torch.zeros(shape), 0.0
+    reduce = 1 if shape[0] >= shape[1] else 0  # mean over the short side: one number per longer-side vector
+    for g in grads:
+        buf = 0.9 * buf + 0.1 * g
+        o = newton_schulz(0.1 * g + 0.9 * buf, dtype=torch.float32, method="polar_express")
+        second = 0.8 * second + 0.2 * o.square().mean(dim=reduce, keepdim=True)
+        scaled = o / second.sqrt()
+        scaled = scaled * (o.norm() / scaled.norm())
+        expect -= 0.1 * math.sqrt(max(1.0, shape[0] / shape[1])) * scaled
+    torch.testing.assert_close(w.detach(), expect)
+    assert not torch.allclose(scaled, o)  # the normalisation did something
+    with pytest.raises(ConfigError, match="muon_beta2 must be in"):
+        TrainConfig(muon_beta2=1.0)
+    with pytest.raises(ConfigError, match="orthogonalizer must be one of quintic, polar_express"):
+        TrainConfig(orthogonalizer="svd")
 
 
 def test_the_adamw_groups_match_torch_adamw() -> None:

@@ -68,6 +68,8 @@ _TRAIN_FLAGS.update({
     "matrix_lr": (positive_float, "muon: LR of the weight matrices"),
     "embedding_lr": (positive_float, "muon: AdamW LR of the embeddings (at width 768; scaled by width^-0.5)"),
     "head_lr": (positive_float, "muon: AdamW LR of the untied output layer (at width 768)"),
+    "orthogonalizer": (str, "muon: quintic (Newton-Schulz, Jordan et al.) or polar_express"),
+    "muon_beta2": (fraction, "muon: > 0 turns on NorMuon's per-neuron normalisation with this EMA decay (0 = off)"),
     "matrix_weight_decay": (nonneg_float, "muon: decoupled weight decay of the weight matrices (times the LR)"),
     "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),
     "sampling": (str, "random (windows at uniform offsets, as nanoGPT) or epoch (each window once per epoch, shuffled)"),

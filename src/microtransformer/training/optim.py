@@ -30,26 +30,59 @@ from microtransformer.errors import ConfigError
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # the quintic of Jordan et al.: fast to ~0.7-1.2 singular values
 NS_STEPS = 5
+#: Polar Express (Amsel et al., 2025): one quintic per step, each optimal for the singular values left by the last
+POLAR_EXPRESS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+ORTHOGONALIZERS = ("quintic", "polar_express")
 REFERENCE_WIDTH = 768  # AdamW learning rates are tuned at this width and scaled by (width / 768) ** -0.5
 
 
-def newton_schulz(g: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+def newton_schulz(
+    g: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = torch.bfloat16, method: str = "quintic"
+) -> torch.Tensor:
     """An approximately semi-orthogonal matrix ``U V^T`` from ``g = U S V^T`` (2-D), in ``dtype``.
 
-    >>> q = newton_schulz(torch.randn(8, 4), dtype=torch.float32)
-    >>> bool(torch.linalg.svdvals(q).max() < 1.3)
-    True
+    ``method``: ``"quintic"`` (Jordan et al.'s fixed coefficients) or ``"polar_express"`` (a tuned quintic per step;
+    nanochat's current choice).
+
+    >>> [bool(torch.linalg.svdvals(newton_schulz(torch.randn(8, 4), dtype=torch.float32, method=m)).max() < 1.3)
+    ...  for m in ORTHOGONALIZERS]
+    [True, True]
     """
-    a, b, c = NS_COEFFS
     x = g.to(dtype)
     transposed = x.size(0) > x.size(1)
     if transposed:
         x = x.mT
-    x = x / (x.norm() + 1e-7)  # spectral norm <= 1
-    for _ in range(steps):
+    if method == "polar_express":
+        coeffs, x = POLAR_EXPRESS[:steps], x / (x.norm() * 1.02 + 1e-6)  # its coefficients assume a 2 % margin
+    else:
+        coeffs, x = (NS_COEFFS,) * steps, x / (x.norm() + 1e-7)  # spectral norm <= 1
+    for a, b, c in coeffs:
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.mT if transposed else x
+
+
+def normalize_rows(update: torch.Tensor, second_moment: torch.Tensor, beta2: float) -> torch.Tensor:
+    """NorMuon (Li et al., 2025): divide each row (the longer side's vectors) of an orthogonalised ``update`` by the
+    root of an EMA of its mean square, then rescale to the update's own norm: neurons whose updates run large
+    step less, and the total step stays Muon's. ``second_moment`` (rows x 1 or 1 x cols, fp32) is updated in place.
+
+    >>> u, v = torch.ones(4, 2), torch.zeros(4, 1)
+    >>> bool(torch.allclose(normalize_rows(u, v, 0.95), u)), bool(torch.allclose(v, torch.full((4, 1), 0.05)))
+    (True, True)
+    """
+    dim = -1 if update.size(0) >= update.size(1) else -2
+    mean_sq = update.float().square().mean(dim=dim, keepdim=True)
+    second_moment.lerp_(mean_sq, 1 - beta2)
+    scaled = update.float() * second_moment.clamp_min(1e-10).rsqrt()
+    scaled *= update.float().norm() / scaled.norm().clamp_min(1e-10)
+    return scaled.to(update.dtype)
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,8 @@ class OptimConfig:
     smear_lr: float = 0.2  # smear's gate and strength
     momentum: float = 0.95
     momentum_warmup_steps: int = 300  # Muon's momentum rises from 0.85 to ``momentum`` over these steps
+    orthogonalizer: str = "quintic"  # or "polar_express"
+    muon_beta2: float = 0.0  # > 0: NorMuon's per-neuron normalisation with this EMA decay (nanochat: 0.95)
     adam_betas: tuple[float, float] = (0.8, 0.95)
     weight_decay: float = 0.0
 
@@ -87,7 +122,8 @@ def muon_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
         ("smear", config.smear_lr, betas),
     ]
     groups: list[dict[str, Any]] = [
-        {"params": parts["matrix"], "muon": True, "lr": config.matrix_lr, "momentum": config.momentum, "weight_decay": config.weight_decay},
+        {"params": parts["matrix"], "muon": True, "lr": config.matrix_lr, "momentum": config.momentum,
+         "weight_decay": config.weight_decay, "orthogonalizer": config.orthogonalizer, "beta2": config.muon_beta2},
     ]
     groups += [
         {"params": parts[role], "muon": False, "lr": lr, "betas": b, "eps": 1e-10, "weight_decay": 0.0} for role, lr, b in adamw
@@ -145,7 +181,13 @@ class MuonAdamW(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(g, 1 - m)
             u = g.lerp(buf, m)
-            update = newton_schulz(u.reshape(u.size(0), -1), dtype=self._ns_dtype(p.device)).view_as(p)
+            flat = newton_schulz(u.reshape(u.size(0), -1), dtype=self._ns_dtype(p.device), method=group.get("orthogonalizer", "quintic"))
+            if group.get("beta2", 0.0):
+                if "second_moment" not in state:
+                    rows, cols = flat.shape
+                    state["second_moment"] = torch.zeros((rows, 1) if rows >= cols else (1, cols), device=p.device)
+                flat = normalize_rows(flat, state["second_moment"], group["beta2"])
+            update = flat.view_as(p)
             if wd:
                 p.mul_(1 - lr * wd)
             p.add_(update.to(p.dtype), alpha=-lr * math.sqrt(max(1.0, p.size(0) / p[0].numel())))

@@ -74,7 +74,7 @@ from microtransformer.training.distributed import (
     restore_rank_rng,
 )
 from microtransformer.training.loop import StopFlag, adamw, progress_bar
-from microtransformer.training.optim import MuonAdamW, OptimConfig, muon_groups, muon_momentum
+from microtransformer.training.optim import ORTHOGONALIZERS, MuonAdamW, OptimConfig, muon_groups, muon_momentum
 from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule, wsd_replanned_ratio
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,8 @@ class TrainConfig(JSONConfig):
     head_lr: float = OptimConfig.head_lr
     scalar_lr: float = OptimConfig.scalar_lr
     matrix_weight_decay: float = OptimConfig.weight_decay  # Muon's decoupled decay (times the LR) on the matrices
+    orthogonalizer: str = OptimConfig.orthogonalizer
+    muon_beta2: float = OptimConfig.muon_beta2
     time_budget: float = 0.0
     sampling: str = "random"  # what runs saved before this field existed drew
 
@@ -195,6 +197,10 @@ class TrainConfig(JSONConfig):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        if self.orthogonalizer not in ORTHOGONALIZERS:
+            raise ConfigError(f"orthogonalizer must be one of {', '.join(ORTHOGONALIZERS)}, got {self.orthogonalizer!r}")
+        if not (isinstance(self.muon_beta2, (int, float)) and 0.0 <= self.muon_beta2 < 1.0):
+            raise ConfigError(f"muon_beta2 must be in [0, 1) (0 = plain Muon), got {self.muon_beta2!r}")
         if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
         self.schedule()  # validates lr_schedule and warmdown_ratio
@@ -208,7 +214,7 @@ class TrainConfig(JSONConfig):
     def optim_config(self) -> OptimConfig:
         return OptimConfig(
             matrix_lr=self.matrix_lr, embedding_lr=self.embedding_lr, head_lr=self.head_lr, scalar_lr=self.scalar_lr,
-            weight_decay=self.matrix_weight_decay,
+            weight_decay=self.matrix_weight_decay, orthogonalizer=self.orthogonalizer, muon_beta2=self.muon_beta2,
         )
 
 
