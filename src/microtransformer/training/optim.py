@@ -181,7 +181,8 @@ class MuonAdamW(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(g, 1 - m)
             u = g.lerp(buf, m)
-            flat = newton_schulz(u.reshape(u.size(0), -1), dtype=self._ns_dtype(p.device), method=group.get("orthogonalizer", "quintic"))
+            method = group.get("orthogonalizer", "quintic")
+            flat = newton_schulz(u.reshape(u.size(0), -1), dtype=self._ns_dtype(p.device), method=method)
             if group.get("beta2", 0.0):
                 if "second_moment" not in state:
                     rows, cols = flat.shape

@@ -81,10 +81,10 @@ def wsd_replanned_ratio(step: int, *, total_steps: int, warmdown_ratio: float, n
     """The ``warmdown_ratio`` for a WSD run moved from ``total_steps`` to ``new_total`` at ``step``.
 
     Inside the warmdown, the one that keeps :func:`wsd_lr_factor` at ``step``
-    where it is (of either shape: the share of the decay still ahead is kept)
+    where it is (for either shape: the share of the decay still ahead is kept)
     and decays from there to the new end (the slope changes, the LR does not
-    jump); before it (the LR is flat) or past the old
-    end, ``warmdown_ratio`` itself.
+    jump); before it (the LR is flat) or past the old end, ``warmdown_ratio``
+    itself.
 
     >>> wsd_replanned_ratio(8, total_steps=10, warmdown_ratio=0.4, new_total=12)  # the factor at step 8 is 0.5
     0.6666666666666666

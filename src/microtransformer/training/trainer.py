@@ -203,7 +203,7 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"muon_beta2 must be in [0, 1) (0 = plain Muon), got {self.muon_beta2!r}")
         if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
-        self.schedule()  # validates lr_schedule and warmdown_ratio
+        self.schedule()  # validates lr_schedule, warmdown_ratio and warmdown_shape
 
     def schedule(self) -> LRSchedule:
         return LRSchedule(
