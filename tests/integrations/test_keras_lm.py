@@ -94,6 +94,11 @@ def test_keras_gpt_refuses_architectures_it_does_not_implement(keras_lm):
     cfg = GPTConfig(vocab_size=100, n_layer=1, n_head=2, n_embd=32, block_size=16, position="rotary", mlp="relu2")
     with pytest.raises(ConfigError, match="nanoGPT architecture only; not position='rotary', mlp='relu2'"):
         keras_lm.build_keras_gpt(**cfg.to_dict(), pad_id=99, compile=False)
+    with pytest.raises(ConfigError, match="not value_embeds=True, value_embed_every=1"):
+        keras_lm.build_keras_gpt(**{**cfg.to_dict(), "position": "learned", "mlp": "gelu", "value_embeds": True,
+                                    "value_embed_every": 1}, pad_id=99, compile=False)
+    plain = {**cfg.to_dict(), "position": "learned", "mlp": "gelu", "value_embed_every": 1}  # no tables: no matter
+    assert keras_lm.build_keras_gpt(**plain, pad_id=99, compile=False).count_params() > 0
 
 
 @pytest.mark.parametrize("builder", ["lstm", "gpt"])

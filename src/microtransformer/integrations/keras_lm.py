@@ -174,7 +174,7 @@ def build_keras_lstm(
 TWIN_ARCHITECTURE: dict[str, Any] = {  # the GPT options the Keras twin implements (nanoGPT's block)
     "position": "learned", "norm": "layernorm", "qk_norm": False, "mlp": "gelu",
     "tie_embeddings": True, "logit_softcap": 0.0, "value_embeds": False, "embed_norm": False,
-    "smear": False, "x0_mix": False, "bigram_buckets": 0,
+    "smear": False, "x0_mix": False, "bigram_buckets": 0, "value_embed_every": 2,
 }
 
 
@@ -183,6 +183,8 @@ def _check_twin_architecture(architecture: dict[str, Any]) -> None:
     if unknown:
         raise ConfigError(f"build_keras_gpt got unknown options: {', '.join(unknown)}")
     other = {k: v for k, v in architecture.items() if v != TWIN_ARCHITECTURE[k]}
+    if not architecture.get("value_embeds", False):
+        other.pop("value_embed_every", None)  # where the tables go does not matter when there are none
     if other:
         wanted = ", ".join(f"{k}={v!r}" for k, v in other.items())
         raise ConfigError(f"the Keras GPT implements the nanoGPT architecture only; not {wanted}")
