@@ -78,10 +78,10 @@ def normalize_rows(update: torch.Tensor, second_moment: torch.Tensor, beta2: flo
     (True, True)
     """
     dim = -1 if update.size(0) >= update.size(1) else -2
-    mean_sq = update.float().square().mean(dim=dim, keepdim=True)
-    second_moment.lerp_(mean_sq, 1 - beta2)
-    scaled = update.float() * second_moment.clamp_min(1e-10).rsqrt()
-    scaled *= update.float().norm() / scaled.norm().clamp_min(1e-10)
+    u = update.float()  # one cast (the update is bf16 where Newton-Schulz runs in bf16)
+    second_moment.lerp_(u.square().mean(dim=dim, keepdim=True), 1 - beta2)
+    scaled = u * second_moment.clamp_min(1e-10).rsqrt()
+    scaled *= u.norm() / scaled.norm().clamp_min(1e-10)
     return scaled.to(update.dtype)
 
 
@@ -181,9 +181,10 @@ class MuonAdamW(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(g, 1 - m)
             u = g.lerp(buf, m)
-            method = group.get("orthogonalizer", "quintic")
+            # groups built by hand, or restored from optimizer states saved before these options, lack them: plain Muon
+            method = group.get("orthogonalizer", OptimConfig.orthogonalizer)
             flat = newton_schulz(u.reshape(u.size(0), -1), dtype=self._ns_dtype(p.device), method=method)
-            if group.get("beta2", 0.0):
+            if group.get("beta2", OptimConfig.muon_beta2):
                 if "second_moment" not in state:
                     rows, cols = flat.shape
                     state["second_moment"] = torch.zeros((rows, 1) if rows >= cols else (1, cols), device=p.device)
