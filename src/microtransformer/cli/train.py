@@ -17,7 +17,7 @@ embeddings) trained with Muon + AdamW on a warmup-stable-decay schedule.
 ``--recipe nanogpt`` gives nanoGPT's model and AdamW + cosine; any flag
 overrides the recipe. ``--time_budget SECONDS`` sets the number of steps
 (and the schedule's length) to what fits that much training time, and
-``--model_size auto`` also picks width and depth for it::
+``--model_size auto`` also picks width, depth and context for it::
 
     mtx train --data_file input.txt --time_budget 600 --model_size auto
 
@@ -99,7 +99,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
                    help=f"model shape, architecture and optimiser settings that go together (default {DEFAULT_RECIPE})")
     g.add_argument("--model_size", choices=("recipe", "auto"), default="recipe",
-                   help="auto: the width/depth the speedrun found best for --time_budget")
+                   help="auto: the width/depth/context the speedrun found best for --time_budget")
     g.add_argument("--n_layer", type=positive_int, default=None)
     g.add_argument("--n_head", type=positive_int, default=None)
     g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=None, help="width (--n_embed is an alias)")

@@ -65,13 +65,26 @@ class Recipe:
         return dataclasses.replace(self, name=name or self.name, model=model, train=train, vocab_size=vocab)
 
 
-#: ``(up to this many seconds, model shape)``: the shape of ``ours`` that reached the lowest held-out
-#: bits per byte for budgets of that size in the speedrun (2 CPU threads; docs/benchmarks.md).
+#: ``(up to this many seconds, shape)``: the shape of ``ours`` (width, depth, heads, and the context and batch
+#: rows of its 8,192-token batches) that reached the lowest held-out bits per byte for budgets of that size in
+#: the speedrun (2 CPU threads; docs/benchmarks.md). The 3-layer model uses a 512-token history; the 2-layer
+#: ones did not (sequence 512 lost at 180 s).
 BUDGET_SIZES: tuple[tuple[float, dict[str, int]], ...] = (
-    (240.0, dict(n_layer=2, n_head=1, n_embd=128)),
-    (400.0, dict(n_layer=2, n_head=2, n_embd=192)),
-    (float("inf"), dict(n_layer=3, n_head=2, n_embd=192)),
+    (240.0, dict(n_layer=2, n_head=1, n_embd=128, block_size=256, batch_size=32)),
+    (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32)),
+    (float("inf"), dict(n_layer=3, n_head=2, n_embd=192, block_size=512, batch_size=16)),
 )
+#: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields)
+_SHAPE_TRAIN_KEYS = ("batch_size",)
+
+
+def _split_shape(shape: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """A BUDGET_SIZES shape as (GPTConfig fields, TrainConfig fields)."""
+    return ({k: v for k, v in shape.items() if k not in _SHAPE_TRAIN_KEYS},
+            {k: v for k, v in shape.items() if k in _SHAPE_TRAIN_KEYS})
+
+
+_LONG_MODEL, _LONG_TRAIN = _split_shape(BUDGET_SIZES[-1][1])
 
 
 RECIPES: dict[str, Recipe] = {
@@ -95,8 +108,8 @@ RECIPES: dict[str, Recipe] = {
         "ours",
         # the shape for long budgets; no soft-cap and no QK-norm: neither helps a 2-layer model in minutes, and
         # both cost time (speedrun A/Bs)
-        model=dict(**BUDGET_SIZES[-1][1], block_size=256, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
-        train=dict(batch_size=32, precision="auto", **_MUON_WSD, **_EPOCHS),
+        model=dict(**_LONG_MODEL, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
+        train=dict(**_LONG_TRAIN, precision="auto", **_MUON_WSD, **_EPOCHS),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser, bf16 autocast where the CPU has "
                     "bf16 units, windows dealt epoch by epoch, sized for the budget",
     ),
@@ -123,10 +136,10 @@ def get_recipe(spec: str) -> Recipe:
 DEFAULT_RECIPE = "ours"
 
 def size_for_budget(seconds: float) -> dict[str, int]:
-    """The width/depth for a training budget of ``seconds`` (``mtx train --model_size auto``).
+    """The width, depth, context and batch rows for a training budget of ``seconds`` (``mtx train --model_size auto``).
 
-    >>> [size_for_budget(s)["n_embd"] for s in (60, 300)], size_for_budget(600)["n_layer"]
-    ([128, 192], 3)
+    >>> [size_for_budget(s)["n_embd"] for s in (60, 300)], size_for_budget(600)["block_size"]
+    ([128, 192], 512)
     """
     if not seconds > 0:
         raise ConfigError(f"a time budget must be > 0 seconds, got {seconds!r}")
