@@ -74,7 +74,8 @@ BUDGET_SIZES: tuple[tuple[float, dict[str, int]], ...] = (
     (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32)),
     (float("inf"), dict(n_layer=3, n_head=2, n_embd=192, block_size=512, batch_size=16)),
 )
-#: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields)
+#: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
+#: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
 _SHAPE_TRAIN_KEYS = ("batch_size",)
 
 
