@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.training import checkpoint as ckpt
-from microtransformer.training.recipes import RECIPES, get_recipe, size_for_budget
+from microtransformer.training.recipes import BUDGET_SIZES, RECIPES, _split_shape, get_recipe, size_for_budget
 from microtransformer.training.schedule import LRSchedule, wsd_lr_factor
 from microtransformer.training.trainer import TrainConfig, Trainer
 
@@ -168,6 +169,15 @@ def test_recipes_build_and_variants_parse() -> None:
     assert (auto.model["block_size"], auto.train["batch_size"], auto.model["n_embd"]) == (256, 32, 128)
     with pytest.raises(ConfigError):
         size_for_budget(0)
+
+
+def test_budget_shapes_split_by_the_config_dataclasses():
+    """The hand-named train keys of a budget shape (kept so the recipes import no torch) match the dataclasses'."""
+    model_fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for _, shape in BUDGET_SIZES:
+        model, train = _split_shape(shape)
+        assert set(model) <= model_fields and set(train) <= train_fields, shape
 
 
 def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
