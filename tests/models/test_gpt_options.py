@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -245,3 +246,50 @@ def test_param_roles_cover_every_parameter_once_and_flops_count_matmuls() -> Non
     c, L, V = 32, 3, 128  # V: the padded vocab
     matmul = L * (3 * c * c + c * c + 8 * c * c) + V * c
     assert m.flops_per_token() == 6 * matmul + 12 * L * c * 24
+
+
+def test_compiled_blocks_run_only_in_training_forwards_and_leave_the_state_dict_alone(monkeypatch) -> None:
+    calls: list[int] = []
+
+    class Recording(torch.nn.Module):  # stands in for torch.compile's wrapper: counts, then runs the block
+        def __init__(self, block):
+            super().__init__()
+            self.block = block
+
+        def forward(self, *args):
+            calls.append(1)
+            return self.block(*args)
+
+    m = model(**MODERN)
+    keys = list(m.state_dict())
+    x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
+    eager = m(x, y, loss_only=True).loss
+    monkeypatch.setattr(torch, "compile", Recording)
+    m.compile_blocks()
+    assert list(m.state_dict()) == keys  # the wrappers are not submodules
+    torch.testing.assert_close(m(x, y, loss_only=True).loss, eager)
+    assert len(calls) == 3  # one per block
+    with torch.no_grad():  # evaluation stays eager
+        m(x)
+    m.generate(x[:, :4], max_new_tokens=2)  # so does generation (KV cache)
+    assert len(calls) == 3
+    m.compile_blocks(False)
+    m(x, y, loss_only=True)
+    assert len(calls) == 3
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_blocks_give_the_eager_loss_and_gradients() -> None:
+    """A real ``torch.compile`` of the blocks (a few seconds on a CPU with a C++ compiler)."""
+    m = model(**MODERN).train()
+    x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
+    eager = m(x, y, loss_only=True).loss
+    eager.backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    m.compile_blocks()
+    compiled = m(x, y, loss_only=True).loss
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    for name, p in m.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -366,6 +366,26 @@ class GPT(GenerationMixin, nn.Module):
                     nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         if config.bigram_buckets:  # starts as a no-op: each row grows from the pairs that hash to it
             nn.init.zeros_(self.transformer.bigram.weight)
+        self._compiled_blocks: list[Callable[..., torch.Tensor]] | None = None  # see compile_blocks
+
+    def compile_blocks(self, enabled: bool = True) -> None:
+        """Run each block through ``torch.compile`` in training forwards (with gradients, no KV cache).
+
+        Why blocks and not the whole model: the blocks are where the
+        elementwise work (norms, rotary, ReLU², residual adds) fuses, while
+        the output layer's chunked loss is already written for the CPU's
+        caches; compiling the blocks alone gave faster steps on a CPU than
+        compiling the whole model (docs/benchmarks.md).
+        Evaluation and generation stay eager, so their other shapes cost no
+        recompiles, and the parameters and ``state_dict`` are the model's
+        own (the compiled wrappers are not submodules).
+        ``compile_blocks(False)`` goes back to eager.
+
+        >>> model = GPT(GPTConfig(vocab_size=16, n_layer=1, n_head=1, n_embd=8, block_size=4))
+        >>> model.compile_blocks(); model.compile_blocks(False); model._compiled_blocks is None
+        True
+        """
+        self._compiled_blocks = [torch.compile(block) for block in self.transformer.h] if enabled else None
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -541,7 +561,10 @@ class GPT(GenerationMixin, nn.Module):
             if self.config.x0_mix:
                 x = self.resid_lambdas[layer] * x + self.x0_lambdas[layer] * x0  # (B, T, C)
             ve = self.transformer.ve[str(layer)](input_ids) if self.config.has_value_embed(layer) else None  # (B, T, C)
-            x = block(x, cache, layer, attn, rope, ve)  # (B, T, C)
+            run = block
+            if self._compiled_blocks is not None and cache is None and torch.is_grad_enabled():
+                run = self._compiled_blocks[layer]
+            x = run(x, cache, layer, attn, rope, ve)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
         if cache is not None:
             cache.pos += T

@@ -362,6 +362,7 @@ class Trainer:
 
         self.model: nn.Module = self.raw_model
         self._compiled = False
+        self._compiled_whole = False  # compiled as one graph (not block by block): then the plain loss fuses better
         if config.compile:
             self.model = self._try_compile(self.raw_model)
         self.eval_model = self.model
@@ -480,17 +481,26 @@ class Trainer:
         return adamw(self.raw_model.optimizer_groups(c.weight_decay), lr=c.lr, betas=(c.beta1, c.beta2))
 
     def _try_compile(self, model: nn.Module) -> nn.Module:
+        """The model to train with ``torch.compile``: a GPT compiles its blocks (:meth:`GPT.compile_blocks`), the
+        chunked loss and evaluation staying eager; other models are compiled whole."""
         try:
-            compiled = torch.compile(model)
+            if hasattr(model, "compile_blocks"):
+                model.compile_blocks()
+                compiled = model
+            else:
+                compiled = torch.compile(model)
         except Exception as exc:  # platform without a compiler toolchain
             logger.warning("torch.compile unavailable (%s); training uncompiled", exc)
             return model
         self._compiled = True
+        self._compiled_whole = compiled is not model
         return compiled
 
     def _uncompile(self, exc: BaseException) -> None:
         logger.warning("torch.compile failed on the first step (%s); falling back to eager mode", exc)
-        self._compiled = False
+        self._compiled = self._compiled_whole = False
+        if hasattr(self.raw_model, "compile_blocks"):
+            self.raw_model.compile_blocks(False)
         self.model = self.raw_model
         self.eval_model = self.raw_model
         if self.env.is_distributed:
@@ -607,7 +617,7 @@ class Trainer:
             autocast=self.precision.autocast_context,
             scaler=self.scaler,
             no_sync=no_sync,
-            loss_only=not self._compiled,
+            loss_only=not self._compiled_whole,
         )
         if self.config.grad_clip > 0:
             if self.scaler is not None:
