@@ -31,7 +31,9 @@ OPTIONS = [
     {"smear": True},
     {"x0_mix": True},
     {"bigram_buckets": 50},
+    {"attn_chunk": 4},
     MODERN,
+    MODERN | {"attn_chunk": 4},
     MODERN | {"smear": True, "x0_mix": True},
     MODERN | {"bigram_buckets": 50},
 ]
@@ -293,3 +295,18 @@ def test_compiled_blocks_give_the_eager_loss_and_gradients() -> None:
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     for name, p in m.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_chunked_layers_see_only_their_chunk_and_the_last_layer_sees_everything() -> None:
+    m = model(**MODERN | {"attn_chunk": 4})
+    outputs: list[torch.Tensor] = []
+    m.transformer.h[1].register_forward_hook(lambda mod, args, out: outputs.append(out))
+    x = torch.randint(1, 97, (1, 12))
+    changed = x.clone()
+    changed[0, 5] = 0  # a token in the second chunk (positions 4-7)
+    logits = [m(ids).logits for ids in (x, changed)]
+    moved = (outputs[0] - outputs[1]).abs().amax(-1)[0]  # (T,): layer 1 (of 3) output, per position
+    assert moved[:5].max() == 0 and moved[5:8].min() > 0 and moved[8:].max() == 0  # chunked: 4-7 only, from 5 on
+    assert (logits[0] - logits[1]).abs().amax(-1)[0, 8:].min() > 0  # the last layer reads across chunks
+    full = model(**MODERN)
+    assert full.flops_per_token() - m.flops_per_token() == 12 * 32 * 2 * (24 - 4)  # two chunked layers of 24 positions

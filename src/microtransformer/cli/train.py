@@ -90,6 +90,7 @@ _ARCH_FLAGS: dict[str, tuple[Any, str]] = {
     "smear": (bool, "add a gated share of the previous token's embedding"),
     "x0_mix": (bool, "each block's input mixes in the embedding with learned weights"),
     "bigram_buckets": (nonneg_int, "rows of a hashed (previous, current) token-pair table added to the embedding; 0 = off"),
+    "attn_chunk": (nonneg_int, "every layer but the last attends within chunks of this many positions; 0 = full context"),
 }
 
 
@@ -123,7 +124,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                    help="auto: bf16 on CUDA, fp32 on CPU (bf16 autocast is slow on CPUs without bf16 units)")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (falls back if it fails)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (a GPT's blocks; falls back to eager if it fails)")
     g.add_argument("--num_threads", type=positive_int, default=None, help="torch CPU threads (default: MTX_NUM_THREADS, else torch's choice)")
 
 

@@ -91,6 +91,7 @@ class GPTConfig(JSONConfig):
     smear: bool = False  # add a gated share of the previous token's embedding to each token's (nanochat, modded-nanogpt)
     x0_mix: bool = False  # each block's input = a * x + b * x0 (x0: the embedding), a and b learned per layer
     bigram_buckets: int = 0  # > 0: a table of hashed (previous, current) token pairs added to the embedding
+    attn_chunk: int = 0  # > 0: every layer but the last attends only within aligned chunks of this many positions
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "value_embed_every"):
@@ -110,6 +111,9 @@ class GPTConfig(JSONConfig):
         for name in ("qk_norm", "tie_embeddings", "value_embeds", "embed_norm", "smear", "x0_mix"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        chunk = self.attn_chunk
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 0:
+            raise ConfigError(f"attn_chunk must be 0 (full context in every layer) or a positive integer, got {chunk!r}")
         buckets = self.bigram_buckets
         if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 0 or buckets == 1:
             raise ConfigError(f"bigram_buckets must be 0 (off) or an integer >= 2, got {buckets!r}")
@@ -136,6 +140,19 @@ class GPTConfig(JSONConfig):
         [True, False]
         """
         return self.value_embeds and (self.n_layer - 1 - layer) % self.value_embed_every == 0
+
+    def attends_in_chunks(self, layer: int) -> bool:
+        """With ``attn_chunk``, every layer but the last attends within chunks (the last sees the whole context).
+
+        Chunked attention (as Llama 4's local layers): position ``p`` attends to
+        ``q <= p`` with ``q // attn_chunk == p // attn_chunk``. A chunk of half
+        the context halves those layers' attention work; the last layer still
+        reads the whole window.
+
+        >>> [GPTConfig(vocab_size=8, n_layer=3, attn_chunk=64).attends_in_chunks(i) for i in range(3)]
+        [True, True, False]
+        """
+        return self.attn_chunk > 0 and layer < self.n_layer - 1
 
 
 class KVCache:
@@ -228,8 +245,12 @@ class CausalSelfAttention(nn.Module):
         mask: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         ve: torch.Tensor | None = None,
+        chunk: int = 0,
     ) -> torch.Tensor:
-        """``mask`` ``(B, 1, T, T_keys)`` bool (True = attend), or None for plain causal attention."""
+        """``mask`` ``(B, 1, T, T_keys)`` bool (True = attend), or None for plain causal attention.
+
+        ``chunk`` > 0 (no cache, no mask, ``T`` a multiple of it): causal attention within each run of ``chunk``
+        positions, computed as that many shorter sequences."""
         B, T, C = x.shape  # (B, T, C)
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x)  # (B, T, 3C)
@@ -245,7 +266,11 @@ class CausalSelfAttention(nn.Module):
         if self.qk_norm:
             q, k = rms_norm(q), rms_norm(k)  # (B, nh, T, hs)
         dropout_p = self.dropout if self.training else 0.0
-        if cache is None:
+        if cache is None and chunk:
+            n = T // chunk
+            q, k, v = (t.reshape(B, nh * n, chunk, hs) for t in (q, k, v))  # each chunk its own sequence
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True).view(B, nh, T, hs)
+        elif cache is None:
             causal = mask is None
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
         else:
@@ -312,8 +337,9 @@ class Block(nn.Module):
         mask: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         ve: torch.Tensor | None = None,
+        chunk: int = 0,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer, mask, rope, ve)  # (B, T, C)
+        x = x + self.attn(self.ln_1(x), cache, layer, mask, rope, ve, chunk)  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x
 
@@ -452,14 +478,18 @@ class GPT(GenerationMixin, nn.Module):
 
         Lookup tables (token, position and value embeddings) cost no matmul and
         are left out; the output layer is in. Attention adds ``12 x n_layer x
-        n_embd x seq_len`` (scores and weighted sum, forward and backward).
+        n_embd x seq_len`` (scores and weighted sum, forward and backward),
+        with ``attn_chunk`` in place of ``seq_len`` for the layers that attend
+        in chunks.
         """
         c = self.config
         lookups = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
         matmul = sum(p.numel() for p in self.parameters() if p.dim() >= 2 and id(p) not in lookups)
         if c.tie_embeddings:
             matmul += self.lm_head.weight.numel()  # tied: the head's matmul is paid all the same
-        return 6 * matmul + 12 * c.n_layer * c.n_embd * (seq_len or c.block_size)
+        seq = seq_len or c.block_size
+        context = sum(min(seq, c.attn_chunk) if c.attends_in_chunks(i) else seq for i in range(c.n_layer))
+        return 6 * matmul + 12 * c.n_embd * context
 
     def param_roles(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by what an optimizer should do with them (Muon + AdamW split).
@@ -557,6 +587,13 @@ class GPT(GenerationMixin, nn.Module):
         if prev is not None and self.config.bigram_buckets:
             x = x + self.transformer.bigram(bigram_ids(input_ids, prev, self.config.bigram_buckets))  # (B, T, C)
         x = x0 = self.transformer.drop(x)
+        chunk, chunk_mask = 0, None  # for the layers that attend in chunks: the fast path's size, or a mask
+        c = self.config.attn_chunk
+        if c and start + T > c:  # (shorter: every position is in the first chunk, plain causal attention)
+            if cache is None and attn is None and T % c == 0:
+                chunk = c
+            else:
+                chunk_mask = _chunk_mask(c, start, T, mask, attn, input_ids.device)  # (B|1, 1, T, start+T)
         for layer, block in enumerate(self.transformer.h):
             if self.config.x0_mix:
                 x = self.resid_lambdas[layer] * x + self.x0_lambdas[layer] * x0  # (B, T, C)
@@ -564,7 +601,10 @@ class GPT(GenerationMixin, nn.Module):
             run = block
             if self._compiled_blocks is not None and cache is None and torch.is_grad_enabled():
                 run = self._compiled_blocks[layer]
-            x = run(x, cache, layer, attn, rope, ve)  # (B, T, C)
+            if self.config.attends_in_chunks(layer):
+                x = run(x, cache, layer, attn if chunk_mask is None else chunk_mask, rope, ve, chunk)  # (B, T, C)
+            else:
+                x = run(x, cache, layer, attn, rope, ve)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
         if cache is not None:
             cache.pos += T
@@ -644,6 +684,24 @@ def bigram_ids(input_ids: torch.Tensor, prev: torch.Tensor, buckets: int) -> tor
     a, b = BIGRAM_HASH
     hashed = torch.bitwise_xor(input_ids * a, prev * b) % (buckets - 1)  # (B, T)
     return torch.where(prev >= 0, hashed, buckets - 1)
+
+
+def _chunk_mask(
+    chunk: int, start: int, T: int, mask: torch.Tensor | None, attn: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    """``(B|1, 1, T, start+T)`` bool for a layer that attends in chunks: causal (or ``attn``, the padded causal
+    mask) and in the query's chunk, chunks counted by position (from each row's first real token with padding).
+
+    >>> _chunk_mask(2, 0, 4, None, None, torch.device("cpu"))[0, 0].int().tolist()
+    [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
+    """
+    if attn is None or mask is None:  # no padding: positions are the indices
+        q_pos = torch.arange(start, start + T, device=device).unsqueeze(1)  # (T, 1)
+        k_pos = torch.arange(start + T, device=device).unsqueeze(0)  # (1, start+T)
+        return ((k_pos <= q_pos) & (k_pos // chunk == q_pos // chunk))[None, None]  # (1, 1, T, start+T)
+    pos = position_ids(mask)  # (B, start+T)
+    same = pos[:, None, :] // chunk == pos[:, start:, None] // chunk  # (B, T, start+T)
+    return attn & same.unsqueeze(1)  # (B, 1, T, start+T)
 
 
 def _padded_causal_mask(mask: torch.Tensor, start: int, T: int) -> torch.Tensor:
