@@ -7,9 +7,14 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-import torch
-from hypothesis import settings
+# Tests check behaviour, not compile speed: torch.compile runs eagerly here (the default recipe compiles its
+# blocks, and a cold compile costs tens of seconds per model). Set before torch reads it; subprocesses inherit it.
+# tests/models/test_gpt_options.py::test_compiled_blocks_give_the_eager_loss_and_gradients turns compiling back on.
+os.environ["TORCH_COMPILE_DISABLE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # No example database in the working tree: tests never write into the repo.
 settings.register_profile("microtransformer", database=None)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 
 from microtransformer.errors import ConfigError
@@ -289,9 +290,15 @@ def test_compiled_blocks_give_the_eager_loss_and_gradients() -> None:
     eager.backward()
     grads = {n: p.grad.clone() for n, p in m.named_parameters()}
     m.zero_grad()
-    m.compile_blocks()
-    compiled = m(x, y, loss_only=True).loss
-    compiled.backward()
+    # tests/conftest.py turns compiling off for the rest of the suite; frames dynamo saw while it was off are marked
+    # to skip until a reset
+    torch._dynamo.reset()
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with torch._dynamo.config.patch(disable=False, suppress_errors=False):
+        m.compile_blocks()
+        compiled = m(x, y, loss_only=True).loss
+        compiled.backward()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # it did compile
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     for name, p in m.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)

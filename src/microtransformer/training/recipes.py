@@ -68,18 +68,19 @@ class Recipe:
 #: ``(up to this many seconds, shape)``: the shape of ``ours`` (width, depth, heads, and the context and batch
 #: rows of its 8,192-token batches) that reached the lowest held-out bits per byte for budgets of that size in
 #: the speedrun (2 CPU threads; docs/benchmarks.md). The 3-layer model uses a 512-token history; the 2-layer
-#: ones did not (sequence 512 lost at 180 s).
-BUDGET_SIZES: tuple[tuple[float, dict[str, int]], ...] = (
-    (240.0, dict(n_layer=2, n_head=1, n_embd=128, block_size=256, batch_size=32)),
-    (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32)),
-    (float("inf"), dict(n_layer=3, n_head=2, n_embd=192, block_size=512, batch_size=16)),
+#: ones did not (sequence 512 lost at 180 s). ``torch.compile`` (of the blocks) pays for its ~30 s warm-up only
+#: in the long budgets.
+BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool]], ...] = (
+    (240.0, dict(n_layer=2, n_head=1, n_embd=128, block_size=256, batch_size=32, compile=False)),
+    (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32, compile=False)),
+    (float("inf"), dict(n_layer=3, n_head=2, n_embd=192, block_size=512, batch_size=16, compile=True)),
 )
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
-_SHAPE_TRAIN_KEYS = ("batch_size",)
+_SHAPE_TRAIN_KEYS = ("batch_size", "compile")
 
 
-def _split_shape(shape: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+def _split_shape(shape: dict[str, int | bool]) -> tuple[dict[str, int | bool], dict[str, int | bool]]:
     """A BUDGET_SIZES shape as (GPTConfig fields, TrainConfig fields)."""
     return ({k: v for k, v in shape.items() if k not in _SHAPE_TRAIN_KEYS},
             {k: v for k, v in shape.items() if k in _SHAPE_TRAIN_KEYS})
@@ -112,7 +113,7 @@ RECIPES: dict[str, Recipe] = {
         model=dict(**_LONG_MODEL, **{**_MODERN_GPT, "qk_norm": False, "logit_softcap": 0.0}),
         train=dict(**_LONG_TRAIN, precision="auto", **_MUON_WSD, **_EPOCHS),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser, bf16 autocast where the CPU has "
-                    "bf16 units, windows dealt epoch by epoch, sized for the budget",
+                    "bf16 units, windows dealt epoch by epoch, blocks compiled for long runs, sized for the budget",
     ),
 }
 
@@ -136,8 +137,9 @@ def get_recipe(spec: str) -> Recipe:
 
 DEFAULT_RECIPE = "ours"
 
-def size_for_budget(seconds: float) -> dict[str, int]:
-    """The width, depth, context and batch rows for a training budget of ``seconds`` (``mtx train --model_size auto``).
+def size_for_budget(seconds: float) -> dict[str, int | bool]:
+    """The width, depth, context, batch rows and ``compile`` for a training budget of ``seconds``
+    (``mtx train --model_size auto``).
 
     >>> [size_for_budget(s)["n_embd"] for s in (60, 300)], size_for_budget(600)["block_size"]
     ([128, 192], 512)
