@@ -7,13 +7,14 @@ import shutil
 
 import pytest
 import torch
-import torch._dynamo
 import torch.nn.functional as F
 
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.models.gpt import RMSNorm, apply_rotary, bigram_ids, previous_ids, rotary_tables
 from microtransformer.training.recipes import RECIPES
+
+from gpt_testkit import eager_and_compiled_grads
 
 SMALL = dict(vocab_size=97, n_layer=3, n_head=2, n_embd=32, block_size=24)
 MODERN = RECIPES["nanochat"].model | {k: SMALL[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
@@ -266,42 +267,10 @@ def test_compiled_blocks_run_only_in_training_forwards_and_leave_the_state_dict_
     m = model(**MODERN)
     keys = list(m.state_dict())
     x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
-    eager = m(x, y, loss_only=True).loss
-    monkeypatch.setattr(torch, "compile", Recording)
-    m.compile_blocks()
-    assert list(m.state_dict()) == keys  # the wrappers are not submodules
-    torch.testing.assert_close(m(x, y, loss_only=True).loss, eager)
-    assert len(calls) == 3  # one per block
-    with torch.no_grad():  # evaluation stays eager
-        m(x)
-    m.generate(x[:, :4], max_new_tokens=2)  # so does generation (KV cache)
-    assert len(calls) == 3
-    m.compile_blocks(False)
-    m(x, y, loss_only=True)
-    assert len(calls) == 3
-
-
-@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_blocks_give_the_eager_loss_and_gradients() -> None:
-    """A real ``torch.compile`` of the blocks (a few seconds on a CPU with a C++ compiler)."""
-    m = model(**MODERN).train()
-    x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
-    eager = m(x, y, loss_only=True).loss
-    eager.backward()
-    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
-    m.zero_grad()
-    # tests/conftest.py turns compiling off for the rest of the suite; frames dynamo saw while it was off are marked
-    # to skip until a reset
-    torch._dynamo.reset()
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    with torch._dynamo.config.patch(disable=False, suppress_errors=False):
-        m.compile_blocks()
-        compiled = m(x, y, loss_only=True).loss
-        compiled.backward()
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # it did compile
+    eager, compiled, eager_grads, grads = eager_and_compiled_grads(m, x, y)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
-    for name, p in m.named_parameters():
-        torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, eager_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_chunked_layers_see_only_their_chunk_and_the_last_layer_sees_everything() -> None:

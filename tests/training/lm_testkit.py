@@ -36,3 +36,15 @@ def make_config(**kw) -> TrainConfig:
     base.update(kw)
     return TrainConfig(**base)
 
+
+
+def assert_split_run_equals_full(full, first, second, full_dir, split_dir) -> None:
+    """A run stopped and resumed (``first`` then ``second``) has the losses of one uninterrupted run (``full``) to the
+    last bit, and its last checkpoint the same weights."""
+    from microtransformer.training import checkpoint as ckpt
+
+    assert [s.loss for s in first.history + second.history] == [s.loss for s in full.history]
+    a, _ = ckpt.load_model_from_checkpoint(ckpt.resolve_checkpoint(full_dir, "last"))
+    b, _ = ckpt.load_model_from_checkpoint(ckpt.resolve_checkpoint(split_dir, "last"))
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name

@@ -269,7 +269,8 @@ class CausalSelfAttention(nn.Module):
         if cache is None and chunk:
             n = T // chunk
             q, k, v = (t.reshape(B, nh * n, chunk, hs) for t in (q, k, v))  # each chunk its own sequence
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True).view(B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            y = y.reshape(B, nh, T, hs)  # a view on the CPU; CUDA's kernels return another memory layout
         elif cache is None:
             causal = mask is None
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
