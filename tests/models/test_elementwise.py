@@ -53,3 +53,14 @@ def test_relu_squared_matches_autograd_bit_for_bit(dtype) -> None:
     ref = F.relu(x).square()
     ref.backward(g)
     assert torch.equal(ours, ref) and torch.equal(ours_grad, x.grad)
+
+
+def test_compiled_code_keeps_the_hand_written_functions_on_the_cpu_only(monkeypatch) -> None:
+    """Inside ``torch.compile`` (simulated) a CPU tensor still goes through the autograd.Function; a tensor on any
+    other device (a meta tensor stands in for a GPU) gets the plain composition."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    cpu = torch.randn(4, 8, requires_grad=True)
+    other = torch.empty(4, 8, device="meta", requires_grad=True)
+    for fn, node in ((rms_norm, "_RMSNormBackward"), (relu_squared, "_ReLUSquaredBackward")):
+        assert fn(cpu).grad_fn.name() == node
+        assert fn(other).grad_fn.name() != node

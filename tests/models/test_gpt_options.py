@@ -267,6 +267,27 @@ def test_compiled_blocks_run_only_in_training_forwards_and_leave_the_state_dict_
     m = model(**MODERN)
     keys = list(m.state_dict())
     x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
+    eager = m(x, y, loss_only=True).loss
+    monkeypatch.setattr(torch, "compile", Recording)
+    m.compile_blocks()
+    assert list(m.state_dict()) == keys  # the wrappers are not submodules
+    torch.testing.assert_close(m(x, y, loss_only=True).loss, eager)
+    assert len(calls) == 3  # one per block
+    with torch.no_grad():  # evaluation stays eager
+        m(x)
+    m.generate(x[:, :4], max_new_tokens=2)  # so does generation (KV cache)
+    assert len(calls) == 3
+    m.compile_blocks(False)
+    m(x, y, loss_only=True)
+    assert len(calls) == 3
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_blocks_give_the_eager_loss_and_gradients() -> None:
+    """A real ``torch.compile`` of the blocks (a few seconds on a CPU with a C++ compiler), with the hand-written
+    RMSNorm and ReLU² backward inside the compiled code, as on every CPU."""
+    m = model(**MODERN).train()
+    x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
     eager, compiled, eager_grads, grads = eager_and_compiled_grads(m, x, y)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     for name, g in grads.items():

@@ -12,10 +12,11 @@ threshold. Here each is one ``autograd.Function``:
   it bf16 without a second cast pass;
 - :func:`relu_squared` saves ``relu(x)`` and its backward is one multiply.
 
-Under ``torch.compile`` both return the plain composition instead: the compiler fuses it and derives the
-backward itself, which is what these functions do by hand for eager mode. (With them inside, compiled blocks
-gave wrong gradients below the last MLP on a CUDA GPU with torch 2.11, while the loss and the CPU agreed;
-tests/training/test_cuda.py checks compiled gradients against eager where a GPU is present.)
+Under ``torch.compile`` on an accelerator both return the plain composition instead, which the compiler
+fuses and differentiates itself: with the hand-written functions inside, compiled blocks gave wrong gradients
+below the last MLP on a CUDA GPU with torch 2.11 (tests/training/test_cuda.py checks compiled gradients against
+eager where a GPU is present). On the CPU they stay inside compiled code: the gradients match eager's there
+(tests/models/test_gpt_options.py), and the compiled training ran better with them (docs/benchmarks.md).
 
 Values equal ``F.rms_norm`` (same eps) and ``F.relu(x).square()``; tests compare
 them and their gradients.
@@ -34,6 +35,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+
+def _plain(x: torch.Tensor) -> bool:
+    """Whether to use the autograd composition: no gradient wanted, or compiled code off the CPU."""
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        return True
+    return torch.compiler.is_compiling() and x.device.type != "cpu"
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -60,7 +68,7 @@ class _RMSNorm(torch.autograd.Function):
 
 def rms_norm(x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x / sqrt(mean(x^2) + eps)`` over the last dimension, returned in ``out_dtype`` (default: ``x``'s)."""
-    if not torch.is_grad_enabled() or not x.requires_grad or torch.compiler.is_compiling():
+    if _plain(x):
         return F.rms_norm(x, (x.size(-1),)).to(out_dtype or x.dtype)
     return _RMSNorm.apply(x, out_dtype or x.dtype)
 
@@ -81,6 +89,6 @@ class _ReLUSquared(torch.autograd.Function):
 
 def relu_squared(x: torch.Tensor) -> torch.Tensor:
     """``relu(x) ** 2`` (So et al., 2021, "Primer")."""
-    if not torch.is_grad_enabled() or not x.requires_grad or torch.compiler.is_compiling():
+    if _plain(x):
         return F.relu(x).square()
     return _ReLUSquared.apply(x)
