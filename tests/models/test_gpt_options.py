@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
+from microtransformer.models import causal_attention
 from microtransformer.models.gpt import RMSNorm, apply_rotary, bigram_ids, previous_ids, rotary_tables
 from microtransformer.training.recipes import RECIPES
 
@@ -283,9 +284,11 @@ def test_compiled_blocks_run_only_in_training_forwards_and_leave_the_state_dict_
 
 
 @pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_blocks_give_the_eager_loss_and_gradients() -> None:
+def test_compiled_blocks_give_the_eager_loss_and_gradients(monkeypatch) -> None:
     """A real ``torch.compile`` of the blocks (a few seconds on a CPU with a C++ compiler), with the hand-written
-    RMSNorm and ReLU² backward inside the compiled code, as on every CPU."""
+    RMSNorm and ReLU² backward and the blockwise attention (3 query blocks here) inside the compiled code, as on
+    every CPU."""
+    monkeypatch.setattr(causal_attention, "QUERY_BLOCK", 4)
     m = model(**MODERN).train()
     x, y = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
     eager, compiled, eager_grads, grads = eager_and_compiled_grads(m, x, y)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from microtransformer.config import JSONConfig
 from microtransformer.errors import ConfigError
 from microtransformer.models.generation import GenerationMixin
+from microtransformer.models.causal_attention import causal_attention
 from microtransformer.models.chunked_loss import chunked_cross_entropy
 from microtransformer.models.elementwise import relu_squared, rms_norm
 from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, loss_targets, position_ids
@@ -269,11 +270,12 @@ class CausalSelfAttention(nn.Module):
         if cache is None and chunk:
             n = T // chunk
             q, k, v = (t.reshape(B, nh * n, chunk, hs) for t in (q, k, v))  # each chunk its own sequence
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            y = causal_attention(q, k, v, dropout_p)
             y = y.reshape(B, nh, T, hs)  # a view on the CPU; CUDA's kernels return another memory layout
+        elif cache is None and mask is None:
+            y = causal_attention(q, k, v, dropout_p)  # (B, nh, T, hs)
         elif cache is None:
-            causal = mask is None
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, nh, T, hs)
         else:
             start = cache.pos
             end = start + T
