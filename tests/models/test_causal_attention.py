@@ -19,7 +19,7 @@ def qkv(T: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> list[torch
 def value_and_grads(fn, q, k, v) -> list[torch.Tensor]:
     out = fn(q, k, v)
     g = torch.Generator().manual_seed(1)
-    out.backward(torch.randn(out.shape, generator=g, dtype=out.dtype))
+    out.backward(torch.randn(out.shape, generator=g, dtype=torch.float64).to(out.dtype))  # the same upstream in any dtype
     grads = [t.grad.clone() for t in (q, k, v)]
     for t in (q, k, v):
         t.grad = None
@@ -71,3 +71,18 @@ def test_compiled_attention_matches_the_fused_kernel() -> None:
     torch._dynamo.reset()
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)  # fp32; gradients up to ~20 here
+
+
+def test_under_bf16_autocast_the_scores_stay_fp32_and_err_no_more_than_the_fused_kernel() -> None:
+    q, k, v = qkv(512, seed=3)
+    ref = value_and_grads(lambda *t: F.scaled_dot_product_attention(*t, is_causal=True), q, k, v)  # float64
+
+    def error(fn) -> float:
+        low = [t.detach().to(torch.bfloat16).requires_grad_() for t in (q, k, v)]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = value_and_grads(fn, *low)
+        return max(float((a.double() - b).norm() / b.norm()) for a, b in zip(got, ref))
+
+    fused = error(lambda *t: F.scaled_dot_product_attention(*t, is_causal=True))
+    blocks = error(lambda *t: ca.blockwise_causal_attention(*t, 128))
+    assert blocks < 1.25 * fused, (blocks, fused)  # bf16 scores would err ~1.6x the kernel

@@ -11,10 +11,11 @@ fused kernel (there the plain form is slower), and so do other devices,
 dropout and explicit masks.
 
 The result is the same function (tests compare values and gradients with
-``F.scaled_dot_product_attention(q, k, v, is_causal=True)``). Under bf16
-autocast the scores are rounded to bf16 before the fp32 softmax, as in any
-attention written with matmuls (nanoGPT's without flash); the fused kernel
-keeps them in fp32.
+``F.scaled_dot_product_attention(q, k, v, is_causal=True)``). The scores
+are computed and soft-maxed in fp32, as in the fused kernel: under bf16
+autocast a bf16 matmul would round them to 8 bits of mantissa first (twice
+the kernel's gradient error), and compiled, the fp32 matmul costs no more.
+The probabilities then meet the values in the values' dtype.
 
 >>> q, k, v = (torch.randn(1, 2, 300, 8) for _ in range(3))
 >>> ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -39,11 +40,12 @@ def blockwise_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     out = []
-    for s in range(0, T, block):
-        e = min(s + block, T)
-        scores = (q[..., s:e, :] @ k[..., :e, :].mT).to(acc) * scale  # (B, nh, e - s, e)
-        scores = scores.masked_fill(~causal[s:e, :e], float("-inf"))
-        out.append(torch.softmax(scores, dim=-1).to(v.dtype) @ v[..., :e, :])
+    with torch.autocast(q.device.type, enabled=False):  # the scores' matmul in fp32, as the fused kernel keeps them
+        for s in range(0, T, block):
+            e = min(s + block, T)
+            scores = (q[..., s:e, :].to(acc) @ k[..., :e, :].to(acc).mT) * scale  # (B, nh, e - s, e)
+            scores = scores.masked_fill(~causal[s:e, :e], float("-inf"))
+            out.append(torch.softmax(scores, dim=-1).to(v.dtype) @ v[..., :e, :])
     return torch.cat(out, dim=-2)
 
 
