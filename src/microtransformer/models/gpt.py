@@ -218,7 +218,8 @@ def make_norm(config: GPTConfig) -> nn.Module:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention via ``F.scaled_dot_product_attention``.
+    """Multi-head causal self-attention via ``F.scaled_dot_product_attention`` (in compiled CPU code, query blocks of
+    plain matmuls: :mod:`microtransformer.models.causal_attention`).
 
     Options of :class:`GPTConfig` act here: rotary positions (``rope`` given
     to :meth:`forward`), QK-norm, and a value embedding ``ve`` mixed into the
@@ -401,7 +402,8 @@ class GPT(GenerationMixin, nn.Module):
         """Run each block through ``torch.compile`` in training forwards (with gradients, no KV cache).
 
         Why blocks and not the whole model: the blocks are where the
-        elementwise work (norms, rotary, ReLU², residual adds) fuses, while
+        elementwise work (norms, rotary, ReLU², residual adds) fuses and, on
+        a CPU, where attention becomes bf16 matmuls in query blocks, while
         the output layer's chunked loss is already written for the CPU's
         caches; compiling the blocks alone gave faster steps on a CPU than
         compiling the whole model (docs/benchmarks.md).
