@@ -403,7 +403,7 @@ class GPT(GenerationMixin, nn.Module):
 
         Why blocks and not the whole model: the blocks are where the
         elementwise work (norms, rotary, ReLU², residual adds) fuses and, on
-        a CPU, where attention becomes bf16 matmuls in query blocks, while
+        a CPU, where attention becomes matmuls in query blocks, while
         the output layer's chunked loss is already written for the CPU's
         caches; compiling the blocks alone gave faster steps on a CPU than
         compiling the whole model (docs/benchmarks.md).
