@@ -1,7 +1,8 @@
 """Causal self-attention: torch's fused kernel, or query blocks of plain matmuls inside compiled CPU code.
 
 Why: on a CPU, ``F.scaled_dot_product_attention``'s fused kernel runs bf16
-no faster than fp32 and takes about a third of a small GPT's training step.
+no faster than fp32 and is a large share of a small GPT's training step
+(docs/benchmarks.md has the profile).
 Written as plain matmuls, a softmax and a mask, the same attention lets
 ``torch.compile`` hand the matmuls to the bf16 units and fuse the softmax
 and its backward into single passes; splitting the queries into blocks of
@@ -13,8 +14,9 @@ dropout and explicit masks.
 The result is the same function (tests compare values and gradients with
 ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``). The scores
 are computed and soft-maxed in fp32, as in the fused kernel: under bf16
-autocast a bf16 matmul would round them to 8 bits of mantissa first (twice
-the kernel's gradient error), and compiled, the fp32 matmul costs no more.
+autocast a bf16 matmul would round them to 8 bits of mantissa first (about
+1.5 times the kernel's gradient error), and compiled, the fp32 matmul costs
+little more.
 The probabilities then meet the values in the values' dtype.
 
 >>> q, k, v = (torch.randn(1, 2, 300, 8) for _ in range(3))
