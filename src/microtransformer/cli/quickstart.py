@@ -36,7 +36,7 @@ from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES
 PROMPTS = ("The ", "The for statement", "def ")
 QUICKSTART_BUDGET = 40.0
 # the ``ours`` recipe's shape for the ~115k-token built-in corpus (larger models overfit it in the budget)
-QUICKSTART_SHAPE = dict(n_layer=2, n_head=1, n_embd=128, block_size=128, batch_size=16)
+QUICKSTART_SHAPE = dict(n_layer=2, n_head=1, n_embd=128, block_size=128, batch_size=16, value_embed_every=2)
 
 
 def register(subparsers: Any) -> None:
@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
     data = ShardDataset(out / "shards", args.block_size)
     recipe = RECIPES[DEFAULT_RECIPE]
-    shape = dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size)
+    shape = dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
+                 value_embed_every=QUICKSTART_SHAPE["value_embed_every"])
     config = GPTConfig(vocab_size=tok.vocab_size, **{**recipe.model, **shape})
     import torch
 
