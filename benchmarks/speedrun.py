@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "steps": tr.step, "train_seconds": r.train_time, "tokens": tokens, "tokens_per_sec": tok_s,
                 "precision": dtype, "mfu": flops / peak[dtype], "bpb": bpb, "curve": r.curve,
                 "held_out_bytes": r.data.held_out_bytes,
-                "first_step_seconds": r.step_times[0], "first_step_measured_seconds": r.first_step_measured, "model": r.model.config.to_dict(), "train": tr.config.to_dict(),
+                "first_step_seconds": r.step_times[0], "first_step_measured_seconds": r.first_step_measured,
+                "model": r.model.config.to_dict(), "train": tr.config.to_dict(),
             })
     return {"budget": budget, "threads": args.threads, "wall_seconds": wall, "peak_flops": peak, "rows": rows,
             "torch": torch.__version__}

@@ -85,4 +85,4 @@ def test_under_bf16_autocast_the_scores_stay_fp32_and_err_no_more_than_the_fused
 
     fused = error(lambda *t: F.scaled_dot_product_attention(*t, is_causal=True))
     blocks = error(lambda *t: ca.blockwise_causal_attention(*t, 128))
-    assert blocks < 1.25 * fused, (blocks, fused)  # bf16 scores would err ~1.6x the kernel
+    assert blocks < 1.25 * fused, (blocks, fused)  # bf16 scores err ~1.4x the kernel here

@@ -69,8 +69,8 @@ class Recipe:
 #: rows of its 8,192-token batches) that reached the lowest held-out bits per byte for budgets of that size in
 #: the speedrun (2 CPU threads; docs/benchmarks.md). The 3-layer model uses a 512-token history; the 2-layer
 #: ones did not (sequence 512 lost at 180 s); it also takes a value table on every layer (two 600 s A/Bs), where the
-#: 2-layer shapes keep nanochat's every other layer (not measured otherwise). ``torch.compile`` (of the blocks) pays for its warm-up (a cold compile
-#: takes ~50 s on a CPU) only in the long budgets.
+#: 2-layer shapes keep nanochat's every other layer (not measured otherwise). ``torch.compile`` (of the blocks)
+#: pays for its warm-up (a cold compile takes ~50 s on a CPU) only in the long budgets.
 BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool]], ...] = (
     (240.0, dict(n_layer=2, n_head=1, n_embd=128, block_size=256, batch_size=32, value_embed_every=2, compile=False)),
     (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32, value_embed_every=2, compile=False)),
