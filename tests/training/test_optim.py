@@ -30,6 +30,36 @@ def test_newton_schulz_gives_singular_values_near_one(shape, method) -> None:
     assert float(cos) > 0.95
 
 
+@pytest.mark.parametrize("method", ["quintic", "polar_express"])
+@pytest.mark.parametrize("shape", [(48, 16), (16, 64)])
+def test_a_stack_of_matrices_is_orthogonalised_matrix_by_matrix(shape, method) -> None:
+    """Each matrix of a stack is scaled by its own norm (a large one does not shrink the others' steps)."""
+    torch.manual_seed(0)
+    gs = torch.randn(3, *shape) * torch.tensor([1.0, 30.0, 0.01])[:, None, None]
+    stacked = newton_schulz(gs, dtype=torch.float64, method=method)
+    for g, q in zip(gs, stacked):
+        torch.testing.assert_close(q, newton_schulz(g, dtype=torch.float64, method=method))
+
+
+def test_muon_steps_same_shape_matrices_together_as_it_would_one_by_one() -> None:
+    """Three weights, two of one shape (orthogonalised as a stack): each moves as a Muon step on it alone would."""
+    torch.manual_seed(0)
+    ws = [torch.nn.Parameter(torch.randn(*s, dtype=torch.float64)) for s in ((24, 8), (24, 8), (8, 16))]
+    together = MuonAdamW([{"params": ws, "muon": True, "lr": 0.1, "momentum": 0.9}], ns_dtype=torch.float64)
+    alone = [torch.nn.Parameter(w.detach().clone()) for w in ws]
+    singles = [MuonAdamW([{"params": [w], "muon": True, "lr": 0.1, "momentum": 0.9}], ns_dtype=torch.float64)
+               for w in alone]
+    for _ in range(3):
+        grads = [torch.randn_like(w) for w in ws]
+        for w, a, g in zip(ws, alone, grads):
+            w.grad, a.grad = g.clone(), g.clone()
+        together.step()
+        for opt in singles:
+            opt.step()
+    for w, a in zip(ws, alone):
+        torch.testing.assert_close(w.detach(), a.detach())
+
+
 def test_one_muon_step_equals_the_hand_computation() -> None:
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(24, 8))
@@ -91,6 +121,33 @@ def test_the_adamw_groups_match_torch_adamw() -> None:
         ours.step()
         ref.step()
     torch.testing.assert_close(a.detach(), b.detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_the_fused_adamw_kernel_and_the_loop_take_the_same_steps(monkeypatch) -> None:
+    """On the CPU the AdamW groups run torch's fused kernel; the plain loop (other devices) takes the same steps."""
+    from microtransformer.training import optim
+
+    torch.manual_seed(0)
+    start = [torch.randn(12, 4), torch.randn(7)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(4)]
+
+    def run(fused: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(optim, "_fused_adamw_fits", lambda params: fused)
+        ps = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = MuonAdamW([{"params": ps, "muon": False, "lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-10,
+                          "weight_decay": 0.1}])
+        for step_grads in grads:
+            for p, g in zip(ps, step_grads):
+                p.grad = g.clone()
+            opt.step()
+        assert [float(opt.state[p]["step"]) for p in ps] == [4.0, 4.0]
+        return [p.detach() for p in ps]
+
+    probe = torch.nn.Parameter(torch.zeros(2))
+    probe.grad = torch.zeros(2)
+    assert optim._fused_adamw_fits([probe]) == hasattr(torch, "_fused_adamw_")  # the CPU path is the kernel
+    for fused_p, loop_p in zip(run(True), run(False)):
+        torch.testing.assert_close(fused_p, loop_p, atol=1e-7, rtol=1e-6)
 
 
 def test_groups_split_the_gpt_and_refuse_the_lstm() -> None:

@@ -45,7 +45,9 @@ REFERENCE_WIDTH = 768  # AdamW learning rates are tuned at this width and scaled
 def newton_schulz(
     g: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = torch.bfloat16, method: str = "quintic"
 ) -> torch.Tensor:
-    """An approximately semi-orthogonal matrix ``U V^T`` from ``g = U S V^T`` (2-D), in ``dtype``.
+    """An approximately semi-orthogonal matrix ``U V^T`` from ``g = U S V^T``, in ``dtype``; ``g`` is one matrix
+    or a stack of same-shape matrices ``(..., rows, cols)``, each orthogonalised on its own (one batched matmul per
+    step instead of one per matrix: the small matrices of a small GPT are cheaper together).
 
     ``method``: ``"quintic"`` (Jordan et al.'s fixed coefficients) or ``"polar_express"`` (a tuned quintic per step;
     nanochat's current choice).
@@ -55,13 +57,14 @@ def newton_schulz(
     [True, True]
     """
     x = g.to(dtype)
-    transposed = x.size(0) > x.size(1)
+    transposed = x.size(-2) > x.size(-1)
     if transposed:
         x = x.mT
+    norm = x.norm(dim=(-2, -1), keepdim=True)
     if method == "polar_express":
-        coeffs, x = POLAR_EXPRESS[:steps], x / (x.norm() * 1.02 + 1e-6)  # its coefficients assume a 2 % margin
+        coeffs, x = POLAR_EXPRESS[:steps], x / (norm * 1.02 + 1e-6)  # its coefficients assume a 2 % margin
     else:
-        coeffs, x = (NS_COEFFS,) * steps, x / (x.norm() + 1e-7)  # spectral norm <= 1
+        coeffs, x = (NS_COEFFS,) * steps, x / (norm + 1e-7)  # spectral norm <= 1
     for a, b, c in coeffs:
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -171,6 +174,10 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def _muon(self, group: dict[str, Any]) -> None:
         m, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
+        # groups built by hand, or restored from optimizer states saved before these options, lack them: plain Muon
+        method = group.get("orthogonalizer", OptimConfig.orthogonalizer)
+        beta2 = group.get("beta2", OptimConfig.muon_beta2)
+        by_shape: dict[tuple[Any, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -181,30 +188,46 @@ class MuonAdamW(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(g, 1 - m)
             u = g.lerp(buf, m)
-            # groups built by hand, or restored from optimizer states saved before these options, lack them: plain Muon
-            method = group.get("orthogonalizer", OptimConfig.orthogonalizer)
-            flat = newton_schulz(u.reshape(u.size(0), -1), dtype=self._ns_dtype(p.device), method=method)
-            if group.get("beta2", OptimConfig.muon_beta2):
-                if "second_moment" not in state:
-                    rows, cols = flat.shape
-                    state["second_moment"] = torch.zeros((rows, 1) if rows >= cols else (1, cols), device=p.device)
-                flat = normalize_rows(flat, state["second_moment"], group["beta2"])
-            update = flat.view_as(p)
-            if wd:
-                p.mul_(1 - lr * wd)
-            p.add_(update.to(p.dtype), alpha=-lr * math.sqrt(max(1.0, p.size(0) / p[0].numel())))
+            flat = u.reshape(u.size(0), -1)
+            by_shape.setdefault((tuple(flat.shape), p.device), []).append((p, flat))
+        for (_, device), items in by_shape.items():
+            stacked = torch.stack([flat for _, flat in items]) if len(items) > 1 else items[0][1]
+            ortho = newton_schulz(stacked, dtype=self._ns_dtype(device), method=method)
+            for i, (p, _) in enumerate(items):
+                flat = ortho[i] if len(items) > 1 else ortho
+                if beta2:
+                    state = self.state[p]
+                    if "second_moment" not in state:
+                        rows, cols = flat.shape
+                        state["second_moment"] = torch.zeros((rows, 1) if rows >= cols else (1, cols), device=p.device)
+                    flat = normalize_rows(flat, state["second_moment"], beta2)
+                if wd:
+                    p.mul_(1 - lr * wd)
+                p.add_(flat.view_as(p).to(p.dtype), alpha=-lr * math.sqrt(max(1.0, p.size(0) / p[0].numel())))
 
     def _adamw(self, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
             state = self.state[p]
             if "step" not in state:
                 state["step"] = torch.zeros((), dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
+        if _fused_adamw_fits(params):
+            # torch's fused kernel: one pass over each tensor instead of ~6 (the embeddings and value tables
+            # are most of a small GPT's parameters); the same update as the loop below
+            states = [self.state[p] for p in params]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adamw_(
+                params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                [], steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps, amsgrad=False, maximize=False,
+            )
+            return
+        for p in params:
+            state = self.state[p]
             state["step"] += 1
             t = float(state["step"])
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -214,3 +237,14 @@ class MuonAdamW(torch.optim.Optimizer):
                 p.mul_(1 - lr * wd)
             denom = (exp_avg_sq / (1 - beta2**t)).sqrt_().add_(eps)
             p.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**t))
+
+
+def _fused_adamw_fits(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused AdamW kernel takes these parameters: all on the CPU (where this optimizer keeps the step
+    counters, which the kernel wants on the parameters' device), one float dtype, dense gradients."""
+    if not params or not hasattr(torch, "_fused_adamw_"):
+        return False
+    first = params[0]
+    return (first.device.type == "cpu" and first.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            and all(p.device.type == "cpu" and p.dtype == first.dtype and p.grad.dtype == p.dtype
+                    and not p.grad.is_sparse for p in params))
