@@ -157,7 +157,7 @@ def test_recipes_build_and_variants_parse() -> None:
     short, rows = dict(block_size=256, batch_size=32, compile=False), dict(block_size=512, batch_size=16, compile=True)
     assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2, **short)
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
-    assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=3, n_head=2, n_embd=192, value_embed_every=1, **rows)
+    assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)
     # every shape keeps 8,192-token batches; ours is the long-budget shape, and auto splits it into model/train fields
     assert {s["block_size"] * s["batch_size"] for s in map(size_for_budget, (60, 300, 600))} == {8192}
     ours = RECIPES["ours"]

@@ -67,14 +67,16 @@ class Recipe:
 
 #: ``(up to this many seconds, shape)``: the shape of ``ours`` (width, depth, heads, and the context and batch
 #: rows of its 8,192-token batches) that reached the lowest held-out bits per byte for budgets of that size in
-#: the speedrun (2 CPU threads; docs/benchmarks.md). The 3-layer model uses a 512-token history; the 2-layer
-#: ones did not (sequence 512 lost at 180 s); it also takes a value table on every layer (two 600 s A/Bs), where the
-#: 2-layer shapes keep nanochat's every other layer (not measured otherwise). ``torch.compile`` (of the blocks)
-#: pays for its warm-up (a cold compile takes ~50 s on a CPU) only in the long budgets.
+#: the speedrun (2 CPU threads; docs/benchmarks.md). A long budget reads the speedrun's training books about three
+#: times, past which more steps of one model make its held-out score worse, so that shape spends the time on depth
+#: (4 layers) rather than on more epochs. It uses a 512-token history; the 2-layer ones did not (sequence 512 lost at
+#: 180 s); it also takes a value table on every layer (two 600 s A/Bs), where the 2-layer shapes keep nanochat's
+#: every other layer (not measured otherwise). ``torch.compile`` (of the blocks) pays for its warm-up (a cold
+#: compile takes ~30-50 s on a CPU) only in the long budgets.
 BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool]], ...] = (
     (240.0, dict(n_layer=2, n_head=1, n_embd=128, block_size=256, batch_size=32, value_embed_every=2, compile=False)),
     (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32, value_embed_every=2, compile=False)),
-    (float("inf"), dict(n_layer=3, n_head=2, n_embd=192, block_size=512, batch_size=16, value_embed_every=1, compile=True)),
+    (float("inf"), dict(n_layer=4, n_head=2, n_embd=192, block_size=512, batch_size=16, value_embed_every=1, compile=True)),
 )
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
