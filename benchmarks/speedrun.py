@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of recipes; a variant adds +field=value (GPTConfig/TrainConfig fields, vocab_size)")
     ap.add_argument("--budget", type=float, default=None, help="training seconds per recipe (default 600; --quick: 60)")
     ap.add_argument("--quick", action="store_true", help=f"a {QUICK_BUDGET:.0f} s budget, for smoke tests")
-    ap.add_argument("--steps", type=int, default=None, help="equal steps instead of equal time (an A/B of one change; a recipe's +max_steps=N overrides)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="equal steps instead of equal time (an A/B of one change); a recipe's +max_steps=N overrides")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--points", type=int, default=8, help="held-out evaluations along the way (the curve)")
