@@ -244,7 +244,7 @@ def _fused_adamw_fits(params: list[torch.Tensor]) -> bool:
     counters, which the kernel wants on the parameters' device), one float dtype, dense gradients."""
     if not params or not hasattr(torch, "_fused_adamw_"):
         return False
-    first = params[0]
-    return (first.device.type == "cpu" and first.dtype in (torch.float32, torch.float16, torch.bfloat16)
-            and all(p.device.type == "cpu" and p.dtype == first.dtype and p.grad.dtype == p.dtype
-                    and not p.grad.is_sparse for p in params))
+    dtype = params[0].dtype
+    return dtype in (torch.float32, torch.float16, torch.bfloat16) and all(
+        p.device.type == "cpu" and p.dtype == dtype and p.grad.dtype == dtype and not p.grad.is_sparse for p in params
+    )
