@@ -169,3 +169,25 @@ def test_groups_split_the_gpt_and_refuse_the_lstm() -> None:
     assert muon_momentum(0, OptimConfig()) == pytest.approx(0.85)
     assert muon_momentum(150, OptimConfig()) == pytest.approx(0.90)
     assert muon_momentum(10_000, OptimConfig()) == pytest.approx(0.95)
+
+
+def test_embedding_weight_decay_shrinks_the_token_and_value_tables_only() -> None:
+    cfg = GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=32, block_size=8, tie_embeddings=False,
+                    norm="rmsnorm", value_embeds=True, value_embed_every=1)
+    m = GPT(cfg)
+    groups = muon_groups(m, OptimConfig(embedding_weight_decay=0.05))
+    tables = [m.transformer.wte.weight, *(t.weight for t in m.transformer.ve.values())]
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    assert [by_param[id(p)]["weight_decay"] for p in tables] == [0.05] * 3
+    assert by_param[id(m.lm_head.weight)]["weight_decay"] == 0.0
+    # a zero gradient leaves only the decay: each table scaled by 1 - lr * wd, the head untouched
+    before = {id(p): p.detach().clone() for p in m.parameters()}
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    MuonAdamW(groups).step()
+    lr = by_param[id(tables[0])]["lr"]
+    for p in tables:
+        torch.testing.assert_close(p.detach(), before[id(p)] * (1 - lr * 0.05))
+    torch.testing.assert_close(m.lm_head.weight.detach(), before[id(m.lm_head.weight)])
+    with pytest.raises(ConfigError, match="embedding_weight_decay"):
+        TrainConfig(embedding_weight_decay=-0.1)

@@ -105,6 +105,7 @@ class OptimConfig:
     muon_beta2: float = 0.0  # > 0: NorMuon's per-neuron normalisation with this EMA decay (nanochat: 0.95)
     adam_betas: tuple[float, float] = (0.8, 0.95)
     weight_decay: float = 0.0
+    embedding_weight_decay: float = 0.0  # AdamW's decoupled decay (times the LR) on the token and value tables
 
 
 def muon_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
@@ -129,7 +130,9 @@ def muon_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
          "weight_decay": config.weight_decay, "orthogonalizer": config.orthogonalizer, "beta2": config.muon_beta2},
     ]
     groups += [
-        {"params": parts[role], "muon": False, "lr": lr, "betas": b, "eps": 1e-10, "weight_decay": 0.0} for role, lr, b in adamw
+        {"params": parts[role], "muon": False, "lr": lr, "betas": b, "eps": 1e-10,
+         "weight_decay": config.embedding_weight_decay if role == "embedding" else 0.0}
+        for role, lr, b in adamw
     ]
     return [g for g in groups if g["params"]]
 

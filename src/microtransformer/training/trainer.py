@@ -127,7 +127,8 @@ class TrainConfig(JSONConfig):
     ``matrix_lr`` and the embeddings, head and gains with AdamW at
     ``embedding_lr``/``head_lr``/``scalar_lr`` (given at width 768, scaled by
     ``(n_embd / 768) ** -0.5``), the matrices decayed by
-    ``matrix_weight_decay``; ``lr``, ``beta1``, ``beta2`` and
+    ``matrix_weight_decay`` and the token and value tables by
+    ``embedding_weight_decay``; ``lr``, ``beta1``, ``beta2`` and
     ``weight_decay`` are then unused. ``time_budget`` (seconds, 0 = off)
     replaces ``max_steps`` on a fresh run: the trainer times its first steps
     and sets ``max_steps`` (and so the schedule's length) to what fits.
@@ -165,6 +166,7 @@ class TrainConfig(JSONConfig):
     head_lr: float = OptimConfig.head_lr
     scalar_lr: float = OptimConfig.scalar_lr
     matrix_weight_decay: float = OptimConfig.weight_decay  # Muon's decoupled decay (times the LR) on the matrices
+    embedding_weight_decay: float = OptimConfig.embedding_weight_decay  # AdamW's, on the token and value tables
     orthogonalizer: str = OptimConfig.orthogonalizer
     muon_beta2: float = OptimConfig.muon_beta2
     time_budget: float = 0.0
@@ -181,8 +183,11 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"seed must be an integer >= 0 (numpy seeds the data order with it), got {self.seed!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if self.weight_decay < 0 or self.matrix_weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("weight_decay, matrix_weight_decay and grad_clip must be >= 0 (grad_clip 0 disables clipping)")
+        if min(self.weight_decay, self.matrix_weight_decay, self.embedding_weight_decay, self.grad_clip) < 0:
+            raise ConfigError(
+                "weight_decay, matrix_weight_decay, embedding_weight_decay and grad_clip must be >= 0 "
+                "(grad_clip 0 disables clipping)"
+            )
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.precision not in PRECISIONS:
@@ -214,7 +219,8 @@ class TrainConfig(JSONConfig):
     def optim_config(self) -> OptimConfig:
         return OptimConfig(
             matrix_lr=self.matrix_lr, embedding_lr=self.embedding_lr, head_lr=self.head_lr, scalar_lr=self.scalar_lr,
-            weight_decay=self.matrix_weight_decay, orthogonalizer=self.orthogonalizer, muon_beta2=self.muon_beta2,
+            weight_decay=self.matrix_weight_decay, embedding_weight_decay=self.embedding_weight_decay,
+            orthogonalizer=self.orthogonalizer, muon_beta2=self.muon_beta2,
         )
 
 
