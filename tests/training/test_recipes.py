@@ -204,7 +204,7 @@ def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
     assert first["first_step_seconds"] == first["first_step_measured_seconds"]
     assert second["first_step_seconds"] == max(second["first_step_measured_seconds"], first["first_step_measured_seconds"])
     for row in result["rows"]:
-        assert row["steps"] > 0 and 0 < row["bpb"] < 20 and row["train_seconds"] > 0
+        assert row["steps"] > 0 and 0 < row["bpb"] < 20 and 0 < row["seen_bpb"] < 20 and row["train_seconds"] > 0
         assert row["curve"] and row["curve"][-1]["bpb"] == row["bpb"]
         assert row["held_out_bytes"] == held_out  # the whole held-out book is scored
     assert result["rows"][1]["model"]["position"] == "rotary" and result["rows"][0]["model"]["position"] == "learned"

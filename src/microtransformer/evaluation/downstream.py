@@ -131,7 +131,7 @@ def heldout_bits_per_byte(
         groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in tail]
         for group in groups:
             width = min(block_size, n_targets - group[0])
-            rows = np.stack([ids[s : s + width + 1] for s in group])  # (B, T+1)
+            rows = np.stack([ids[s : s + width + 1] for s in group]).astype(np.int64)  # (B, T+1); shards may be int32
             t = torch.from_numpy(rows).to(device)
             x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
             with context():
