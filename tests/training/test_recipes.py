@@ -92,6 +92,27 @@ def test_a_time_budget_sets_max_steps_and_records_it(tmp_path) -> None:
     assert resumed.config.max_steps == result.step + 2  # a resumed run keeps its planned schedule, no re-timing
 
 
+def test_max_epochs_caps_a_given_and_a_planned_step_count(tmp_path) -> None:
+    data = make_data()  # 3,500 training tokens; 4 windows of 16 tokens a step: 64 tokens
+    cfg = make_config(max_steps=1000, max_epochs=2.0, grad_accum_steps=1, eval_interval=10_000)
+    trainer = Trainer(modern_model(), data, cfg, tmp_path / "given", show_progress=False)
+    assert trainer.config.max_steps == trainer.epoch_cap() == 2 * 3500 // 64
+    budgeted = Trainer(modern_model(), data, dataclasses.replace(cfg, time_budget=100.0), tmp_path / "planned",
+                       show_progress=False)
+    assert budgeted.plan_budget([0.01], 0.0) == 109  # 10,000 steps would fit the budget: the cap stops at 2 epochs
+    uncapped = Trainer(modern_model(), data, dataclasses.replace(cfg, max_epochs=0.0), tmp_path / "free", show_progress=False)
+    assert uncapped.config.max_steps == 1000
+
+    class Unsized:  # a source that cannot say how many tokens it holds
+        block_size, vocab_size = data.block_size, data.vocab_size
+        get_batch = data.get_batch
+
+    with pytest.raises(ConfigError, match="max_epochs needs a data source that knows its size"):
+        Trainer(modern_model(), Unsized(), cfg, tmp_path / "unsized", show_progress=False)
+    with pytest.raises(ConfigError, match="max_epochs must be a number >= 0"):
+        TrainConfig(max_epochs=-1)
+
+
 def test_after_step_plans_a_budget_then_replans_from_the_steps_since(tmp_path) -> None:
     cfg = make_config(max_steps=3, time_budget=10.0, eval_interval=10_000, grad_accum_steps=1)
     trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)

@@ -132,6 +132,8 @@ class TrainConfig(JSONConfig):
     ``weight_decay`` are then unused. ``time_budget`` (seconds, 0 = off)
     replaces ``max_steps`` on a fresh run: the trainer times its first steps
     and sets ``max_steps`` (and so the schedule's length) to what fits.
+    ``max_epochs`` (0 = off) caps ``max_steps``, given or planned, at that
+    many passes over the training split (:meth:`Trainer.epoch_cap`).
 
     ``sampling="random"`` draws each training window at a uniform random
     offset (nanoGPT's ``get_batch``); ``"epoch"`` deals every window once per
@@ -170,6 +172,7 @@ class TrainConfig(JSONConfig):
     orthogonalizer: str = OptimConfig.orthogonalizer
     muon_beta2: float = OptimConfig.muon_beta2
     time_budget: float = 0.0
+    max_epochs: float = 0.0  # > 0: at most this many passes over the training split, whatever sets max_steps
     sampling: str = "random"  # what runs saved before this field existed drew
 
     def __post_init__(self) -> None:
@@ -208,6 +211,8 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"muon_beta2 must be in [0, 1) (0 = plain Muon), got {self.muon_beta2!r}")
         if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
+        if not (isinstance(self.max_epochs, (int, float)) and 0 <= self.max_epochs < math.inf):
+            raise ConfigError(f"max_epochs must be a number >= 0 (0 = no cap), got {self.max_epochs!r}")
         self.schedule()  # validates lr_schedule, warmdown_ratio and warmdown_shape
 
     def schedule(self) -> LRSchedule:
@@ -346,6 +351,9 @@ class Trainer:
             )
 
         self.env: DistEnv = detect_distributed()
+        if self._fresh and not self._budget_pending and config.max_steps > self.epoch_cap():
+            config = replace(config, max_steps=self.epoch_cap())
+            self.config = config
         device, device_reason = choose_device(config.device)
         self.device = init_distributed(self.env, device)
         self.precision = choose_precision(self.device, config.precision)
@@ -798,7 +806,7 @@ class Trainer:
         budget = self.config.time_budget
         remaining = max(0.0, budget - train_time)
         per_step = max(per_step, 1e-9)
-        max_steps = self.step + max(1, int(remaining / per_step))
+        max_steps = min(self.step + max(1, int(remaining / per_step)), max(self.epoch_cap(), self.step + 1))
         self._replan_steps = [  # re-estimate when these shares of the budget should be spent
             self.step + int((f * budget - train_time) / per_step) for f in BUDGET_REPLAN_AT if f * budget > train_time
         ]
@@ -814,6 +822,21 @@ class Trainer:
                 run["train_config"] = self.config.to_dict()
                 ckpt.write_run(self.run_dir, run)
         return max_steps
+
+    def epoch_cap(self) -> int:
+        """The most steps ``max_epochs`` passes over the training split allow (a huge number when uncapped).
+
+        Why: a small corpus read too many times is fitted at the expense of new text (the speedrun's books get
+        worse on the held-out one past about three passes), so a faster machine given the same time budget
+        should stop there rather than train on.
+        """
+        c = self.config
+        if c.max_epochs <= 0:
+            return PROVISIONAL_MAX_STEPS
+        num_tokens = getattr(self.data, "num_tokens", None)
+        if num_tokens is None:
+            raise ConfigError("max_epochs needs a data source that knows its size (num_tokens); use max_steps")
+        return max(1, int(c.max_epochs * num_tokens("train") / self.tokens_per_step))
 
     def _warmdown_kept(self, max_steps: int) -> dict[str, float]:
         """A WSD run re-planned inside its warmdown keeps its LR (:func:`wsd_replanned_ratio`); the new ratio
