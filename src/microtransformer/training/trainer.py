@@ -132,8 +132,9 @@ class TrainConfig(JSONConfig):
     ``weight_decay`` are then unused. ``time_budget`` (seconds, 0 = off)
     replaces ``max_steps`` on a fresh run: the trainer times its first steps
     and sets ``max_steps`` (and so the schedule's length) to what fits.
-    ``max_epochs`` (0 = off) caps ``max_steps``, given or planned, at that
-    many passes over the training split (:meth:`Trainer.epoch_cap`).
+    ``max_epochs`` (0 = off) caps a fresh run's ``max_steps``, given or
+    planned, at that many passes over the training split
+    (:meth:`Trainer.epoch_cap`); a resumed run keeps the count it is given.
 
     ``sampling="random"`` draws each training window at a uniform random
     offset (nanoGPT's ``get_batch``); ``"epoch"`` deals every window once per
@@ -172,7 +173,7 @@ class TrainConfig(JSONConfig):
     orthogonalizer: str = OptimConfig.orthogonalizer
     muon_beta2: float = OptimConfig.muon_beta2
     time_budget: float = 0.0
-    max_epochs: float = 0.0  # > 0: at most this many passes over the training split, whatever sets max_steps
+    max_epochs: float = 0.0  # > 0: a fresh run takes at most this many passes over the training split
     sampling: str = "random"  # what runs saved before this field existed drew
 
     def __post_init__(self) -> None:
