@@ -148,10 +148,13 @@ class Runner:
         self.train_time += seconds
         self.trainer.after_step(seconds)  # plans and re-plans a time budget as `mtx train` does
 
-    def evaluate(self) -> float:
-        bpb, _, nbytes = heldout_bits_per_byte(
-            self.model, self.data.val, self.data.token_bytes, block_size=self.model.config.block_size, batch_size=16
+    def _score(self, ids: np.ndarray) -> tuple[float, int, int]:
+        return heldout_bits_per_byte(
+            self.model, ids, self.data.token_bytes, block_size=self.model.config.block_size, batch_size=16
         )
+
+    def evaluate(self) -> float:
+        bpb, _, nbytes = self._score(self.data.val)
         assert nbytes == self.data.held_out_bytes, (nbytes, self.data.held_out_bytes)  # every byte scored once
         self.curve.append({"seconds": self.train_time, "step": self.trainer.step, "bpb": bpb})
         return bpb
@@ -159,11 +162,7 @@ class Runner:
     def seen_bpb(self) -> float:
         """Bits per byte on training text (its first held-out-sized stretch of tokens): the gap to the held-out
         score is what the model fitted of the books it read and not of the one it did not."""
-        bpb, _, _ = heldout_bits_per_byte(
-            self.model, self.data.train[: len(self.data.val)], self.data.token_bytes,
-            block_size=self.model.config.block_size, batch_size=16,
-        )
-        return bpb
+        return self._score(self.data.train[: len(self.data.val)])[0]
 
 
 def build_runner(

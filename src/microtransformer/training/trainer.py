@@ -352,8 +352,8 @@ class Trainer:
             )
 
         self.env: DistEnv = detect_distributed()
-        if self._fresh and not self._budget_pending and config.max_steps > self.epoch_cap():
-            config = replace(config, max_steps=self.epoch_cap())
+        if self._fresh and not self._budget_pending:
+            config = replace(config, max_steps=min(config.max_steps, self.epoch_cap()))
             self.config = config
         device, device_reason = choose_device(config.device)
         self.device = init_distributed(self.env, device)
