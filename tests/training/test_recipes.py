@@ -113,30 +113,6 @@ def test_max_epochs_caps_a_given_and_a_planned_step_count(tmp_path) -> None:
         TrainConfig(max_epochs=-1)
 
 
-def test_token_noise_swaps_a_share_of_the_inputs_keeps_the_targets_and_resumes_exactly(tmp_path) -> None:
-    data = make_data()
-    cfg = modern_config(max_steps=6, eval_interval=3, token_noise=0.25)
-    noisy = Trainer(modern_model(), data, cfg, tmp_path / "full", show_progress=False)
-    clean = Trainer(modern_model(), data, dataclasses.replace(cfg, token_noise=0.0), tmp_path / "clean",
-                    show_progress=False)
-    swapped = total = 0
-    for step in range(20):
-        for (xn, yn), (x, y) in zip(noisy._micro_batches(step), clean._micro_batches(step)):
-            assert torch.equal(yn, y) and xn.dtype == x.dtype and int(xn.min()) >= 0 and int(xn.max()) < VOCAB
-            swapped, total = swapped + int((xn != x).sum()), total + x.numel()
-    assert total == 20 * 2 * 4 * 16
-    assert abs(swapped / total - 0.25 * (1 - 1 / VOCAB)) < 0.05  # a draw that lands on the same id changes nothing
-    again = [x for x, _ in noisy._micro_batches(3)]
-    assert all(torch.equal(a, b) for a, b in zip(again, [x for x, _ in noisy._micro_batches(3)]))
-
-    full = noisy.fit()
-    first = Trainer(modern_model(), data, cfg, tmp_path / "split", show_progress=False).fit(stop_at_step=4)
-    second = Trainer.resume(tmp_path / "split", data, show_progress=False).fit()
-    assert_split_run_equals_full(full, first, second, tmp_path / "full", tmp_path / "split")
-    with pytest.raises(ConfigError, match=r"token_noise must be in \[0, 1\)"):
-        TrainConfig(token_noise=1.0)
-
-
 def test_after_step_plans_a_budget_then_replans_from_the_steps_since(tmp_path) -> None:
     cfg = make_config(max_steps=3, time_budget=10.0, eval_interval=10_000, grad_accum_steps=1)
     trainer = Trainer(modern_model(), make_data(), cfg, tmp_path / "run", show_progress=False)

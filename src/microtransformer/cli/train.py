@@ -74,7 +74,6 @@ _TRAIN_FLAGS.update({
     "embedding_weight_decay": (nonneg_float, "muon: AdamW's decoupled weight decay of the token and value tables"),
     "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),
     "max_epochs": (nonneg_float, "a fresh run takes at most this many passes over the training split (0 = off)"),
-    "token_noise": (fraction, "share of training input ids swapped for random ids, targets kept (0 = off)"),
     "sampling": (str, "random (windows at uniform offsets, as nanoGPT) or epoch (each window once per epoch, shuffled)"),
 })
 _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}

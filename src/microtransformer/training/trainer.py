@@ -80,7 +80,6 @@ from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule, wsd_rep
 logger = logging.getLogger(__name__)
 
 _EVAL_STREAM = 0x5EED_E7A1  # separates eval windows from training windows in the seed sequence
-_NOISE_STREAM = 0x7015E  # separates the token-noise draws from the windows
 OPTIMIZERS = ("adamw", "muon")
 SAMPLINGS = ("random", "epoch")
 PROVISIONAL_MAX_STEPS = 10**9
@@ -141,9 +140,6 @@ class TrainConfig(JSONConfig):
     offset (nanoGPT's ``get_batch``); ``"epoch"`` deals every window once per
     epoch in a shuffled order (:class:`~microtransformer.data.loader.EpochOrder`),
     so a run of a few epochs sees all of its text as often as the rest.
-    ``token_noise`` (0 = off) replaces that fraction of the input ids with ids
-    drawn uniformly from the vocab, the targets kept: a regulariser for a run
-    that reads a small corpus several times, and it costs no model time.
     """
 
     max_steps: int = 1000
@@ -179,7 +175,6 @@ class TrainConfig(JSONConfig):
     time_budget: float = 0.0
     max_epochs: float = 0.0  # > 0: a fresh run takes at most this many passes over the training split
     sampling: str = "random"  # what runs saved before this field existed drew
-    token_noise: float = 0.0  # fraction of training input ids swapped for uniform random ids (targets kept)
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
@@ -219,8 +214,6 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
         if not (isinstance(self.max_epochs, (int, float)) and 0 <= self.max_epochs < math.inf):
             raise ConfigError(f"max_epochs must be a number >= 0 (0 = no cap), got {self.max_epochs!r}")
-        if not (isinstance(self.token_noise, (int, float)) and 0.0 <= self.token_noise < 1.0):
-            raise ConfigError(f"token_noise must be in [0, 1) (0 = off), got {self.token_noise!r}")
         self.schedule()  # validates lr_schedule, warmdown_ratio and warmdown_shape
 
     def schedule(self) -> LRSchedule:
@@ -617,19 +610,9 @@ class Trainer:
             rng = EpochOrder(c.seed, row=step * c.grad_accum_steps * c.batch_size * self.env.world_size)
         else:
             rng = np.random.default_rng((c.seed, 0, step))
-        for micro in range(c.grad_accum_steps):
+        for _ in range(c.grad_accum_steps):
             x, y = rank_batch(self.data, "train", c.batch_size, rng, self.env)
-            if c.token_noise > 0:
-                x = self._noised(x, step, micro)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
-
-    def _noised(self, x: torch.Tensor, step: int, micro: int) -> torch.Tensor:
-        """``x`` with a ``token_noise`` fraction of its ids swapped for uniform random ones, drawn from
-        ``(seed, step, micro-step, rank)`` so a resumed run noises the same ids."""
-        rng = np.random.default_rng((self.config.seed, _NOISE_STREAM, step, micro, self.env.rank))
-        hit = torch.from_numpy(rng.random(tuple(x.shape)) < self.config.token_noise)
-        ids = torch.from_numpy(rng.integers(0, self.raw_model.config.vocab_size, size=tuple(x.shape)))
-        return torch.where(hit.to(x.device), ids.to(device=x.device, dtype=x.dtype), x)
 
     def train_step(self) -> StepLog:
         """One optimizer step (``grad_accum_steps`` micro-batches); advances ``self.step``."""
