@@ -29,8 +29,9 @@ def modern_model(block_size: int = 16) -> GPT:
     return GPT(GPTConfig(vocab_size=VOCAB, **{**RECIPES["nanochat"].model, **shape}))  # every option on
 
 
-def modern_config(**kw) -> TrainConfig:
-    train = {k: v for k, v in RECIPES["ours"].train.items() if k not in ("precision", "compile", "batch_size")}
+def modern_config(recipe: str = "ours", **kw) -> TrainConfig:
+    """``recipe``'s optimiser settings on the test data's scale (fp32, no compile, the test batch)."""
+    train = {k: v for k, v in RECIPES[recipe].train.items() if k not in ("precision", "compile", "batch_size")}
     return make_config(**{**train, **kw})
 
 
@@ -188,6 +189,18 @@ def test_recipes_build_and_variants_parse() -> None:
     assert auto.train["compile"] is False  # a compile's warm-up does not pay in a short budget
     with pytest.raises(ConfigError):
         size_for_budget(0)
+
+
+def test_ours_decays_its_token_and_value_tables_where_nanochat_does_not(tmp_path) -> None:
+    """The default recipe's optimiser decays the token and value tables (0.02) and never the head."""
+    data = make_data()
+    for name, decay in (("ours", 0.02), ("nanochat", 0.0)):
+        trainer = Trainer(modern_model(), data, modern_config(name), tmp_path / name, show_progress=False)
+        m = trainer.raw_model
+        by_param = {id(p): g for g in trainer.optimizer.param_groups for p in g["params"]}
+        tables = [m.transformer.wte.weight, *(t.weight for t in m.transformer.ve.values())]
+        assert len(tables) > 1 and [by_param[id(p)]["weight_decay"] for p in tables] == [decay] * len(tables)
+        assert by_param[id(m.lm_head.weight)]["weight_decay"] == 0.0
 
 
 def test_budget_shapes_split_by_the_config_dataclasses():
