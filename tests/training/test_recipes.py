@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,10 @@ from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.recipes import BUDGET_SIZES, RECIPES, _split_shape, get_recipe, size_for_budget
-from microtransformer.training.schedule import LRSchedule, wsd_lr_factor
+from microtransformer.training.schedule import LRSchedule, cosine_lr_factor, wsd_lr_factor
 from microtransformer.training.trainer import TrainConfig, Trainer
 
-from lm_testkit import VOCAB, assert_split_run_equals_full, make_config, make_data
+from lm_testkit import VOCAB, assert_split_run_equals_full, make_config, make_data, make_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,6 +144,35 @@ def test_under_ddp_a_rank_plans_when_any_rank_has_timed_enough(tmp_path, monkeyp
     monkeypatch.setattr(trainer_module, "all_reduce_sum", fake_all_reduce_sum)
     done = [trainer.after_step(0.1) for _ in range(9)]  # 0.9 s: this rank alone would wait for 2 % of 100 s
     assert done == [True] + [False] * 8 and calls[0] == [0.0] and not trainer.budget_pending  # rank 0 was ready
+
+
+def test_a_cosine_replanned_late_keeps_its_lr_and_reaches_its_floor_at_the_new_end(tmp_path) -> None:
+    """nanoGPT's cosine under a time budget is re-planned to the run's end: the LR bends, it does not jump."""
+    cfg = make_config(time_budget=100.0, lr_schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    trainer = Trainer(make_model(), make_data(), cfg, tmp_path / "run", show_progress=False)
+    trainer.plan_budget([1.0], 0.0)
+    assert trainer.config.max_steps == 100
+    trainer.step = 70  # two thirds of the way along the cosine
+    before = trainer.schedule.factor(70)
+    assert before == pytest.approx(cosine_lr_factor(70, warmup_steps=10, total_steps=100))
+    trainer.plan_budget([0.5], 70.0)  # steps got 2x faster: 60 more fit
+    assert trainer.config.max_steps == 130 and trainer.can_replan()
+    assert trainer.schedule.factor(70) == pytest.approx(before)  # no jump in the LR
+    assert trainer.schedule.factor(130) == pytest.approx(0.1) and trainer.schedule.factor(129) > 0.1
+    # the rest of the cosine from where it was (progress 2/3) is stretched over the 60 new steps
+    assert trainer.schedule.factor(100) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * (2 / 3 + 1 / 6))))
+    trainer.step = 100
+    trainer.plan_budget([1.0], 90.0)  # slower again: 10 s left, 10 steps; a second anchor from the first's curve
+    assert trainer.config.max_steps == 110
+    assert trainer.schedule.factor(100) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * (2 / 3 + 1 / 6))))
+    assert trainer.schedule.factor(110) == pytest.approx(0.1)
+    resumed = TrainConfig.from_dict(trainer.config.to_dict())  # what run.json keeps: the same schedule on resume
+    assert [resumed.schedule().factor(t) for t in range(100, 112)] == [trainer.schedule.factor(t) for t in range(100, 112)]
+    early = Trainer(make_model(), make_data(), cfg, tmp_path / "early", show_progress=False)
+    early.plan_budget([1.0], 0.0)
+    early.step = 5  # inside the warmup a re-plan only changes the length
+    early.plan_budget([0.5], 5.0)
+    assert early.config.max_steps == 195 and early.config.cosine_from_step == 0
 
 
 def test_a_replan_inside_the_warmdown_keeps_the_lr_and_decays_to_zero_at_the_new_end(tmp_path) -> None:

@@ -38,18 +38,43 @@ from microtransformer.errors import ConfigError
 MIN_LR_RATIO = 0.1
 
 
-def cosine_lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float = MIN_LR_RATIO) -> float:
+def cosine_lr_factor(
+    step: int, *, warmup_steps: int, total_steps: int, min_ratio: float = MIN_LR_RATIO,
+    from_step: int = 0, from_progress: float = 0.0,
+) -> float:
     """The multiplier of the base learning rate at ``step`` (see module docstring).
 
     Steps past ``total_steps`` stay at ``min_ratio`` (training that is resumed
     with more steps than planned keeps a sane LR instead of rising again).
+    ``from_step > 0`` anchors a run whose length changed at that step, after
+    its warmup (a time budget re-planned): from there the cosine's progress
+    runs on from ``from_progress``, where the old length had it, to 1 at the
+    new ``total_steps``, so the LR bends but does not jump.
+
+    >>> round(cosine_lr_factor(50, warmup_steps=0, total_steps=100, min_ratio=0.0), 12)  # half way: half the LR
+    0.5
+    >>> round(cosine_lr_factor(125, warmup_steps=0, total_steps=200, min_ratio=0.0, from_step=50, from_progress=0.5), 12)
+    0.146446609407
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if total_steps <= warmup_steps:
         return 1.0 if warmup_steps else min_ratio
-    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    progress = cosine_progress(
+        step, warmup_steps=warmup_steps, total_steps=total_steps, from_step=from_step, from_progress=from_progress
+    )
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
+
+
+def cosine_progress(
+    step: int, *, warmup_steps: int, total_steps: int, from_step: int = 0, from_progress: float = 0.0
+) -> float:
+    """How far along its cosine (0 -> 1) a run is at ``step``: what :func:`cosine_lr_factor` takes the cosine of."""
+    if step < warmup_steps or total_steps <= warmup_steps:
+        return 0.0
+    if 0 < from_step <= step and from_step < total_steps:
+        return min(1.0, from_progress + (1.0 - from_progress) * (step - from_step) / (total_steps - from_step))
+    return min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
 
 
 WARMDOWN_SHAPES = ("linear", "sqrt")
@@ -117,6 +142,8 @@ class LRSchedule:
     kind: str = "cosine"
     warmdown_ratio: float = 0.0
     warmdown_shape: str = "linear"
+    cosine_from_step: int = 0  # > 0: a cosine re-planned at this step, see cosine_lr_factor
+    cosine_from_progress: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -131,6 +158,11 @@ class LRSchedule:
             raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
         if not 0.0 <= self.warmdown_ratio <= 1.0:
             raise ConfigError(f"warmdown_ratio must be in [0, 1], got {self.warmdown_ratio}")
+        if not (isinstance(self.cosine_from_step, int) and self.cosine_from_step >= 0 and 0.0 <= self.cosine_from_progress <= 1.0):
+            raise ConfigError(
+                "cosine_from_step must be an integer >= 0 and cosine_from_progress in [0, 1], got "
+                f"{self.cosine_from_step!r} and {self.cosine_from_progress!r}"
+            )
         if self.warmdown_shape not in WARMDOWN_SHAPES:
             raise ConfigError(f"warmdown_shape must be one of {', '.join(WARMDOWN_SHAPES)}, got {self.warmdown_shape!r}")
 
@@ -143,7 +175,10 @@ class LRSchedule:
                 step, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
                 warmdown_ratio=self.warmdown_ratio, min_ratio=self.min_ratio, shape=self.warmdown_shape,
             )
-        return cosine_lr_factor(step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, min_ratio=self.min_ratio)
+        return cosine_lr_factor(
+            step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, min_ratio=self.min_ratio,
+            from_step=self.cosine_from_step, from_progress=self.cosine_from_progress,
+        )
 
     def lr_at(self, step: int) -> float:
         if not self.use_cosine:

@@ -75,7 +75,7 @@ from microtransformer.training.distributed import (
 )
 from microtransformer.training.loop import StopFlag, adamw, progress_bar
 from microtransformer.training.optim import ORTHOGONALIZERS, MuonAdamW, OptimConfig, muon_groups, muon_momentum
-from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule, wsd_replanned_ratio
+from microtransformer.training.schedule import MIN_LR_RATIO, LRSchedule, cosine_progress, wsd_replanned_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ class TrainConfig(JSONConfig):
     lr_schedule: str = "cosine"
     warmdown_ratio: float = 0.4
     warmdown_shape: str = "linear"  # or "sqrt" (1 - sqrt cooldown)
+    cosine_from_step: int = 0  # set by a time budget's re-plan of a cosine run: where its new length took over
+    cosine_from_progress: float = 0.0  # and how far along its cosine it was there
     matrix_lr: float = OptimConfig.matrix_lr
     embedding_lr: float = OptimConfig.embedding_lr
     head_lr: float = OptimConfig.head_lr
@@ -219,7 +221,7 @@ class TrainConfig(JSONConfig):
     def schedule(self) -> LRSchedule:
         return LRSchedule(
             self.lr, self.warmup_steps, self.max_steps, self.use_cosine, self.min_lr_ratio, self.lr_schedule,
-            self.warmdown_ratio, self.warmdown_shape,
+            self.warmdown_ratio, self.warmdown_shape, self.cosine_from_step, self.cosine_from_progress,
         )
 
     def optim_config(self) -> OptimConfig:
@@ -811,7 +813,7 @@ class Trainer:
         self._replan_steps = [  # re-estimate when these shares of the budget should be spent
             self.step + int((f * budget - train_time) / per_step) for f in BUDGET_REPLAN_AT if f * budget > train_time
         ]
-        self.config = replace(self.config, max_steps=max_steps, **self._warmdown_kept(max_steps))
+        self.config = replace(self.config, max_steps=max_steps, **self._schedule_kept(max_steps))
         self.schedule = self.config.schedule()
         self._budget_pending = False
         if self.env.is_main:
@@ -839,26 +841,28 @@ class Trainer:
             raise ConfigError("max_epochs needs a data source that knows its size (num_tokens); use max_steps")
         return max(1, int(c.max_epochs * num_tokens("train") / self.tokens_per_step))
 
-    def _warmdown_kept(self, max_steps: int) -> dict[str, float]:
-        """A WSD run re-planned inside its warmdown keeps its LR (:func:`wsd_replanned_ratio`); the new ratio
-        is saved with ``max_steps``, so a resumed run follows the same schedule."""
+    def _schedule_kept(self, max_steps: int) -> dict[str, Any]:
+        """The schedule fields that keep the LR where it is when ``max_steps`` changes at ``self.step``, saved
+        with it so a resumed run follows the same schedule: a WSD run inside its warmdown gets a new ratio
+        (:func:`wsd_replanned_ratio`), a cosine run past its warmup an anchor (:func:`cosine_lr_factor`)."""
         c = self.config
-        if not c.use_cosine or c.lr_schedule != "wsd":
+        if not c.use_cosine:
             return {}
-        ratio = wsd_replanned_ratio(self.step, total_steps=c.max_steps, warmdown_ratio=c.warmdown_ratio, new_total=max_steps)
-        return {"warmdown_ratio": ratio}
+        if c.lr_schedule == "wsd":
+            ratio = wsd_replanned_ratio(self.step, total_steps=c.max_steps, warmdown_ratio=c.warmdown_ratio, new_total=max_steps)
+            return {"warmdown_ratio": ratio}
+        if self.step <= c.warmup_steps:
+            return {}
+        progress = cosine_progress(
+            self.step, warmup_steps=c.warmup_steps, total_steps=c.max_steps,
+            from_step=c.cosine_from_step, from_progress=c.cosine_from_progress,
+        )
+        return {"cosine_from_step": self.step, "cosine_from_progress": progress}
 
     def can_replan(self) -> bool:
-        """Whether ``max_steps`` may still change without a jump in the LR already applied.
-
-        WSD: always (inside the warmdown its length is re-planned too, see
-        :func:`wsd_replanned_ratio`). Cosine: in the first half (a longer or
-        shorter cosine then differs by little).
-        """
-        c = self.config
-        if not c.use_cosine or c.lr_schedule == "wsd":
-            return self.step < c.max_steps
-        return self.step < c.warmup_steps + (c.max_steps - c.warmup_steps) // 2
+        """Whether ``max_steps`` may still change: until the run's end (the LR bends at a re-plan but does
+        not jump, see :meth:`_schedule_kept`)."""
+        return self.step < self.config.max_steps
 
     def _stop_requested(self, stop: StopFlag) -> bool:
         if not self.env.is_distributed:
