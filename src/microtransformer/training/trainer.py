@@ -768,7 +768,7 @@ class Trainer:
         The first plan comes once enough steps are timed (:func:`budget_calibrated`;
         the first step, which pays warm-up, is left out of the estimate); re-plans
         when 25, 50, 75 and 90 % of the budget should be spent use the steps since
-        the previous plan, while the schedule allows (:meth:`can_replan`). Whoever
+        the previous plan, while the run has steps left (:meth:`can_replan`). Whoever
         drives :meth:`train_step` calls this after each step (``fit`` does; so does
         an interleaved benchmark). Under DDP every rank plans at the same step.
         """
