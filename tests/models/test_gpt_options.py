@@ -25,6 +25,7 @@ OPTIONS = [
     {"norm": "rmsnorm"},
     {"qk_norm": True},
     {"mlp": "relu2"},
+    {"mlp_ratio": 2},
     {"tie_embeddings": False},
     {"logit_softcap": 5.0},
     {"value_embeds": True},
@@ -83,6 +84,18 @@ def test_old_configs_load_as_nanogpt_models() -> None:
     assert (cfg.position, cfg.norm, cfg.mlp, cfg.tie_embeddings, cfg.logit_softcap) == ("learned", "layernorm", "gelu", True, 0.0)
     m = GPT(cfg)
     assert m.lm_head.weight is m.transformer.wte.weight and "wpe" in m.transformer
+    assert cfg.mlp_ratio == 4 and m.transformer.h[0].mlp.c_fc.weight.shape == (4 * 32, 32)
+
+
+def test_mlp_ratio_sets_the_hidden_width_and_the_flop_count() -> None:
+    narrow, wide = model(mlp_ratio=2), model()
+    assert narrow.transformer.h[0].mlp.c_fc.weight.shape == (64, 32)
+    assert narrow.transformer.h[0].mlp.c_proj.weight.shape == (32, 64)
+    per_layer = 2 * (128 - 64) * 32  # c_fc and c_proj shrink by (4 - 2) * n_embd * n_embd each
+    assert wide.num_params() - narrow.num_params() == 3 * per_layer
+    assert wide.flops_per_token() - narrow.flops_per_token() == 6 * 3 * per_layer
+    with pytest.raises(ConfigError, match="mlp_ratio"):
+        GPTConfig(**SMALL, mlp_ratio=0)
 
 
 @pytest.mark.parametrize(

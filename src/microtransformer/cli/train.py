@@ -83,6 +83,7 @@ _ARCH_FLAGS: dict[str, tuple[Any, str]] = {
     "norm": (str, "layernorm or rmsnorm"),
     "qk_norm": (bool, "RMS-normalise queries and keys"),
     "mlp": (str, "gelu or relu2"),
+    "mlp_ratio": (positive_int, "the MLP's hidden width in multiples of n_embd (default 4)"),
     "tie_embeddings": (bool, "share the token embedding with the output layer"),
     "logit_softcap": (nonneg_float, "cap * tanh(logits / cap); 0 = off"),
     "value_embeds": (bool, "value embeddings on alternate layers"),

@@ -174,7 +174,7 @@ def build_keras_lstm(
 TWIN_ARCHITECTURE: dict[str, Any] = {  # the GPT options the Keras twin implements (nanoGPT's block)
     "position": "learned", "norm": "layernorm", "qk_norm": False, "mlp": "gelu",
     "tie_embeddings": True, "logit_softcap": 0.0, "value_embeds": False, "embed_norm": False,
-    "smear": False, "x0_mix": False, "bigram_buckets": 0, "value_embed_every": 2, "attn_chunk": 0,
+    "smear": False, "x0_mix": False, "bigram_buckets": 0, "value_embed_every": 2, "attn_chunk": 0, "mlp_ratio": 4,
 }
 
 

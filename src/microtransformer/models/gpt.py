@@ -83,6 +83,7 @@ class GPTConfig(JSONConfig):
     norm: str = "layernorm"  # "layernorm", or "rmsnorm" (no parameters)
     qk_norm: bool = False  # RMS-normalise queries and keys per head (after RoPE)
     mlp: str = "gelu"  # "gelu", or "relu2" (ReLU squared)
+    mlp_ratio: int = 4  # the MLP's hidden width in multiples of n_embd (GPT-2's 4; less buys depth at equal cost)
     tie_embeddings: bool = True  # share the token embedding with the output layer
     logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap)
     value_embeds: bool = False  # per-layer token tables added to attention values, on alternate layers
@@ -95,7 +96,7 @@ class GPTConfig(JSONConfig):
     attn_chunk: int = 0  # > 0: every layer but the last attends only within aligned chunks of this many positions
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "value_embed_every"):
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "value_embed_every", "mlp_ratio"):
             _check_positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
@@ -303,13 +304,14 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> 4C -> GELU (or ReLU^2) -> C."""
+    """Position-wise feed-forward: C -> mlp_ratio * C (4 by default) -> GELU (or ReLU^2) -> C."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        hidden = config.mlp_ratio * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
         self.act: nn.Module = nn.GELU() if config.mlp == "gelu" else ReLUSquared()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
