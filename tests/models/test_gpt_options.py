@@ -260,6 +260,9 @@ def test_param_roles_cover_every_parameter_once_and_flops_count_matmuls() -> Non
         ids = [id(p) for ps in roles.values() for p in ps]
         assert len(ids) == len(set(ids)) == len({id(p) for p in m.parameters()})
         assert all(p.dim() == 2 for p in roles["matrix"])
+    tied, untied = model().param_roles(), model(tie_embeddings=False).param_roles()
+    assert [tuple(p.shape) for p in tied["head"]] == [(128, 32)] and len(tied["embedding"]) == 1  # positions
+    assert [tuple(p.shape) for p in untied["head"]] == [(128, 32)] and len(untied["embedding"]) == 2
     m = model()  # tied, learned positions: the head's matmul counts, lookups do not
     c, L, V = 32, 3, 128  # V: the padded vocab
     matmul = L * (3 * c * c + c * c + 8 * c * c) + V * c

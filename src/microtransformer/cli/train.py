@@ -67,7 +67,7 @@ _TRAIN_FLAGS.update({
     "min_lr_ratio": (fraction, "the LR at the end of the schedule, as a share of the peak"),
     "matrix_lr": (positive_float, "muon: LR of the weight matrices"),
     "embedding_lr": (positive_float, "muon: AdamW LR of the embeddings (at width 768; scaled by width^-0.5)"),
-    "head_lr": (positive_float, "muon: AdamW LR of the untied output layer (at width 768)"),
+    "head_lr": (positive_float, "muon: AdamW LR of the output layer, tied or not (at width 768)"),
     "orthogonalizer": (str, "muon: quintic (Newton-Schulz, Jordan et al.) or polar_express"),
     "muon_beta2": (fraction, "muon: > 0 turns on NorMuon's per-neuron normalisation with this EMA decay (0 = off)"),
     "matrix_weight_decay": (nonneg_float, "muon: decoupled weight decay of the weight matrices (times the LR)"),

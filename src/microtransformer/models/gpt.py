@@ -502,9 +502,10 @@ class GPT(GenerationMixin, nn.Module):
         """Parameters by what an optimizer should do with them (Muon + AdamW split).
 
         ``matrix``: the 2-D weights inside the blocks (Muon's); ``embedding``:
-        token, position and value tables; ``head``: the output layer when it is
-        not tied; ``scalar``: gains and biases; ``residual``, ``x0`` and
-        ``smear``: the mixing weights of those options (each its own LR).
+        token, position and value tables; ``head``: the output layer, tied or
+        not (a tied matrix is the head too: at the tables' LR, 50x the head's,
+        the output layer diverges); ``scalar``: gains and biases; ``residual``,
+        ``x0`` and ``smear``: the mixing weights of those options (each its own LR).
         """
         roles: dict[str, list[nn.Parameter]] = {
             "matrix": [], "embedding": [], "head": [], "scalar": [], "residual": [], "x0": [], "smear": [],
@@ -514,7 +515,7 @@ class GPT(GenerationMixin, nn.Module):
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            if name == "lm_head.weight":
+            if p is self.lm_head.weight:  # under the embedding's name when tied
                 roles["head"].append(p)
             elif name in _MIX_ROLES:
                 roles[_MIX_ROLES[name]].append(p)
