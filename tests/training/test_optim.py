@@ -164,6 +164,10 @@ def test_groups_split_the_gpt_and_refuse_the_lstm() -> None:
     assert by_param[id(mixing.resid_lambdas)]["lr"] == cfg.residual_lr
     assert by_param[id(mixing.x0_lambdas)]["lr"] == cfg.x0_lr and by_param[id(mixing.x0_lambdas)]["betas"][0] == 0.96
     assert by_param[id(mixing.smear_gate)]["lr"] == by_param[id(mixing.smear_lambda)]["lr"] == cfg.smear_lr
+    tied = GPT(GPTConfig(**{**m.config.to_dict(), "tie_embeddings": True}))  # the shared matrix: the head's LR
+    by_param = {id(p): g for g in muon_groups(tied, OptimConfig()) for p in g["params"]}
+    assert by_param[id(tied.lm_head.weight)]["lr"] == pytest.approx(0.004 * (32 / 768) ** -0.5)
+    assert by_param[id(tied.lm_head.weight)]["weight_decay"] == 0.0
     with pytest.raises(ConfigError, match="needs a GPT"):
         muon_groups(LSTMLanguageModel(LSTMConfig(vocab_size=64)), OptimConfig())
     assert muon_momentum(0, OptimConfig()) == pytest.approx(0.85)
