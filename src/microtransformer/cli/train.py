@@ -71,7 +71,7 @@ _TRAIN_FLAGS.update({
     "orthogonalizer": (str, "muon: quintic (Newton-Schulz, Jordan et al.) or polar_express"),
     "muon_beta2": (fraction, "muon: > 0 turns on NorMuon's per-neuron normalisation with this EMA decay (0 = off)"),
     "matrix_weight_decay": (nonneg_float, "muon: decoupled weight decay of the weight matrices (times the LR)"),
-    "embedding_weight_decay": (nonneg_float, "muon: AdamW's decoupled weight decay of the token and value tables"),
+    "embedding_weight_decay": (nonneg_float, "muon: AdamW's decoupled weight decay of the token (untied) and value tables"),
     "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),
     "max_epochs": (nonneg_float, "a fresh run takes at most this many passes over the training split (0 = off)"),
     "sampling": (str, "random (windows at uniform offsets, as nanoGPT) or epoch (each window once per epoch, shuffled)"),

@@ -105,7 +105,7 @@ class OptimConfig:
     muon_beta2: float = 0.0  # > 0: NorMuon's per-neuron normalisation with this EMA decay (nanochat: 0.95)
     adam_betas: tuple[float, float] = (0.8, 0.95)
     weight_decay: float = 0.0
-    embedding_weight_decay: float = 0.0  # AdamW's decoupled decay (times the LR) on the token and value tables
+    embedding_weight_decay: float = 0.0  # AdamW's decoupled decay (times the LR) on the token (untied) and value tables
 
 
 def muon_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:

@@ -127,8 +127,8 @@ class TrainConfig(JSONConfig):
     ``matrix_lr`` and the embeddings, head and gains with AdamW at
     ``embedding_lr``/``head_lr``/``scalar_lr`` (given at width 768, scaled by
     ``(n_embd / 768) ** -0.5``), the matrices decayed by
-    ``matrix_weight_decay`` and the token and value tables by
-    ``embedding_weight_decay``; ``lr``, ``beta1``, ``beta2`` and
+    ``matrix_weight_decay`` and the token (untied: a tied one is the head)
+    and value tables by ``embedding_weight_decay``; ``lr``, ``beta1``, ``beta2`` and
     ``weight_decay`` are then unused. ``time_budget`` (seconds, 0 = off)
     replaces ``max_steps`` on a fresh run: the trainer times its first steps
     and sets ``max_steps`` (and so the schedule's length) to what fits.
@@ -171,7 +171,7 @@ class TrainConfig(JSONConfig):
     head_lr: float = OptimConfig.head_lr
     scalar_lr: float = OptimConfig.scalar_lr
     matrix_weight_decay: float = OptimConfig.weight_decay  # Muon's decoupled decay (times the LR) on the matrices
-    embedding_weight_decay: float = OptimConfig.embedding_weight_decay  # AdamW's, on the token and value tables
+    embedding_weight_decay: float = OptimConfig.embedding_weight_decay  # AdamW, on the token (untied) and value tables
     orthogonalizer: str = OptimConfig.orthogonalizer
     muon_beta2: float = OptimConfig.muon_beta2
     time_budget: float = 0.0
