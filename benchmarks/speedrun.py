@@ -179,7 +179,8 @@ def build_runner(
     else:
         train.update(max_steps=train.get("max_steps", steps), time_budget=0.0)  # a recipe's own max_steps wins
     config = TrainConfig(**train)
-    trainer = Trainer(model, dataset, config, work / recipe.name.replace("/", "_"), tokenizer=None, show_progress=False)
+    tokenizer = data.tokenizer if config.new_names else None  # new_names reads the name tokens off it
+    trainer = Trainer(model, dataset, config, work / recipe.name.replace("/", "_"), tokenizer=tokenizer, show_progress=False)
     return Runner(recipe, data, trainer, model, budget, compile_charge)
 
 

@@ -47,6 +47,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from microtransformer.config import JSONConfig
 from microtransformer.data.loader import EpochOrder, WindowOrder
+from microtransformer.data.new_names import NameSwap
 from microtransformer.device import (
     PRECISIONS,
     PrecisionChoice,
@@ -140,6 +141,9 @@ class TrainConfig(JSONConfig):
     offset (nanoGPT's ``get_batch``); ``"epoch"`` deals every window once per
     epoch in a shuffled order (:class:`~microtransformer.data.loader.EpochOrder`),
     so a run of a few epochs sees all of its text as often as the rest.
+    ``new_names`` (0 = off) swaps the name tokens of that share of the
+    training windows for made-up names (:mod:`~microtransformer.data.new_names`),
+    so the model learns to copy a name from its context rather than recall it.
     """
 
     max_steps: int = 1000
@@ -177,6 +181,7 @@ class TrainConfig(JSONConfig):
     time_budget: float = 0.0
     max_epochs: float = 0.0  # > 0: a fresh run takes at most this many passes over the training split
     sampling: str = "random"  # what runs saved before this field existed drew
+    new_names: float = 0.0  # the share of training windows whose name tokens become made-up names (needs a tokenizer)
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
@@ -214,6 +219,8 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"muon_beta2 must be in [0, 1) (0 = plain Muon), got {self.muon_beta2!r}")
         if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
+        if not (isinstance(self.new_names, (int, float)) and 0.0 <= self.new_names <= 1.0):
+            raise ConfigError(f"new_names must be a share in [0, 1] (0 = off), got {self.new_names!r}")
         if not (isinstance(self.max_epochs, (int, float)) and 0 <= self.max_epochs < math.inf):
             raise ConfigError(f"max_epochs must be a number >= 0 (0 = no cap), got {self.max_epochs!r}")
         self.schedule()  # validates lr_schedule, warmdown_ratio and warmdown_shape
@@ -338,6 +345,7 @@ class Trainer:
             raise ConfigError("Trainer needs a microtransformer model (GPT or LSTMLanguageModel)")
         self.kind: str = kind
         self._check_compatible(data, tokenizer)
+        self.name_swap = self._build_name_swap(data, tokenizer)
         self._fresh = _resume_from is None
         self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
         self._replan_steps: list[int] = []  # steps where max_steps is re-estimated (see plan_budget, can_replan)
@@ -393,6 +401,32 @@ class Trainer:
         self.token_bytes = torch.tensor(np.array(tb, dtype=np.int64), device=self.device) if tb is not None else None
 
     # ------------------------------------------------------------------ setup
+    def _build_name_swap(self, data: BatchSource, tokenizer: Any) -> NameSwap | None:
+        """The ``new_names`` swap, from the tokenizer's pieces and the training ids (None when off)."""
+        share = self.config.new_names
+        if share <= 0:
+            return None
+        if tokenizer is None:
+            raise ConfigError("new_names needs the tokenizer, to find the name tokens; pass tokenizer= (mtx train does)")
+        if hasattr(data, "memmap"):
+            ids = data.memmap("train")
+        elif isinstance(getattr(data, "data", None), dict):
+            ids = data.data["train"]
+        else:
+            raise ConfigError("new_names needs token shards or id arrays (it counts the training ids)")
+        swap = NameSwap.from_tokenizer(tokenizer, ids, share=share, seed=self.config.seed)
+        if not swap.active:
+            logger.warning("new_names: this tokenizer has no name tokens to swap; the windows are left as they are")
+        return swap
+
+    def _swap_names(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``new_names`` on a batch: the windows ``x`` + last target, swapped, split again."""
+        if not torch.equal(x[:, 1:], y[:, :-1]):
+            raise DataError("new_names needs targets that are the inputs shifted by one (plain windows of text)")
+        rows = torch.cat([x, y[:, -1:]], dim=1)  # (B, T+1)
+        swapped = torch.from_numpy(self.name_swap(rows.cpu().numpy())).to(x.device)  # type: ignore[misc]
+        return swapped[:, :-1], swapped[:, 1:]
+
     def _check_compatible(self, data: BatchSource, tokenizer: Any) -> None:
         vocab = self.raw_model.config.vocab_size
         data_vocab = getattr(data, "vocab_size", None)
@@ -614,6 +648,8 @@ class Trainer:
             rng = np.random.default_rng((c.seed, 0, step))
         for _ in range(c.grad_accum_steps):
             x, y = rank_batch(self.data, "train", c.batch_size, rng, self.env)
+            if self.name_swap is not None:
+                x, y = self._swap_names(x, y)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
 
     def train_step(self) -> StepLog:
