@@ -34,8 +34,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: how many training ids are counted to find the names (a prefix of the split; enough for any book-sized corpus)
+#: how many training ids are counted to find the names (a prefix of the split), a chunk at a time
 COUNT_LIMIT = 50_000_000
+COUNT_CHUNK = 1 << 20
 
 
 def _is_name(s: str) -> bool:
@@ -74,7 +75,9 @@ class NameSwap:
     ) -> NameSwap:
         """The name, capital and piece ids of ``tokenizer`` (``decode`` of single ids), counted in ``train_ids``."""
         vocab = int(tokenizer.vocab_size)
-        counts = np.bincount(np.asarray(train_ids[:COUNT_LIMIT], dtype=np.int64), minlength=vocab)[:vocab]
+        counts = np.zeros(vocab, dtype=np.int64)
+        for start in range(0, min(len(train_ids), COUNT_LIMIT), COUNT_CHUNK):
+            counts += np.bincount(np.asarray(train_ids[start : start + COUNT_CHUNK], dtype=np.int64), minlength=vocab)[:vocab]
         strings = [tokenizer.decode([i]) for i in range(vocab)]
         index = {s: i for i, s in enumerate(strings)}
         names = np.zeros(vocab, dtype=bool)

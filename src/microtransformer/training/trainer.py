@@ -402,18 +402,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _build_name_swap(self, data: BatchSource, tokenizer: Any) -> NameSwap | None:
-        """The ``new_names`` swap, from the tokenizer's pieces and the training ids (None when off)."""
+        """The ``new_names`` swap, from the tokenizer's pieces and the training ids (None when off).
+
+        Without a tokenizer or countable training ids it is off, with a warning: a recipe's default should not
+        stop a run that was built without them (the Python API's ``Trainer(model, data, config)``).
+        """
         share = self.config.new_names
         if share <= 0:
             return None
-        if tokenizer is None:
-            raise ConfigError("new_names needs the tokenizer, to find the name tokens; pass tokenizer= (mtx train does)")
+        ids = None
         if hasattr(data, "memmap"):
             ids = data.memmap("train")
         elif isinstance(getattr(data, "data", None), dict):
             ids = data.data["train"]
-        else:
-            raise ConfigError("new_names needs token shards or id arrays (it counts the training ids)")
+        if tokenizer is None or ids is None:
+            logger.warning("new_names is off: it needs the tokenizer%s to find the name tokens",
+                           "" if ids is not None else " and the training ids (token shards or arrays)")
+            return None
         swap = NameSwap.from_tokenizer(tokenizer, ids, share=share, seed=self.config.seed)
         if not swap.active:
             logger.warning("new_names: this tokenizer has no name tokens to swap; the windows are left as they are")
