@@ -68,14 +68,14 @@ def test_share_and_rows_without_names():
 
 
 class _Vocab:
-    """A tokenizer stand-in: ``decode`` of single ids over a fixed list of strings."""
+    """A tokenizer stand-in: ``id_to_token`` over a fixed list of strings."""
 
     def __init__(self, strings: list[str]) -> None:
         self.strings = strings
         self.vocab_size = len(strings)
 
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.strings[i] for i in ids)
+    def id_to_token(self, token_id: int) -> str:
+        return self.strings[token_id]
 
 
 def test_name_tokens_are_capitalised_words_seldom_seen_in_lowercase():
@@ -123,7 +123,7 @@ def _trainer(named_text, run_dir, **kw):
 def test_trainer_feeds_the_model_made_up_names_and_resumes_exactly(named_text, tmp_path):
     tok, _ = named_text
     trainer, model = _trainer(named_text, tmp_path / "full", tokenizer=tok)
-    names = {tok.decode([int(i)]) for i in np.flatnonzero(trainer.name_swap.names)}
+    names = {tok.id_to_token(int(i)) for i in np.flatnonzero(trainer.name_swap.names)}
     assert {" Natasha", " Andrew"} <= names and " The" not in names  # " The" is common as " the"
     seen: list[torch.Tensor] = []
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0]) if m.training else None)

@@ -73,12 +73,12 @@ class NameSwap:
         cls, tokenizer: Any, train_ids: np.ndarray, *, share: float = 1.0, seed: int = 0,
         min_count: int = 20, max_pieces: int = 3,
     ) -> NameSwap:
-        """The name, capital and piece ids of ``tokenizer`` (``decode`` of single ids), counted in ``train_ids``."""
+        """The name, capital and piece ids of ``tokenizer`` (``id_to_token``'s text), counted in ``train_ids``."""
         vocab = int(tokenizer.vocab_size)
         counts = np.zeros(vocab, dtype=np.int64)
         for start in range(0, min(len(train_ids), COUNT_LIMIT), COUNT_CHUNK):
             counts += np.bincount(np.asarray(train_ids[start : start + COUNT_CHUNK], dtype=np.int64), minlength=vocab)[:vocab]
-        strings = [tokenizer.decode([i]) for i in range(vocab)]
+        strings = [tokenizer.id_to_token(i) for i in range(vocab)]
         index = {s: i for i, s in enumerate(strings)}
         names = np.zeros(vocab, dtype=bool)
         for i, s in enumerate(strings):
