@@ -179,7 +179,7 @@ def build_runner(
     else:
         train.update(max_steps=train.get("max_steps", steps), time_budget=0.0)  # a recipe's own max_steps wins
     config = TrainConfig(**train)
-    tokenizer = data.tokenizer if config.new_names else None  # new_names reads the name tokens off it
+    tokenizer = data.tokenizer if config.new_names or config.typography else None  # they read its tokens
     trainer = Trainer(model, dataset, config, work / recipe.name.replace("/", "_"), tokenizer=tokenizer, show_progress=False)
     return Runner(recipe, data, trainer, model, budget, compile_charge)
 

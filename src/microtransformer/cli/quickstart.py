@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         **recipe.train, **steps, "batch_size": args.batch_size, "eval_interval": 10**9, "eval_iters": 10, "keep_last": 2,
         "seed": args.seed, "device": args.device, "precision": args.precision, "compile": False,
         "new_names": 0.0,  # the built-in corpus's validation text shares its names with the training text
+        "typography": 0.0,  # and its typography
     })
     trainer = Trainer(
         model, data, train_config, out / "run", tokenizer=tok,

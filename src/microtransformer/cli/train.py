@@ -76,6 +76,7 @@ _TRAIN_FLAGS.update({
     "max_epochs": (nonneg_float, "a fresh run takes at most this many passes over the training split (0 = off)"),
     "sampling": (str, "random (windows at uniform offsets, as nanoGPT) or epoch (each window once per epoch, shuffled)"),
     "new_names": (fraction, "the share of training windows whose name tokens become made-up names (0 = off)"),
+    "typography": (fraction, "the share of training windows whose apostrophes, dashes and quotes are re-set (0 = off)"),
 })
 _DEFAULTS = {"max_steps": 2000, "lr": 1e-3, "warmup_steps": 100, "eval_interval": 250}
 # GPTConfig architecture options settable from the command line (None = the recipe's)

@@ -48,6 +48,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from microtransformer.config import JSONConfig
 from microtransformer.data.loader import EpochOrder, WindowOrder
 from microtransformer.data.new_names import NameSwap
+from microtransformer.data.typography import TypographySwap
 from microtransformer.device import (
     PRECISIONS,
     PrecisionChoice,
@@ -143,7 +144,10 @@ class TrainConfig(JSONConfig):
     so a run of a few epochs sees all of its text as often as the rest.
     ``new_names`` (0 = off) swaps the name tokens of that share of the
     training windows for made-up names (:mod:`~microtransformer.data.new_names`),
-    so the model learns to copy a name from its context rather than recall it.
+    so the model learns to copy a name from its context rather than recall it;
+    ``typography`` (0 = off) re-sets the apostrophes, dashes and double quotes
+    of that share in styles drawn per window (:mod:`~microtransformer.data.typography`),
+    so the model reads a text's style from it rather than from its words.
     """
 
     max_steps: int = 1000
@@ -182,6 +186,7 @@ class TrainConfig(JSONConfig):
     max_epochs: float = 0.0  # > 0: a fresh run takes at most this many passes over the training split
     sampling: str = "random"  # what runs saved before this field existed drew
     new_names: float = 0.0  # the share of training windows whose name tokens become made-up names (needs a tokenizer)
+    typography: float = 0.0  # the share of training windows whose quotes, apostrophes and dashes are re-set (tokenizer)
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
@@ -219,8 +224,10 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"muon_beta2 must be in [0, 1) (0 = plain Muon), got {self.muon_beta2!r}")
         if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
-        if not (isinstance(self.new_names, (int, float)) and 0.0 <= self.new_names <= 1.0):
-            raise ConfigError(f"new_names must be a share in [0, 1] (0 = off), got {self.new_names!r}")
+        for name in ("new_names", "typography"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+                raise ConfigError(f"{name} must be a share in [0, 1] (0 = off), got {v!r}")
         if not (isinstance(self.max_epochs, (int, float)) and 0 <= self.max_epochs < math.inf):
             raise ConfigError(f"max_epochs must be a number >= 0 (0 = no cap), got {self.max_epochs!r}")
         self.schedule()  # validates lr_schedule, warmdown_ratio and warmdown_shape
@@ -346,6 +353,7 @@ class Trainer:
         self.kind: str = kind
         self._check_compatible(data, tokenizer)
         self.name_swap = self._build_name_swap(data, tokenizer)
+        self.typography_swap = self._build_typography_swap(tokenizer)
         self._fresh = _resume_from is None
         self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
         self._replan_steps: list[int] = []  # steps where max_steps is re-estimated (see plan_budget, can_replan)
@@ -424,12 +432,27 @@ class Trainer:
             logger.warning("new_names: this tokenizer has no name tokens to swap; the windows are left as they are")
         return swap
 
-    def _swap_names(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``new_names`` on a batch: the windows ``x`` + last target, swapped, split again."""
+    def _build_typography_swap(self, tokenizer: Any) -> TypographySwap | None:
+        """The ``typography`` swap, from the tokenizer's tokens (None when off; off with a warning without one)."""
+        share = self.config.typography
+        if share <= 0:
+            return None
+        if tokenizer is None:
+            logger.warning("typography is off: it needs the tokenizer to re-set the tokens")
+            return None
+        swap = TypographySwap.from_tokenizer(tokenizer, share=share, seed=self.config.seed)
+        return swap if swap.active else None
+
+    def _augment_windows(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``typography`` then ``new_names`` on a batch: the windows ``x`` + last target, rewritten, split again."""
         if not torch.equal(x[:, 1:], y[:, :-1]):
-            raise DataError("new_names needs targets that are the inputs shifted by one (plain windows of text)")
-        rows = torch.cat([x, y[:, -1:]], dim=1)  # (B, T+1)
-        swapped = torch.from_numpy(self.name_swap(rows.cpu().numpy())).to(x.device)  # type: ignore[misc]
+            raise DataError("new_names and typography need targets that are the inputs shifted by one (plain windows "
+                            "of text)")
+        rows = torch.cat([x, y[:, -1:]], dim=1).cpu().numpy()  # (B, T+1)
+        for swap in (self.typography_swap, self.name_swap):
+            if swap is not None:
+                rows = swap(rows)
+        swapped = torch.from_numpy(rows).to(x.device)
         return swapped[:, :-1], swapped[:, 1:]
 
     def _check_compatible(self, data: BatchSource, tokenizer: Any) -> None:
@@ -653,8 +676,8 @@ class Trainer:
             rng = np.random.default_rng((c.seed, 0, step))
         for _ in range(c.grad_accum_steps):
             x, y = rank_batch(self.data, "train", c.batch_size, rng, self.env)
-            if self.name_swap is not None:
-                x, y = self._swap_names(x, y)
+            if self.name_swap is not None or self.typography_swap is not None:
+                x, y = self._augment_windows(x, y)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no-op if already there
 
     def train_step(self) -> StepLog:
