@@ -14,6 +14,7 @@ import torch
 
 from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
+from microtransformer.models.window_cache import LAMBDAS
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.recipes import BUDGET_SIZES, RECIPES, _split_shape, get_recipe, size_for_budget
 from microtransformer.training.schedule import LRSchedule, cosine_lr_factor, wsd_lr_factor
@@ -206,8 +207,9 @@ def test_recipes_build_and_variants_parse() -> None:
         get_recipe("ours+colour=blue")
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("gpt5")
-    short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0)
-    rows = dict(block_size=512, batch_size=16, compile=True, new_names=0.5)  # made-up names measured on 4 layers only
+    short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0, typography=0.0, window_cache=False)
+    # made-up names, re-set typography and the window cache measured on 4 layers only
+    rows = dict(block_size=512, batch_size=16, compile=True, new_names=0.5, typography=0.5, window_cache=True)
     assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2, **short)
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
     assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)
@@ -273,6 +275,8 @@ def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
         assert row["curve"] and row["curve"][-1]["bpb"] == row["bpb"]
         assert row["held_out_bytes"] == held_out  # the whole held-out book is scored
     assert result["rows"][1]["model"]["position"] == "rotary" and result["rows"][0]["model"]["position"] == "learned"
+    ours = result["rows"][1]  # its window cache was set on the validation slice of the training books
+    assert ours["train"]["window_cache"] and ours["model"]["cache_lambda"] in (0.0, *LAMBDAS)
     assert (out / "bpb.png").stat().st_size > 1000
 
 

@@ -130,13 +130,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                    help="auto: bf16 on CUDA, fp32 on CPU (bf16 autocast is slow on CPUs without bf16 units)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (a GPT's blocks; falls back to eager if it fails)")
+    g.add_argument("--window_cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the last step, choose a GPT's window cache (copying from its context) on the validation split")
     g.add_argument("--num_threads", type=positive_int, default=None, help="torch CPU threads (default: MTX_NUM_THREADS, else torch's choice)")
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields the user gave explicitly."""
     out = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name, None) is not None}
-    for name in ("use_cosine", "device", "precision", "compile"):
+    for name in ("use_cosine", "device", "precision", "compile", "window_cache"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
     return out

@@ -48,6 +48,7 @@ from microtransformer.models.causal_attention import causal_attention
 from microtransformer.models.chunked_loss import chunked_cross_entropy
 from microtransformer.models.elementwise import relu_squared, rms_norm
 from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, loss_targets, position_ids
+from microtransformer.models.window_cache import cache_log_probs
 
 VOCAB_PAD_MULTIPLE = 64
 ROPE_BASE = 10000.0
@@ -94,6 +95,9 @@ class GPTConfig(JSONConfig):
     x0_mix: bool = False  # each block's input = a * x + b * x0 (x0: the embedding), a and b learned per layer
     bigram_buckets: int = 0  # > 0: a table of hashed (previous, current) token pairs added to the embedding
     attn_chunk: int = 0  # > 0: every layer but the last attends only within aligned chunks of this many positions
+    # a continuous cache over the context window, in eval mode only (models/window_cache.py; lambda 0 = off)
+    cache_theta: float = 0.0  # how sharply the cache prefers positions like the current one
+    cache_lambda: float = 0.0  # the cache's share of the next-token distribution
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "value_embed_every", "mlp_ratio"):
@@ -122,6 +126,11 @@ class GPTConfig(JSONConfig):
         cap = self.logit_softcap
         if not isinstance(cap, (int, float)) or isinstance(cap, bool) or not 0.0 <= float(cap) < math.inf:
             raise ConfigError(f"logit_softcap must be a number >= 0 (0 = off), got {cap!r}")
+        theta, lam = self.cache_theta, self.cache_lambda
+        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not 0.0 <= float(theta) < math.inf:
+            raise ConfigError(f"cache_theta must be a number >= 0, got {theta!r}")
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0.0 <= float(lam) < 1.0:
+            raise ConfigError(f"cache_lambda must be in [0, 1) (0 = off), got {lam!r}")
         if self.position == "rotary" and self.head_dim % 2:
             raise ConfigError(f"rotary positions need an even head size, got n_embd / n_head = {self.head_dim}")
 
@@ -172,6 +181,11 @@ class KVCache:
         self.max_len = config.block_size
         self.pos = 0
         self.last_ids: torch.Tensor | None = None  # (B, 1): the last token seen, for options that look one back
+        # with a window cache: every position's final hidden state and id, which later positions copy from
+        self.hidden = self.ids = None
+        if config.cache_lambda > 0:
+            self.hidden = torch.zeros(batch_size, config.block_size, config.n_embd, device=device, dtype=torch.float32)
+            self.ids = torch.zeros(batch_size, config.block_size, device=device, dtype=torch.long)
 
     @property
     def remaining(self) -> int:
@@ -542,6 +556,7 @@ class GPT(GenerationMixin, nn.Module):
         cache: KVCache | None = None,
         last_only: bool = False,
         loss_only: bool = False,
+        window_cache: bool = True,
     ) -> CausalLMOutput:
         """Logits ``(B, T, vocab_size)`` and the loss, as a :class:`~.outputs.CausalLMOutput`.
 
@@ -557,7 +572,10 @@ class GPT(GenerationMixin, nn.Module):
         (generation does not pay for the other T-1 output rows). ``loss_only``
         returns the loss without logits (``None``), computed a block of rows
         at a time (:mod:`.chunked_loss`): what the trainer uses, much faster
-        on a CPU for the same value.
+        on a CPU for the same value. In eval mode a config with
+        ``cache_lambda > 0`` mixes in the window cache (:mod:`.window_cache`;
+        the logits are then its log-probabilities); ``window_cache=False``
+        leaves it out.
         """
         B, T = input_ids.shape  # (B, T)
         start = cache.pos if cache is not None else 0
@@ -614,10 +632,16 @@ class GPT(GenerationMixin, nn.Module):
             else:
                 x = run(x, cache, layer, attn, rope, ve)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
+        copy = window_cache and self.config.cache_lambda > 0 and not self.training
+        hidden, ids = x, input_ids  # (B, S, C), (B, S): every position so far, for the window cache
         if cache is not None:
+            if copy and cache.hidden is not None and cache.ids is not None:
+                cache.hidden[:, start : start + T] = x.float()
+                cache.ids[:, start : start + T] = input_ids
+                hidden, ids = cache.hidden[:, : start + T], cache.ids[:, : start + T]
             cache.pos += T
             cache.last_ids = input_ids[:, -1:]
-        if loss_only and cache is None:
+        if loss_only and cache is None and not copy:
             scored = loss_targets(T, targets=targets, labels=labels, shape=(B, T))
             if scored is not None:
                 positions, y = scored
@@ -635,6 +659,9 @@ class GPT(GenerationMixin, nn.Module):
         cap = self.config.logit_softcap
         if cap > 0:
             logits = cap * torch.tanh(logits.float() / cap)  # (B, T, V): bounded, in fp32
+        if copy:
+            logits = cache_log_probs(logits, hidden, ids, theta=self.config.cache_theta, lam=self.config.cache_lambda,
+                                     key_mask=mask)  # (B, T, V): log-probabilities of the mixture
         return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
 
     def _smear(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,7 @@ from microtransformer.evaluation.metrics import (
 )
 from microtransformer.io import DirectoryLock
 from microtransformer.models import unwrap_model
+from microtransformer.models.window_cache import Calibration, calibrate
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
     DistEnv,
@@ -118,6 +119,15 @@ class BatchSource(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+def _split_ids(data: BatchSource, split: str) -> Any:
+    """A split's token ids (an array, or a stream over shards that slices into one), else None."""
+    if hasattr(data, "memmap"):
+        return data.memmap(split)
+    if isinstance(getattr(data, "data", None), dict):
+        return data.data.get(split)
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig(JSONConfig):
     """Optimisation settings; stored as JSON in every checkpoint.
@@ -148,6 +158,8 @@ class TrainConfig(JSONConfig):
     ``typography`` (0 = off) re-sets the apostrophes, dashes and double quotes
     of that share in styles drawn per window (:mod:`~microtransformer.data.typography`),
     so the model reads a text's style from it rather than from its words.
+    ``window_cache`` sets a GPT's window cache (:mod:`~microtransformer.models.window_cache`)
+    after the last step: its two knobs chosen on the validation split.
     """
 
     max_steps: int = 1000
@@ -187,6 +199,7 @@ class TrainConfig(JSONConfig):
     sampling: str = "random"  # what runs saved before this field existed drew
     new_names: float = 0.0  # the share of training windows whose name tokens become made-up names (needs a tokenizer)
     typography: float = 0.0  # the share of training windows whose quotes, apostrophes and dashes are re-set (tokenizer)
+    window_cache: bool = False  # after the last step, set a GPT's window cache on the validation split
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "keep_last"):
@@ -418,11 +431,7 @@ class Trainer:
         share = self.config.new_names
         if share <= 0:
             return None
-        ids = None
-        if hasattr(data, "memmap"):
-            ids = data.memmap("train")
-        elif isinstance(getattr(data, "data", None), dict):
-            ids = data.data["train"]
+        ids = _split_ids(data, "train")
         if tokenizer is None or ids is None:
             logger.warning("new_names is off: it needs the tokenizer%s to find the name tokens",
                            "" if ids is not None else " and the training ids (token shards or arrays)")
@@ -431,6 +440,22 @@ class Trainer:
         if not swap.active:
             logger.warning("new_names: this tokenizer has no name tokens to swap; the windows are left as they are")
         return swap
+
+    def calibrate_window_cache(self) -> Calibration | None:
+        """``window_cache``: choose a GPT's cache knobs on the validation split and set them in its config (saved
+        with the next checkpoint); None when off. The validation loss after it is measured on the text it was
+        chosen on (two numbers fitted; the knobs stay off when they do not help)."""
+        if not self.config.window_cache:
+            return None
+        ids = _split_ids(self.data, "val")
+        if self.kind != "gpt" or ids is None or len(ids) < 2:
+            logger.warning("window_cache is off: it needs a GPT and validation ids (token shards or arrays)")
+            return None
+        model = self.raw_model
+        choice = calibrate(model, ids, block_size=model.config.block_size, batch_size=self.config.batch_size,
+                           autocast=self.precision.autocast_context)
+        model.config = replace(model.config, cache_theta=choice.theta, cache_lambda=choice.lam)
+        return choice
 
     def _build_typography_swap(self, tokenizer: Any) -> TypographySwap | None:
         """The ``typography`` swap, from the tokenizer's tokens (None when off; off with a warning without one)."""
@@ -798,6 +823,8 @@ class Trainer:
                         end = self.step
                         if self.env.is_main:
                             logger.warning("time limit of %.0f s reached at step %d; stopping", time_limit_s, self.step)
+                if self.step == self.config.max_steps:
+                    self.calibrate_window_cache()
                 if self.step % self.config.eval_interval == 0 or self.step == end:
                     val = self.evaluate("val")
                     is_best = self.best_val_loss is None or val.loss < self.best_val_loss
