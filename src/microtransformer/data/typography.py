@@ -53,15 +53,15 @@ def _curly_quotes(s: str, *, opening: bool) -> str:
 class TypographySwap:
     """Re-set ``(B, T)`` id rows; see the module's docstring.
 
-    ``tables``: one ``{id: replacement ids}`` per (mark, style), in pairs (a mark's two styles);
-    ``opening``: for the curly-quote style, the ids of tokens with a ``"`` at their start, mapped to their
-    replacement after a space (``opening``) -- the table has the one after a letter; ``share``: the fraction of
-    rows treated.
+    ``tables``: one ``{id: replacement ids}`` per (mark, style), a mark's two styles side by side. A token that
+    starts with ``"`` needs the token before it to choose ``“`` or ``”``: table ``quote_table`` closes it, and
+    ``opening`` gives its replacement where the token before it is in ``opens``. ``share``: the fraction of rows
+    treated.
     """
 
     tables: tuple[dict[int, tuple[int, ...]], ...]
     opening: dict[int, tuple[int, ...]] | None = None
-    opens: np.ndarray | None = None  # bool over the vocabulary: tokens that end in a space or bracket
+    opens: np.ndarray | None = None  # bool over the vocabulary: tokens after which a quote opens
     quote_table: int = -1  # the index in ``tables`` of the curly-quote style, whose ``opening`` applies
     share: float = 1.0
     seed: int = 0
