@@ -72,9 +72,9 @@ class Recipe:
 #: (4 layers) rather than on more epochs. It uses a 512-token history; the 2-layer ones did not (sequence 512 lost at
 #: 180 s); it also takes a value table on every layer (two 600 s A/Bs), where the 2-layer shapes keep nanochat's
 #: every other layer (not measured otherwise). ``torch.compile`` (of the blocks) pays for its warm-up (a cold
-#: compile takes ~30-50 s on a CPU) only in the long budgets, and so do made-up names in half its windows
+#: compile takes ~30-50 s on a CPU) only in the long budgets, and so do made-up names in three windows of four
 #: (``new_names``: a model that reads its books three times learns their names by heart, not how to copy a new
-#: book's names from its context), re-set typography in half (``typography``: nor should it tie a book's quotes
+#: book's names from its context), re-set typography in every one (``typography``: nor should it tie a book's quotes
 #: and dashes to its words) and the window cache (``window_cache``: copying from the context at inference, its
 #: two knobs set on the validation split after training); each measured on the 4-layer shape only.
 BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
@@ -83,7 +83,7 @@ BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
     (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32, value_embed_every=2, compile=False,
                  new_names=0.0, typography=0.0, window_cache=False)),
     (float("inf"), dict(n_layer=4, n_head=2, n_embd=192, block_size=512, batch_size=16, value_embed_every=1, compile=True,
-                        new_names=0.5, typography=0.5, window_cache=True)),
+                        new_names=0.75, typography=1.0, window_cache=True)),
 )
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
@@ -126,7 +126,7 @@ RECIPES: dict[str, Recipe] = {
         train=dict(**_LONG_TRAIN, precision="auto", **_MUON_WSD, **_EPOCHS, embedding_weight_decay=0.02),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser with the embedding tables "
                     "decayed, bf16 autocast where the CPU has bf16 units, windows dealt epoch by epoch, blocks "
-                    "compiled, made-up names and re-set typography in half the windows and a window cache set on "
+                    "compiled, made-up names and re-set typography in most windows and a window cache set on "
                     "the validation split for long runs, sized for the budget",
     ),
 }
