@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from microtransformer.data.loader import TokenArrayDataset
 from microtransformer.data.new_names import NameSwap
 from microtransformer.errors import ConfigError
-from microtransformer.models import GPT, GPTConfig
-from microtransformer.training.trainer import TrainConfig, Trainer
+from microtransformer.training.trainer import TrainConfig
+
+from window_testkit import split_run_losses, tiny_trainer
 
 NAMES = (1, 2)
 CAPITALS = (10, 11, 12)
@@ -110,19 +110,9 @@ def named_text(tmp_path_factory):
     return tok, np.array(tok.encode(text))
 
 
-def _trainer(named_text, run_dir, **kw):
-    tok, ids = named_text
-    data = TokenArrayDataset({"train": ids[:-500], "val": ids[-500:]}, 16, vocab_size=tok.vocab_size)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=16))
-    cfg = TrainConfig(max_steps=6, batch_size=4, eval_interval=3, eval_iters=1, device="cpu", precision="fp32",
-                      seed=3, new_names=1.0)
-    return Trainer(model, data, cfg, run_dir, show_progress=False, **kw), model
-
-
 def test_trainer_feeds_the_model_made_up_names_and_resumes_exactly(named_text, tmp_path):
     tok, _ = named_text
-    trainer, model = _trainer(named_text, tmp_path / "full", tokenizer=tok)
+    trainer, model = tiny_trainer(*named_text, tmp_path / "full", tokenizer=tok, new_names=1.0)
     names = {tok.id_to_token(int(i)) for i in np.flatnonzero(trainer.name_swap.names)}
     assert {" Natasha", " Andrew"} <= names and " The" not in names  # " The" is common as " the"
     seen: list[torch.Tensor] = []
@@ -131,13 +121,10 @@ def test_trainer_feeds_the_model_made_up_names_and_resumes_exactly(named_text, t
     fed = torch.cat([x.flatten() for x in seen]).numpy()
     assert len(fed) and not trainer.name_swap.names[fed].any()
 
-    split, _ = _trainer(named_text, tmp_path / "split", tokenizer=tok)
-    first = split.fit(stop_at_step=3)
-    second = Trainer.resume(tmp_path / "split", split.data, show_progress=False).fit()  # the run's tokenizer copy
-    assert [s.loss for s in first.history + second.history] == [s.loss for s in full.history]
+    assert split_run_losses(*named_text, tmp_path / "split", new_names=1.0) == [s.loss for s in full.history]
 
 
 def test_trainer_without_a_tokenizer_says_it_trains_without_the_swap(named_text, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="microtransformer.training.trainer"):
-        trainer, _ = _trainer(named_text, tmp_path / "run")
+        trainer, _ = tiny_trainer(*named_text, tmp_path / "run", new_names=1.0)
     assert trainer.name_swap is None and "new_names is off: it needs the tokenizer to find" in caplog.text

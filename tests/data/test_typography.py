@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from microtransformer.data.loader import TokenArrayDataset
 from microtransformer.data.typography import TypographySwap
 from microtransformer.errors import ConfigError
-from microtransformer.models import GPT, GPTConfig
-from microtransformer.training.trainer import TrainConfig, Trainer
+from microtransformer.training.trainer import TrainConfig
+
+from window_testkit import split_run_losses, tiny_trainer
 
 PARAGRAPHS = (
     "“I don’t know,” said he—and then, “You’re late.”",
@@ -85,19 +85,9 @@ def test_config_checks_the_share():
         TrainConfig(typography=-0.1)
 
 
-def _trainer(styled, run_dir, **kw):
-    tok, ids = styled
-    data = TokenArrayDataset({"train": ids[:-500], "val": ids[-500:]}, 16, vocab_size=tok.vocab_size)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=16))
-    cfg = TrainConfig(max_steps=6, batch_size=4, eval_interval=3, eval_iters=1, device="cpu", precision="fp32",
-                      seed=3, typography=1.0, new_names=1.0)
-    return Trainer(model, data, cfg, run_dir, show_progress=False, **kw), model
-
-
 def test_trainer_feeds_re_set_windows_and_resumes_exactly(styled, tmp_path):
     tok, _ = styled
-    trainer, model = _trainer(styled, tmp_path / "full", tokenizer=tok)
+    trainer, model = tiny_trainer(*styled, tmp_path / "full", tokenizer=tok, typography=1.0, new_names=1.0)
     seen: list[torch.Tensor] = []
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0]) if m.training else None)
     full = trainer.fit()
@@ -105,13 +95,11 @@ def test_trainer_feeds_re_set_windows_and_resumes_exactly(styled, tmp_path):
     assert any("’" in t for t in fed) and any("'" in t for t in fed)  # both apostrophe styles reach the model
     assert not any("’" in t and "'" in t for t in fed)
 
-    split, _ = _trainer(styled, tmp_path / "split", tokenizer=tok)
-    first = split.fit(stop_at_step=3)
-    second = Trainer.resume(tmp_path / "split", split.data, show_progress=False).fit()  # the run's tokenizer copy
-    assert [s.loss for s in first.history + second.history] == [s.loss for s in full.history]
+    losses = split_run_losses(*styled, tmp_path / "split", typography=1.0, new_names=1.0)
+    assert losses == [s.loss for s in full.history]
 
 
 def test_trainer_without_a_tokenizer_warns_and_trains_without(styled, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="microtransformer.training.trainer"):
-        trainer, _ = _trainer(styled, tmp_path / "run")
+        trainer, _ = tiny_trainer(*styled, tmp_path / "run", typography=1.0, new_names=1.0)
     assert trainer.typography_swap is None and "typography is off: it needs the tokenizer" in caplog.text

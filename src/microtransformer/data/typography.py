@@ -31,6 +31,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+#: a ``"`` after one of these (or a space) opens a quotation
+OPENERS = "([—-"
 #: each mark's styles, as functions that rewrite a token's text into that style
 STYLES: dict[str, tuple[Callable[[str], str], ...]] = {
     "apostrophe": (lambda s: s.replace("’", "'"), lambda s: s.replace("'", "’")),
@@ -44,7 +46,7 @@ def _curly_quotes(s: str, *, opening: bool) -> str:
     out = []
     for k, ch in enumerate(s):
         before = s[k - 1] if k else None
-        starts = opening if before is None else (before.isspace() or before in "([—-")
+        starts = opening if before is None else (before.isspace() or before in OPENERS)
         out.append(("“" if starts else "”") if ch == '"' else ch)
     return "".join(out)
 
@@ -81,9 +83,9 @@ class TypographySwap:
                 tables.append({i: ids_of(new) for i, s in enumerate(strings) if (new := style(s)) != s})
         quote_table = len(tables) - 1
         opening = {i: ids_of(_curly_quotes(s, opening=True)) for i, s in enumerate(strings) if s.startswith('"')}
-        # a quote after these opens: a space, a bracket, a dash, or a piece of a character (a dash's last bytes)
+        # a quote after these opens: an opener, or a piece of a character (a dash's last bytes) that decodes to U+FFFD
         texts = [tokenizer.decode([i]) for i in range(len(strings))]
-        opens = np.array([not t or t[-1].isspace() or t[-1] in "([—-\ufffd" for t in texts], dtype=bool)
+        opens = np.array([not t or t[-1].isspace() or t[-1] in OPENERS + "\ufffd" for t in texts], dtype=bool)
         logger.info("typography: %s tokens to re-set", ", ".join(
             f"{mark} {len(tables[2 * k])}/{len(tables[2 * k + 1])}" for k, mark in enumerate(STYLES)))
         return cls(tuple(tables), opening, opens, quote_table, share=share, seed=seed)

@@ -64,6 +64,12 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_number(name: str, value: Any, below: float, what: str) -> None:
+    """``value`` is a number in ``[0, below)``, else ConfigError "``name`` must be ``what``"."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) < below:
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class GPTConfig(JSONConfig):
     """Hyper-parameters of :class:`GPT`; stored as JSON in every checkpoint.
@@ -123,14 +129,9 @@ class GPTConfig(JSONConfig):
         buckets = self.bigram_buckets
         if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 0 or buckets == 1:
             raise ConfigError(f"bigram_buckets must be 0 (off) or an integer >= 2, got {buckets!r}")
-        cap = self.logit_softcap
-        if not isinstance(cap, (int, float)) or isinstance(cap, bool) or not 0.0 <= float(cap) < math.inf:
-            raise ConfigError(f"logit_softcap must be a number >= 0 (0 = off), got {cap!r}")
-        theta, lam = self.cache_theta, self.cache_lambda
-        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not 0.0 <= float(theta) < math.inf:
-            raise ConfigError(f"cache_theta must be a number >= 0, got {theta!r}")
-        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0.0 <= float(lam) < 1.0:
-            raise ConfigError(f"cache_lambda must be in [0, 1) (0 = off), got {lam!r}")
+        _check_number("logit_softcap", self.logit_softcap, math.inf, "a number >= 0 (0 = off)")
+        _check_number("cache_theta", self.cache_theta, math.inf, "a number >= 0")
+        _check_number("cache_lambda", self.cache_lambda, 1.0, "in [0, 1) (0 = off)")
         if self.position == "rotary" and self.head_dim % 2:
             raise ConfigError(f"rotary positions need an even head size, got n_embd / n_head = {self.head_dim}")
 

@@ -61,7 +61,12 @@ def cache_log_probs(
     att, has = _attention(hidden, ids, T, theta, key_mask)  # (B, T, S-1), (B, T, 1)
     S = ids.size(1)
     copy = torch.zeros(B, T, V, device=logits.device).scatter_add_(-1, ids[:, None, 1:].expand(B, T, S - 1), att)
-    p = torch.softmax(logits.float(), dim=-1) * (1.0 - lam * has) + lam * copy
+    return _mixture(torch.softmax(logits.float(), dim=-1), copy, has, lam)
+
+
+def _mixture(p_model: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, lam: float) -> torch.Tensor:
+    """``log((1 - lam) p_model + lam p_copy)`` where there is an earlier position (``has`` 1), else ``log p_model``."""
+    p = p_model * (1.0 - lam * has) + lam * p_copy
     return p.clamp_min(torch.finfo(torch.float32).tiny).log()
 
 
@@ -134,9 +139,8 @@ def calibrate(
             for a, theta in enumerate(thetas):
                 att, has = _attention(hidden["h"], x, x.size(1), theta, None)
                 p_copy = (att.double() * same).sum(-1)  # (B, T): the cache's probability of each target
-                for b, lam in enumerate(lams):  # the mixture at the targets, as cache_log_probs gives it
-                    p = p_model * (1.0 - lam * has.squeeze(-1).double()) + lam * p_copy
-                    totals[a, b] -= p.clamp_min(torch.finfo(torch.float32).tiny).log().sum().cpu()
+                for b, lam in enumerate(lams):  # the mixture at the targets only
+                    totals[a, b] -= _mixture(p_model, p_copy, has.squeeze(-1).double(), lam).sum().cpu()
             count += y.numel()
     finally:
         hook.remove()
