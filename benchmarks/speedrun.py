@@ -204,7 +204,8 @@ def build_runner(
     else:
         train.update(max_steps=train.get("max_steps", steps), time_budget=0.0)  # a recipe's own max_steps wins
     config = TrainConfig(**train)
-    tokenizer = data.tokenizer if config.new_names or config.typography else None  # they read its tokens
+    reads_tokens = config.new_names or config.typography or model.config.line_columns
+    tokenizer = data.tokenizer if reads_tokens else None  # they read its tokens
     trainer = Trainer(model, dataset, config, work / recipe.name.replace("/", "_"), tokenizer=tokenizer, show_progress=False)
     return Runner(recipe, data, trainer, model, budget, compile_charge)
 

@@ -26,6 +26,7 @@ import torch
 
 from microtransformer.data.loader import TokenArrayDataset
 from microtransformer.models import GPT, GPTConfig
+from microtransformer.models.line_columns import TokenLayout
 from microtransformer.training.recipes import get_recipe
 from microtransformer.training.trainer import TrainConfig, Trainer
 
@@ -34,6 +35,8 @@ def build(spec: str, work: Path, seed: int) -> tuple[Trainer, GPT]:
     recipe = get_recipe(spec)
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=recipe.vocab_size, **recipe.model))
+    if model.config.line_columns:  # no tokenizer here: 4-byte tokens, every 16th a newline (the cost is the same)
+        model.set_token_layout(TokenLayout.from_token_bytes([b"\n" if i % 16 == 0 else b"abcd" for i in range(recipe.vocab_size)]))
     ids = np.random.default_rng(seed).integers(0, recipe.vocab_size, 500_000).astype(np.int32)
     data = TokenArrayDataset({"train": ids, "val": ids[:50_000]}, model.config.block_size, vocab_size=recipe.vocab_size)
     config = TrainConfig(**dict(recipe.train, max_steps=10**6, eval_interval=10**9, eval_iters=1, seed=seed))

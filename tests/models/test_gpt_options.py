@@ -13,6 +13,7 @@ from microtransformer.errors import ConfigError
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.models import causal_attention
 from microtransformer.models.gpt import RMSNorm, apply_rotary, bigram_ids, previous_ids, rotary_tables
+from microtransformer.models.line_columns import TokenLayout
 from microtransformer.training.recipes import RECIPES
 
 from gpt_testkit import eager_and_compiled_grads
@@ -36,10 +37,12 @@ OPTIONS = [
     {"x0_mix": True},
     {"bigram_buckets": 50},
     {"attn_chunk": 4},
+    {"line_columns": 8},
     MODERN,
     MODERN | {"attn_chunk": 4},
     MODERN | {"smear": True, "x0_mix": True},
     MODERN | {"bigram_buckets": 50},
+    MODERN | {"line_columns": 8},
 ]
 
 
@@ -55,6 +58,8 @@ def model(**kw) -> GPT:
         with torch.no_grad():
             m.smear_lambda.fill_(0.8)
             m.smear_gate.normal_()
+    if kw.get("line_columns"):  # byte lengths for the ids: 1-4 bytes, every fifth id a newline (padding id 0 too)
+        m.set_token_layout(TokenLayout.from_token_bytes([b"\n" if i % 5 == 0 else b"x" * (1 + i % 4) for i in range(97)]))
     if kw.get("bigram_buckets"):  # the pair table starts at zero: fill it so it matters here
         with torch.no_grad():
             m.transformer.bigram.weight.normal_()

@@ -207,9 +207,11 @@ def test_recipes_build_and_variants_parse() -> None:
         get_recipe("ours+colour=blue")
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("gpt5")
-    short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0, typography=0.0, window_cache=False)
-    # made-up names, re-set typography and the window cache measured on 4 layers only
-    rows = dict(block_size=512, batch_size=16, compile=True, new_names=0.75, typography=1.0, window_cache=True)
+    short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0, typography=0.0, window_cache=False,
+                 line_columns=0)
+    # made-up names, re-set typography, the window cache and the line columns measured on 4 layers only
+    rows = dict(block_size=512, batch_size=16, compile=True, new_names=0.75, typography=1.0, window_cache=True,
+                line_columns=128)
     assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2, **short)
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
     assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)

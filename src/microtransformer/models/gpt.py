@@ -47,6 +47,7 @@ from microtransformer.models.generation import GenerationMixin
 from microtransformer.models.causal_attention import causal_attention
 from microtransformer.models.chunked_loss import chunked_cross_entropy
 from microtransformer.models.elementwise import relu_squared, rms_norm
+from microtransformer.models.line_columns import TokenLayout, column_rows
 from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, loss_targets, position_ids
 from microtransformer.models.window_cache import cache_log_probs
 
@@ -101,6 +102,7 @@ class GPTConfig(JSONConfig):
     x0_mix: bool = False  # each block's input = a * x + b * x0 (x0: the embedding), a and b learned per layer
     bigram_buckets: int = 0  # > 0: a table of hashed (previous, current) token pairs added to the embedding
     attn_chunk: int = 0  # > 0: every layer but the last attends only within aligned chunks of this many positions
+    line_columns: int = 0  # > 0: rows of a table by each token's byte column in its line, added to the embedding
     # a continuous cache over the context window, in eval mode only (models/window_cache.py; lambda 0 = off)
     cache_theta: float = 0.0  # how sharply the cache prefers positions like the current one
     cache_lambda: float = 0.0  # the cache's share of the next-token distribution
@@ -126,9 +128,10 @@ class GPTConfig(JSONConfig):
         chunk = self.attn_chunk
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 0:
             raise ConfigError(f"attn_chunk must be 0 (full context in every layer) or a positive integer, got {chunk!r}")
-        buckets = self.bigram_buckets
-        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 0 or buckets == 1:
-            raise ConfigError(f"bigram_buckets must be 0 (off) or an integer >= 2, got {buckets!r}")
+        for name in ("bigram_buckets", "line_columns"):
+            rows = getattr(self, name)
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0 or rows == 1:
+                raise ConfigError(f"{name} must be 0 (off) or an integer >= 2, got {rows!r}")
         _check_number("logit_softcap", self.logit_softcap, math.inf, "a number >= 0 (0 = off)")
         _check_number("cache_theta", self.cache_theta, math.inf, "a number >= 0")
         _check_number("cache_lambda", self.cache_lambda, 1.0, "in [0, 1) (0 = off)")
@@ -182,6 +185,7 @@ class KVCache:
         self.max_len = config.block_size
         self.pos = 0
         self.last_ids: torch.Tensor | None = None  # (B, 1): the last token seen, for options that look one back
+        self.line_column: torch.Tensor | None = None  # (B,): with line_columns, the column after the last token
         # with a window cache: every position's final hidden state and id, which later positions copy from
         self.hidden = self.ids = None
         if config.cache_lambda > 0:
@@ -195,6 +199,7 @@ class KVCache:
     def reset(self) -> None:
         self.pos = 0
         self.last_ids = None
+        self.line_column = None
 
 
 def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -388,6 +393,11 @@ class GPT(GenerationMixin, nn.Module):
             )
         if config.bigram_buckets:
             modules["bigram"] = nn.Embedding(config.bigram_buckets, config.n_embd)
+        if config.line_columns:
+            modules["col"] = nn.Embedding(config.line_columns, config.n_embd)
+            # each id's bytes and bytes after its last newline: saved with the weights, set from the tokenizer
+            self.register_buffer("token_length", torch.zeros(V, dtype=torch.long))
+            self.register_buffer("token_line_tail", torch.full((V,), -1, dtype=torch.long))
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, V, bias=False)
         if config.smear:  # starts off (lambda 0); the gate reads the leading channels of the token's own embedding
@@ -467,6 +477,8 @@ class GPT(GenerationMixin, nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.001)
             elif name in ("transformer.wte.weight", "transformer.wpe.weight"):
                 nn.init.normal_(p, mean=0.0, std=1.0 if not self.config.tie_embeddings else 0.02)
+            elif name == "transformer.col.weight":  # half the token table's scale: a hint beside the token
+                nn.init.normal_(p, mean=0.0, std=0.5 if not self.config.tie_embeddings else 0.01)
             elif name == "transformer.ln_f.weight":
                 nn.init.ones_(p)
 
@@ -598,6 +610,8 @@ class GPT(GenerationMixin, nn.Module):
                 )
             attn = _padded_causal_mask(mask, start, T)  # (B, 1, T, start+T)
         x = self.transformer.wte(input_ids)  # (B, T, C)
+        if self.config.line_columns:
+            x = x + self.transformer.col(self._line_columns(input_ids, cache, mask, start))  # (B, T, C)
         prev = None  # (B, T): the token before each position, for the options that read it
         if self.config.smear or self.config.bigram_buckets:
             prev = previous_ids(input_ids, cache, mask, start)
@@ -664,6 +678,37 @@ class GPT(GenerationMixin, nn.Module):
             logits = cache_log_probs(logits, hidden, ids, theta=self.config.cache_theta, lam=self.config.cache_lambda,
                                      key_mask=mask)  # (B, T, V): log-probabilities of the mixture
         return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
+
+    def set_token_layout(self, layout: TokenLayout) -> None:
+        """Give a ``line_columns`` model its tokenizer's byte lengths (:meth:`TokenLayout.from_tokenizer`).
+
+        >>> model = GPT(GPTConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=8, line_columns=4))
+        >>> model.set_token_layout(TokenLayout.from_token_bytes([b"a", b"\\n", b"bc"]))
+        >>> model.token_length[:3].tolist(), model.token_line_tail[:3].tolist()
+        ([1, 1, 2], [-1, 0, -1])
+        """
+        if not self.config.line_columns:
+            raise ConfigError("set_token_layout is for a model with line_columns > 0")
+        n = len(layout.length)
+        if n != self.config.vocab_size:
+            raise ConfigError(f"a token layout of {n} ids for a model of vocab_size {self.config.vocab_size}")
+        with torch.no_grad():
+            self.token_length.zero_()[:n] = layout.length.to(self.token_length.device)
+            self.token_line_tail.fill_(-1)[:n] = layout.tail.to(self.token_line_tail.device)
+
+    @property
+    def has_token_layout(self) -> bool:
+        """Whether a ``line_columns`` model knows its tokens' bytes (set, or loaded with its weights)."""
+        return bool(self.config.line_columns) and bool(self.token_length.any())
+
+    def _line_columns(self, ids: torch.Tensor, cache: KVCache | None, mask: torch.Tensor | None, start: int) -> torch.Tensor:
+        """``(B, T)`` rows of the column table (:mod:`.line_columns`); a KV cache carries the column across calls."""
+        carried = cache.line_column if cache is not None and start > 0 else None
+        rows, end = column_rows(ids, self.token_length, self.token_line_tail, self.config.line_columns,
+                                start=carried, mask=None if mask is None else mask[:, start:])
+        if cache is not None:
+            cache.line_column = end
+        return rows
 
     def _smear(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """``x + lambda * sigmoid(x[:k] . w) * x_prev``: a cheap path for the previous token (a bigram feature)

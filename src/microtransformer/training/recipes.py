@@ -76,14 +76,16 @@ class Recipe:
 #: (``new_names``: a model that reads its books three times learns their names by heart, not how to copy a new
 #: book's names from its context), re-set typography in every one (``typography``: nor should it tie a book's quotes
 #: and dashes to its words) and the window cache (``window_cache``: copying from the context at inference, its
-#: two knobs set on the validation split after training); each measured on the 4-layer shape only.
+#: two knobs set on the validation split after training), and so does a table of each token's byte column in its
+#: line (``line_columns``: the books are hard-wrapped, and a model that reads tokens cannot count bytes); each
+#: measured on the 4-layer shape only.
 BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
     (240.0, dict(n_layer=2, n_head=1, n_embd=128, block_size=256, batch_size=32, value_embed_every=2, compile=False,
-                 new_names=0.0, typography=0.0, window_cache=False)),
+                 new_names=0.0, typography=0.0, window_cache=False, line_columns=0)),
     (400.0, dict(n_layer=2, n_head=2, n_embd=192, block_size=256, batch_size=32, value_embed_every=2, compile=False,
-                 new_names=0.0, typography=0.0, window_cache=False)),
+                 new_names=0.0, typography=0.0, window_cache=False, line_columns=0)),
     (float("inf"), dict(n_layer=4, n_head=2, n_embd=192, block_size=512, batch_size=16, value_embed_every=1, compile=True,
-                        new_names=0.75, typography=1.0, window_cache=True)),
+                        new_names=0.75, typography=1.0, window_cache=True, line_columns=128)),
 )
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
@@ -126,8 +128,9 @@ RECIPES: dict[str, Recipe] = {
         train=dict(**_LONG_TRAIN, precision="auto", **_MUON_WSD, **_EPOCHS, embedding_weight_decay=0.02),
         description="nanochat's architecture less soft-cap and QK-norm, its optimiser with the embedding tables "
                     "decayed, bf16 autocast where the CPU has bf16 units, windows dealt epoch by epoch, blocks "
-                    "compiled, made-up names and re-set typography in most windows and a window cache set on "
-                    "the validation split for long runs, sized for the budget",
+                    "compiled, made-up names and re-set typography in most windows, a window cache set on the "
+                    "validation split and a table of each token's column in its line for long runs, sized for the "
+                    "budget",
     ),
 }
 

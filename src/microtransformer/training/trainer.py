@@ -64,6 +64,7 @@ from microtransformer.evaluation.metrics import (
 )
 from microtransformer.io import DirectoryLock
 from microtransformer.models import unwrap_model
+from microtransformer.models.line_columns import TokenLayout
 from microtransformer.models.window_cache import Calibration, calibrate
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -365,6 +366,7 @@ class Trainer:
             raise ConfigError("Trainer needs a microtransformer model (GPT or LSTMLanguageModel)")
         self.kind: str = kind
         self._check_compatible(data, tokenizer)
+        self._set_token_layout(tokenizer)
         self.name_swap = self._build_name_swap(data, tokenizer)
         self.typography_swap = self._build_typography_swap(tokenizer)
         self._fresh = _resume_from is None
@@ -456,6 +458,17 @@ class Trainer:
                            autocast=self.precision.autocast_context)
         model.config = replace(model.config, cache_theta=choice.theta, cache_lambda=choice.lam)
         return choice
+
+    def _set_token_layout(self, tokenizer: Any) -> None:
+        """A ``line_columns`` GPT reads its tokens' bytes from the tokenizer (a resumed one has them in its weights)."""
+        if not getattr(self.raw_model.config, "line_columns", 0):
+            return
+        if tokenizer is not None:
+            self.raw_model.set_token_layout(TokenLayout.from_tokenizer(tokenizer))
+        elif not self.raw_model.has_token_layout:
+            raise ConfigError(
+                "line_columns needs the tokenizer's token bytes: pass the tokenizer (or call model.set_token_layout)"
+            )
 
     def _build_typography_swap(self, tokenizer: Any) -> TypographySwap | None:
         """The ``typography`` swap, from the tokenizer's tokens (None when off; off with a warning without one)."""
