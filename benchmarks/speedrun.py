@@ -175,7 +175,7 @@ class Runner:
         )
 
     def evaluate(self) -> float:
-        if self.trainer.config.window_cache:  # its knobs, chosen on the validation slice: charged as training
+        if self.trainer.config.window_cache:  # knobs chosen on the validation slice; seconds reported as training
             t = time.perf_counter()
             self.trainer.calibrate_window_cache()
             self.train_time += time.perf_counter() - t
