@@ -20,7 +20,10 @@ Recipes run **interleaved** in one process: the next step always goes to the
 recipe with the least training time so far, so load that comes and goes on
 a shared machine lands on all of them alike. Each recipe times its first
 steps and then fixes its step count (and schedule length) to fill the
-budget, as ``mtx train --time_budget`` does.
+budget, as ``mtx train --time_budget`` does. ``ours`` takes the shape
+``mtx train --model_size auto`` gives the budget (``--model_size recipe``:
+the recipe's own long-budget shape), a variant's overrides on top; the
+peers keep theirs.
 
 MFU = achieved FLOP/s / the matmul peak of the dtype in use (bf16 under
 autocast, else fp32), the peak measured in this run (median of 2048^3
@@ -222,7 +225,8 @@ def matmul_dtype(trainer: Trainer) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     budget = QUICK_BUDGET if args.quick and args.budget is None else (args.budget or 600.0)
-    recipes = [get_recipe(spec) for spec in args.recipes.split(",")]
+    sized = budget if args.model_size == "auto" else None
+    recipes = [get_recipe(spec, budget=sized) for spec in args.recipes.split(",")]
     cache = Path(args.cache_dir)
     prepared: dict[int, Prepared] = {}
     for r in recipes:
@@ -324,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"a {QUICK_BUDGET:.0f} s budget, for smoke tests")
     ap.add_argument("--steps", type=int, default=None,
                     help="equal steps instead of equal time (an A/B of one change); a recipe's +max_steps=N overrides")
+    ap.add_argument("--model_size", choices=("auto", "recipe"), default="auto",
+                    help="auto: `ours` takes the shape `mtx train --model_size auto` gives the budget, before a "
+                         "variant's overrides; recipe: the recipe's own (long-budget) shape")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--points", type=int, default=8, help="held-out evaluations along the way (the curve)")

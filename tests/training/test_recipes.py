@@ -224,6 +224,10 @@ def test_recipes_build_and_variants_parse() -> None:
     assert auto.train["compile"] is False  # a compile's warm-up does not pay in a short budget
     with pytest.raises(ConfigError):
         size_for_budget(0)
+    # a budget sizes ours (as --model_size auto does) under the variant's overrides; the peers keep their shapes
+    sized = get_recipe("ours+n_embd=256", budget=60)
+    assert {**sized.model, **sized.train}.items() >= {**size_for_budget(60), "n_embd": 256}.items()
+    assert get_recipe("nanochat", budget=60) == get_recipe("nanochat") and get_recipe("ours", budget=600) == ours
 
 
 def test_ours_decays_its_token_and_value_tables_where_nanochat_does_not(tmp_path) -> None:
@@ -259,14 +263,15 @@ def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
     out = tmp_path / "out"
     small = "+n_layer=1+n_embd=32+n_head=2+block_size=32+batch_size=4+vocab_size=300+compile=false"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "speedrun.py"), "--quick", "--budget", "2", "--points", "2",
-           "--threads", "1", "--recipes", f"nanogpt{small}+compile=true,ours{small}+compile=true", "--data_dir", str(data),
+           "--threads", "1", "--recipes", f"nanogpt{small}+compile=true,ours{small}+compile=true+window_cache=true",
+           "--data_dir", str(data),
            "--cache_dir", str(tmp_path / "cache"), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| recipe | vocab | params | steps | tokens/s | MFU" in proc.stdout
     result = json.loads((out / "result.json").read_text())
     held_out = len((data / "pride_and_prejudice.txt").read_text(encoding="utf-8").encode("utf-8"))
-    assert [r["recipe"] for r in result["rows"]] == [f"nanogpt{small}+compile=true", f"ours{small}+compile=true"]
+    assert [r["recipe"] for r in result["rows"]] == [f"nanogpt{small}+compile=true", f"ours{small}+compile=true+window_cache=true"]
     # compiled recipes (compiling is off in tests; the charge goes by the flag): the first one steps first and pays
     # what it took; the second at least as much
     first, second = result["rows"]
@@ -278,7 +283,11 @@ def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
         assert row["held_out_bytes"] == held_out  # the whole held-out book is scored
     # a peak only for the dtypes the recipes trained in (a bf16 probe on a CPU without bf16 units takes minutes)
     assert set(result["peak_flops"]) == {row["precision"] for row in result["rows"]}
+    # a peak only for the dtypes the recipes trained in (a bf16 probe on a CPU without bf16 units takes minutes)
+    assert set(result["peak_flops"]) == {row["precision"] for row in result["rows"]}
     assert result["rows"][1]["model"]["position"] == "rotary" and result["rows"][0]["model"]["position"] == "learned"
+    # ours took the shape of a 2 s budget (no made-up names), then the variant's overrides
+    assert result["rows"][1]["train"]["new_names"] == size_for_budget(2)["new_names"] == 0.0
     ours = result["rows"][1]  # its window cache was set on the validation slice of the training books
     assert ours["train"]["window_cache"] and ours["model"]["cache_lambda"] in (0.0, *LAMBDAS)
     assert (out / "bpb.png").stat().st_size > 1000

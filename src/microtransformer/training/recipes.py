@@ -135,8 +135,15 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def get_recipe(spec: str) -> Recipe:
-    """``"ours"`` or a variant ``"ours+mlp=gelu+matrix_lr=0.03"`` (values parsed as JSON, else strings)."""
+def get_recipe(spec: str, *, budget: float | None = None) -> Recipe:
+    """``"ours"`` or a variant ``"ours+mlp=gelu+matrix_lr=0.03"`` (values parsed as JSON, else strings).
+
+    ``budget``: ``ours`` first takes the shape :func:`size_for_budget` gives that many seconds (as
+    ``mtx train --time_budget S --model_size auto`` sizes it), then the variant's overrides; the peers keep theirs.
+
+    >>> get_recipe("ours+n_embd=256", budget=60).model["n_layer"], get_recipe("ours", budget=600).model["n_layer"]
+    (2, 4)
+    """
     name, *parts = spec.split("+")
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}")
@@ -149,7 +156,10 @@ def get_recipe(spec: str) -> Recipe:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
-    return RECIPES[name].with_overrides(overrides, name=spec)
+    recipe = RECIPES[name]
+    if budget is not None and name == DEFAULT_RECIPE:
+        recipe = recipe.with_overrides(size_for_budget(budget))
+    return recipe.with_overrides(overrides, name=spec)
 
 
 DEFAULT_RECIPE = "ours"
