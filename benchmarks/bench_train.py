@@ -144,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     # Interleave: one step of every mode per round, and a matmul peak probe per round, so a
     # neighbour's load on this shared machine hits every mode (and the peak) alike.
     peaks, peaks_bf16 = [], []
+    probe_bf16 = any(m.precision == "bf16" for m in modes)  # emulated where the CPU has no bf16 units: minutes a probe
     for r in range(args.steps):
         peaks.append(matmul_peak(device=device, reps=3))
-        if any(m.precision == "bf16" for m in modes):  # emulated where the CPU has no bf16 units: minutes a probe
+        if probe_bf16:
             peaks_bf16.append(matmul_peak(device=device, reps=3, dtype=torch.bfloat16))
         for m in modes:
             if not m.error:

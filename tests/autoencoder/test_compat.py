@@ -59,24 +59,29 @@ def earlier_config(**fields: object) -> PretrainConfig:
     return PretrainConfig.from_dict({**PretrainConfig.preset("design").to_dict(), **fields})
 
 
+def numbers_close(got: float, want: float) -> bool:
+    """Equal within what another CPU's summation order moves (off the fixture's platform)."""
+    return math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-9)
+
+
 def assert_same_numbers(got: list[float], want: list[float]) -> None:
     assert len(got) == len(want)
     if SAME_PLATFORM:
         assert got == want  # bit for bit
     else:
-        assert all(math.isclose(g, w, rel_tol=1e-5, abs_tol=1e-9) for g, w in zip(got, want)), (got, want)
+        assert all(numbers_close(g, w) for g, w in zip(got, want)), (got, want)
 
 
 def assert_same_figures(got: object, want: object) -> None:
     """Two results objects (dataclasses) equal; their floats bit for bit on the fixture's platform, else within
-    :func:`assert_same_numbers`'s tolerance (another CPU sums in another order)."""
+    :func:`numbers_close` (another CPU sums in another order)."""
     if SAME_PLATFORM:
         assert got == want
         return
 
     def close(a: object, b: object) -> bool:
         if isinstance(a, float) or isinstance(b, float):
-            return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9)
+            return isinstance(a, (int, float)) and isinstance(b, (int, float)) and numbers_close(a, b)
         if isinstance(a, dict) and isinstance(b, dict):
             return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):

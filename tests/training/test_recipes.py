@@ -283,8 +283,6 @@ def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
         assert row["held_out_bytes"] == held_out  # the whole held-out book is scored
     # a peak only for the dtypes the recipes trained in (a bf16 probe on a CPU without bf16 units takes minutes)
     assert set(result["peak_flops"]) == {row["precision"] for row in result["rows"]}
-    # a peak only for the dtypes the recipes trained in (a bf16 probe on a CPU without bf16 units takes minutes)
-    assert set(result["peak_flops"]) == {row["precision"] for row in result["rows"]}
     assert result["rows"][1]["model"]["position"] == "rotary" and result["rows"][0]["model"]["position"] == "learned"
     # ours took the shape of a 2 s budget (no made-up names), then the variant's overrides
     assert result["rows"][1]["train"]["new_names"] == size_for_budget(2)["new_names"] == 0.0
