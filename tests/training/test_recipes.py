@@ -129,6 +129,22 @@ def test_after_step_plans_a_budget_then_replans_from_the_steps_since(tmp_path) -
     assert not trainer.after_step(0.25)  # the next re-plan is due at 75 % of the budget
 
 
+def test_a_time_budget_keeps_time_for_the_window_cache_calibration(tmp_path) -> None:
+    """The calibration after the last step is part of training: the planned steps leave it its share of a step
+    per validation token, so the run with it ends inside the budget."""
+    from microtransformer.training.trainer import CALIBRATION_STEP_SHARE
+
+    data = make_data()
+    planned = {}
+    for cache in (False, True):
+        cfg = make_config(max_steps=3, time_budget=10.0, grad_accum_steps=1, window_cache=cache)
+        trainer = Trainer(modern_model(), data, cfg, tmp_path / str(cache), show_progress=False)
+        planned[cache] = trainer.plan_budget([0.1], 0.0)
+    reserve = CALIBRATION_STEP_SHARE * 0.1 * data.num_tokens("val") / (4 * 16)  # 4 windows of 16 tokens a step
+    assert reserve > 0.2 and planned[False] == 100
+    assert planned[True] == int((10.0 - reserve) / 0.1)
+
+
 def test_under_ddp_a_rank_plans_when_any_rank_has_timed_enough(tmp_path, monkeypatch) -> None:
     import microtransformer.training.trainer as trainer_module
     from microtransformer.training.distributed import DistEnv
@@ -209,10 +225,11 @@ def test_recipes_build_and_variants_parse() -> None:
         get_recipe("gpt5")
     short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0, typography=0.0, window_cache=False,
                  line_columns=0)
-    # made-up names, re-set typography, the window cache and the line columns measured on 4 layers only
+    # made-up names and re-set typography measured on 4 layers only; the window cache and line columns on 2 x 128 too
     rows = dict(block_size=512, batch_size=16, compile=True, new_names=0.75, typography=1.0, window_cache=True,
                 line_columns=128)
-    assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2, **short)
+    assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2,
+                                                               **{**short, "window_cache": True, "line_columns": 128})
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
     assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)
     # every shape keeps 8,192-token batches; ours is the long-budget shape, and auto splits it into model/train fields

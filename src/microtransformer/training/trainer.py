@@ -65,6 +65,7 @@ from microtransformer.evaluation.metrics import (
 from microtransformer.io import DirectoryLock
 from microtransformer.models import unwrap_model
 from microtransformer.models.line_columns import TokenLayout
+from microtransformer.models.window_cache import MAX_TOKENS as CALIBRATION_MAX_TOKENS
 from microtransformer.models.window_cache import Calibration, calibrate
 from microtransformer.training import checkpoint as ckpt
 from microtransformer.training.distributed import (
@@ -90,6 +91,9 @@ PROVISIONAL_MAX_STEPS = 10**9
 BUDGET_CALIBRATION_STEPS = 8  # steps timed (after the first, which pays warm-up) before a time budget fixes max_steps
 BUDGET_CALIBRATION_SHARE = 0.02  # ... and at least this share of the budget, so a fast step is timed over seconds
 BUDGET_REPLAN_AT = (0.25, 0.5, 0.75, 0.9)  # shares of a time budget where max_steps is re-estimated from the steps since the last plan
+#: the window cache's calibration (after the last step) reads each validation token once, for 0.3-0.4 of a training
+#: step's time per token on a CPU (forward passes and its grid); a time budget keeps this share (with a margin) for it
+CALIBRATION_STEP_SHARE = 0.5
 
 
 def budget_calibrated(steps_run: int, train_time: float, budget: float) -> bool:
@@ -911,8 +915,8 @@ class Trainer:
         if self.env.is_distributed:  # every rank must plan the same steps
             per_step, train_time = (v / self.env.world_size for v in all_reduce_sum([per_step, train_time], self.device))
         budget = self.config.time_budget
-        remaining = max(0.0, budget - train_time)
         per_step = max(per_step, 1e-9)
+        remaining = max(0.0, budget - train_time - self.calibration_reserve(per_step))
         max_steps = min(self.step + max(1, int(remaining / per_step)), max(self.epoch_cap(), self.step + 1))
         self._replan_steps = [  # re-estimate when these shares of the budget should be spent
             self.step + int((f * budget - train_time) / per_step) for f in BUDGET_REPLAN_AT if f * budget > train_time
@@ -929,6 +933,18 @@ class Trainer:
                 run["train_config"] = self.config.to_dict()
                 ckpt.write_run(self.run_dir, run)
         return max_steps
+
+    def calibration_reserve(self, per_step: float) -> float:
+        """Seconds a time budget keeps for :meth:`calibrate_window_cache` after the last step (0 when it is off),
+        estimated from the step time: ``CALIBRATION_STEP_SHARE`` of a step per validation token it will read.
+
+        Why: the calibration is part of training the model (it fits two numbers), so it comes out of the budget."""
+        if not self.config.window_cache or self.kind != "gpt":
+            return 0.0
+        ids = _split_ids(self.data, "val")
+        tokens = 0 if ids is None else min(len(ids), CALIBRATION_MAX_TOKENS)
+        rank_tokens = self.tokens_per_step / self.env.world_size  # each rank calibrates on the whole split
+        return CALIBRATION_STEP_SHARE * per_step * tokens / rank_tokens
 
     def epoch_cap(self) -> int:
         """The most steps ``max_epochs`` passes over the training split allow (a huge number when uncapped).
