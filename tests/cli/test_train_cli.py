@@ -7,6 +7,7 @@ import json
 import pytest
 
 from microtransformer.cli.main import main
+from microtransformer.models.window_cache import LAMBDAS, THETAS
 
 
 
@@ -87,6 +88,9 @@ def test_quickstart_tiny(tmp_path, capsys):
     for needle in ("before", "after", "bits/byte", "perplexity", "mtx sample --ckpt", "mtx train --resume"):
         assert needle in printed
     assert (out / "run" / "best.json").is_file() and (out / "shards" / "meta.json").is_file()
+    # the default recipe's window cache: its knobs set on the validation split after the last step, in the checkpoint
+    meta = json.loads((out / "run" / "checkpoints" / "step_000006" / "meta.json").read_text())
+    assert meta["model"]["config"]["cache_theta"] in THETAS and meta["model"]["config"]["cache_lambda"] in (0.0, *LAMBDAS)
     assert main(argv) == 2  # refuses to overwrite without --overwrite
     assert "--overwrite" in capsys.readouterr().err
 

@@ -223,13 +223,12 @@ def test_recipes_build_and_variants_parse() -> None:
         get_recipe("ours+colour=blue")
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("gpt5")
-    short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0, typography=0.0, window_cache=False,
-                 line_columns=0)
-    # made-up names and re-set typography measured on 4 layers only; the window cache and line columns on 2 x 128 too
+    # made-up names and re-set typography measured on 4 layers only; the window cache and line columns on every shape
+    short = dict(block_size=256, batch_size=32, compile=False, new_names=0.0, typography=0.0, window_cache=True,
+                 line_columns=128)
     rows = dict(block_size=512, batch_size=16, compile=True, new_names=0.75, typography=1.0, window_cache=True,
                 line_columns=128)
-    assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2,
-                                                               **{**short, "window_cache": True, "line_columns": 128})
+    assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2, **short)
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
     assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)
     # every shape keeps 8,192-token batches; ours is the long-budget shape, and auto splits it into model/train fields
