@@ -21,9 +21,9 @@ recipe with the least training time so far, so load that comes and goes on
 a shared machine lands on all of them alike. Each recipe times its first
 steps and then fixes its step count (and schedule length) to fill the
 budget, as ``mtx train --time_budget`` does. ``ours`` takes the shape
-``mtx train --model_size auto`` gives the budget (``--model_size recipe``:
-the recipe's own long-budget shape), a variant's overrides on top; the
-peers keep theirs.
+``mtx train --model_size auto`` gives the budget in the precision it trains
+in on this machine (``--model_size recipe``: the recipe's own long-budget
+shape), a variant's overrides on top; the peers keep theirs.
 
 MFU = achieved FLOP/s / the matmul peak of the dtype in use (bf16 under
 autocast, else fp32), the peak measured in this run (median of 2048^3
@@ -59,6 +59,7 @@ import torch
 
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import TokenArrayDataset
+from microtransformer.device import training_precision
 from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldout_ids
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
@@ -217,6 +218,15 @@ def build_runner(
 PEAK_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def sized_recipe(spec: str, budget: float | None) -> Recipe:
+    """``spec`` with ``ours`` sized for ``budget`` seconds in the precision the variant will train in on this machine,
+    as ``mtx train --model_size auto`` sizes it (``budget`` None: the recipe's own shape)."""
+    if budget is None:
+        return get_recipe(spec)
+    train = get_recipe(spec).train
+    return get_recipe(spec, budget=budget, precision=training_precision(train.get("device", "auto"), train.get("precision", "auto")))
+
+
 def matmul_dtype(trainer: Trainer) -> str:
     """``"bf16"`` when the trainer's matmuls run under bf16 autocast, else ``"fp32"``: the peak its MFU is taken of."""
     return "bf16" if trainer.precision.autocast and trainer.precision.precision == "bf16" else "fp32"
@@ -226,7 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     budget = QUICK_BUDGET if args.quick and args.budget is None else (args.budget or 600.0)
     sized = budget if args.model_size == "auto" else None
-    recipes = [get_recipe(spec, budget=sized) for spec in args.recipes.split(",")]
+    recipes = [sized_recipe(spec, sized) for spec in args.recipes.split(",")]
     cache = Path(args.cache_dir)
     prepared: dict[int, Prepared] = {}
     for r in recipes:

@@ -95,7 +95,22 @@ def test_quickstart_tiny(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_model_size_auto_sizes_for_the_precision_the_run_trains_in() -> None:
+    """A short budget in fp32 (a CPU without bf16 units, or asked for) gets the narrower shape measured there."""
+    from microtransformer.cli.main import build_parser
+    from microtransformer.cli.train import resolve_recipe
+    from microtransformer.training.recipes import FP32_SIZES, size_for_budget
+
+    base = ["train", "--data_file", "x.txt", "--time_budget", "180", "--model_size", "auto", "--device", "cpu"]
+    fp32 = resolve_recipe(build_parser().parse_args([*base, "--precision", "fp32"]))
+    bf16 = resolve_recipe(build_parser().parse_args([*base, "--precision", "bf16"]))
+    assert fp32.model["n_embd"] == FP32_SIZES[240.0]["n_embd"] != bf16.model["n_embd"] == size_for_budget(180)["n_embd"]
+    assert fp32.train["precision"] == "fp32" and bf16.train["precision"] == "bf16"
+    assert {k: v for k, v in fp32.model.items() if k != "n_embd"} == {k: v for k, v in bf16.model.items() if k != "n_embd"}
+
+
 def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys):
+    from microtransformer.device import training_precision
     from microtransformer.training.recipes import RECIPES, size_for_budget
 
     run = tmp_path / "budget"
@@ -104,7 +119,8 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     assert main(argv) == 0
     saved = json.loads((run / "run.json").read_text())
     model, train = saved["model"]["config"], saved["train_config"]
-    assert {k: model[k] for k in ("n_layer", "n_embd")} == {k: size_for_budget(3)[k] for k in ("n_layer", "n_embd")}
+    shape = size_for_budget(3, precision=training_precision())  # the shape for the precision it trains in here
+    assert {k: model[k] for k in ("n_layer", "n_embd")} == {k: shape[k] for k in ("n_layer", "n_embd")}
     assert model["position"] == RECIPES["ours"].model["position"] and train["optimizer"] == "muon"
     assert train["time_budget"] == 3 and train["max_steps"] == json.loads((run / "last.json").read_text())["step"]
     assert saved["recipe"] == "ours"

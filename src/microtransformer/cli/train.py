@@ -38,7 +38,7 @@ from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positi
 from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
 from microtransformer.data.prepare import prepare_shards
 from microtransformer.data.shards import read_meta
-from microtransformer.device import choose_device, set_num_threads
+from microtransformer.device import choose_device, set_num_threads, training_precision
 from microtransformer.errors import ConfigError
 from microtransformer.io import DirectoryLock, check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer
@@ -211,7 +211,9 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
         budget = getattr(args, "time_budget", None)
         if not budget:
             raise ConfigError("--model_size auto picks the model for a --time_budget; pass --time_budget SECONDS")
-        recipe = recipe.with_overrides(size_for_budget(budget))
+        train = {**recipe.train, **train_overrides(args)}
+        precision = training_precision(train.get("device", "auto"), train.get("precision", "auto"))
+        recipe = recipe.with_overrides(size_for_budget(budget, precision=precision))
     given = {k: getattr(args, k) for k in (*_GPT_SHAPE, *_ARCH_FLAGS) if getattr(args, k, None) is not None}
     return recipe.with_overrides({**given, **train_overrides(args)})
 

@@ -87,6 +87,10 @@ BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
     (float("inf"), dict(n_layer=4, n_head=2, n_embd=192, block_size=512, batch_size=16, value_embed_every=1, compile=True,
                         new_names=0.75, typography=1.0, window_cache=True, line_columns=128)),
 )
+#: ``{a BUDGET_SIZES limit: fields replaced}`` for a run in fp32 (a CPU without bf16 units, where the model steps at
+#: about half its bf16 speed), where the speedrun measured a better shape there than the table's: up to 240 s a
+#: narrower model, which takes a third more steps (BUDGET_SIZES was measured with bf16; docs/benchmarks.md)
+FP32_SIZES: dict[float, dict[str, int | bool | float]] = {240.0: dict(n_embd=96)}
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
 _SHAPE_TRAIN_KEYS = ("batch_size", "compile", "new_names", "typography", "window_cache")
@@ -135,10 +139,10 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def get_recipe(spec: str, *, budget: float | None = None) -> Recipe:
+def get_recipe(spec: str, *, budget: float | None = None, precision: str = "bf16") -> Recipe:
     """``"ours"`` or a variant ``"ours+mlp=gelu+matrix_lr=0.03"`` (values parsed as JSON, else strings).
 
-    ``budget``: ``ours`` first takes the shape :func:`size_for_budget` gives that many seconds (as
+    ``budget``: ``ours`` first takes the shape :func:`size_for_budget` gives that many seconds in ``precision`` (as
     ``mtx train --time_budget S --model_size auto`` sizes it), then the variant's overrides; the peers keep theirs.
 
     >>> get_recipe("ours+n_embd=256", budget=60).model["n_layer"], get_recipe("ours", budget=600).model["n_layer"]
@@ -158,19 +162,23 @@ def get_recipe(spec: str, *, budget: float | None = None) -> Recipe:
             overrides[key] = raw
     recipe = RECIPES[name]
     if budget is not None and name == DEFAULT_RECIPE:
-        recipe = recipe.with_overrides(size_for_budget(budget))
+        recipe = recipe.with_overrides(size_for_budget(budget, precision=precision))
     return recipe.with_overrides(overrides, name=spec)
 
 
 DEFAULT_RECIPE = "ours"
 
-def size_for_budget(seconds: float) -> dict[str, int | bool | float]:
+def size_for_budget(seconds: float, *, precision: str = "bf16") -> dict[str, int | bool | float]:
     """The width, depth, context, batch rows and ``compile`` for a training budget of ``seconds``
-    (``mtx train --model_size auto``).
+    (``mtx train --model_size auto``); ``precision``: what the run trains in (``"fp32"`` takes
+    :data:`FP32_SIZES`' changes; :func:`~microtransformer.device.training_precision` says which).
 
     >>> [size_for_budget(s)["n_embd"] for s in (60, 300)], size_for_budget(600)["block_size"]
     ([128, 192], 512)
+    >>> size_for_budget(60, precision="fp32")["n_embd"]
+    96
     """
     if not seconds > 0:
         raise ConfigError(f"a time budget must be > 0 seconds, got {seconds!r}")
-    return dict(next(shape for limit, shape in BUDGET_SIZES if seconds <= limit))
+    limit, shape = next((limit, shape) for limit, shape in BUDGET_SIZES if seconds <= limit)
+    return {**shape, **(FP32_SIZES.get(limit, {}) if precision == "fp32" else {})}
