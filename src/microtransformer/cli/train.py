@@ -106,7 +106,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
                    help=f"model shape, architecture and optimiser settings that go together (default {DEFAULT_RECIPE})")
     g.add_argument("--model_size", choices=("recipe", "auto"), default="recipe",
-                   help="auto: the width/depth/context the speedrun found best for --time_budget")
+                   help="auto: the width/depth/context the speedrun found best for --time_budget "
+                        "in the precision the run trains in (fp32 on a CPU without bf16 units)")
     g.add_argument("--n_layer", type=positive_int, default=None)
     g.add_argument("--n_head", type=positive_int, default=None)
     g.add_argument("--n_embd", "--n_embed", dest="n_embd", type=positive_int, default=None, help="width (--n_embed is an alias)")
