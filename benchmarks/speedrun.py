@@ -59,11 +59,10 @@ import torch
 
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import TokenArrayDataset
-from microtransformer.device import training_precision
 from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldout_ids
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.training.recipes import Recipe, get_recipe
+from microtransformer.training.recipes import Recipe, get_recipe, train_precision
 from microtransformer.training.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -223,8 +222,7 @@ def sized_recipe(spec: str, budget: float | None) -> Recipe:
     as ``mtx train --model_size auto`` sizes it (``budget`` None: the recipe's own shape)."""
     if budget is None:
         return get_recipe(spec)
-    train = get_recipe(spec).train
-    return get_recipe(spec, budget=budget, precision=training_precision(train.get("device", "auto"), train.get("precision", "auto")))
+    return get_recipe(spec, budget=budget, precision=train_precision(get_recipe(spec).train))
 
 
 def matmul_dtype(trainer: Trainer) -> str:

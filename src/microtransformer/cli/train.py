@@ -38,12 +38,12 @@ from microtransformer.cli.args import fraction, nonneg_float, nonneg_int, positi
 from microtransformer.cli.tokenizer import add_corpus_args, corpus_from_args
 from microtransformer.data.prepare import prepare_shards
 from microtransformer.data.shards import read_meta
-from microtransformer.device import choose_device, set_num_threads, training_precision
+from microtransformer.device import choose_device, set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import DirectoryLock, check_output_dir
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
-from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, size_for_budget
+from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, size_for_budget, train_precision
 
 # TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
@@ -212,8 +212,7 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
         budget = getattr(args, "time_budget", None)
         if not budget:
             raise ConfigError("--model_size auto picks the model for a --time_budget; pass --time_budget SECONDS")
-        train = {**recipe.train, **train_overrides(args)}
-        precision = training_precision(train.get("device", "auto"), train.get("precision", "auto"))
+        precision = train_precision({**recipe.train, **train_overrides(args)})
         recipe = recipe.with_overrides(size_for_budget(budget, precision=precision))
     given = {k: getattr(args, k) for k in (*_GPT_SHAPE, *_ARCH_FLAGS) if getattr(args, k, None) is not None}
     return recipe.with_overrides({**given, **train_overrides(args)})

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from microtransformer.device import training_precision
 from microtransformer.errors import ConfigError
 
 _MODERN_GPT: dict[str, Any] = dict(
@@ -168,10 +169,20 @@ def get_recipe(spec: str, *, budget: float | None = None, precision: str = "bf16
 
 DEFAULT_RECIPE = "ours"
 
+
+def train_precision(train: dict[str, Any]) -> str:
+    """The precision a recipe's ``train`` fields (with any overrides merged in) train in on this machine: its
+    ``device`` and ``precision``, TrainConfig's defaults where unset, through
+    :func:`~microtransformer.device.training_precision`. What ``size_for_budget``'s ``precision`` should be."""
+    from microtransformer.training.trainer import TrainConfig
+
+    return training_precision(train.get("device", TrainConfig.device), train.get("precision", TrainConfig.precision))
+
+
 def size_for_budget(seconds: float, *, precision: str = "bf16") -> dict[str, int | bool | float]:
     """The width, depth, context, batch rows and ``compile`` for a training budget of ``seconds``
     (``mtx train --model_size auto``); ``precision``: what the run trains in (``"fp32"`` takes
-    :data:`FP32_SIZES`' changes; :func:`~microtransformer.device.training_precision` says which).
+    :data:`FP32_SIZES`' changes; :func:`train_precision` says which a recipe trains in).
 
     >>> [size_for_budget(s)["n_embd"] for s in (60, 300)], size_for_budget(600)["block_size"]
     ([128, 192], 512)
