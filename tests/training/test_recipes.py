@@ -231,10 +231,10 @@ def test_recipes_build_and_variants_parse() -> None:
     assert size_for_budget(30) == size_for_budget(240) == dict(n_layer=2, n_head=1, n_embd=128, value_embed_every=2, **short)
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
     assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)
-    # in fp32 (a CPU without bf16 units) the shortest and the long budgets take narrower models; the middle the same
+    # in fp32 (a CPU without bf16 units) every budget takes a narrower model, of the same depth and context
     assert size_for_budget(180, precision="fp32") == {**size_for_budget(180), "n_embd": 96}
+    assert all(size_for_budget(s, precision="fp32") == {**size_for_budget(s), "n_embd": 128} for s in (241, 400))
     assert size_for_budget(600, precision="fp32") == {**size_for_budget(600), "n_embd": 128}
-    assert all(size_for_budget(s, precision="fp32") == size_for_budget(s) for s in (241, 400))
     assert get_recipe("ours", budget=60, precision="fp32").model["n_embd"] == 96
     # every shape keeps 8,192-token batches; ours is the long-budget shape, and auto splits it into model/train fields
     assert {s["block_size"] * s["batch_size"] for s in map(size_for_budget, (60, 300, 600))} == {8192}
