@@ -82,32 +82,38 @@ class Prepared:
     train: np.ndarray
     val: np.ndarray  # the held-out book: what the table scores
     validation: np.ndarray  # the slice of the training books that recipes may tune on (not in ``train``)
-    token_bytes: np.ndarray
+    token_bytes: np.ndarray  # of text: a space the tokenizer adds after a line break is not counted
+    scored: np.ndarray  # the text ids, whose losses count (not the special tokens)
     held_out_bytes: int
 
 
-def prepare(data_dir: Path, vocab_size: int, cache: Path) -> Prepared:
-    """Tokenizer + train/held-out ids for ``vocab_size``, cached under ``cache`` (keyed by the books' sizes)."""
+def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: bool = False) -> Prepared:
+    """Tokenizer + train/held-out ids for ``vocab_size`` (and ``space_after_newline``), cached under ``cache``
+    (keyed by the books' sizes)."""
     books = sorted(p for p in data_dir.glob("*.txt") if p.name != HELD_OUT)
     held_out = data_dir / HELD_OUT
     if not books or not held_out.is_file():
         raise SystemExit(f"speedrun: need {HELD_OUT} and other .txt books in {data_dir}")
     key = "-".join(f"{p.stem}{p.stat().st_size}" for p in books)
-    where = cache / f"bpe{vocab_size}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    kind = f"bpe{vocab_size}" + ("-lines" if space_after_newline else "")
+    where = cache / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     text = held_out.read_text(encoding="utf-8")
     if (where / "train.npy").is_file():
         tok = MicroTransformerTokenizer.from_pretrained(where / "tokenizer")
         train = np.load(where / "train.npy")
     else:
         corpus = Corpus(files=tuple(books), source=str(data_dir))
-        tok = MicroTransformerTokenizer.train(corpus, engine="bpe", vocab_size=vocab_size, show_progress=False)
+        tok = MicroTransformerTokenizer.train(
+            corpus, engine="bpe", vocab_size=vocab_size, show_progress=False, space_after_newline=space_after_newline
+        )
         docs = [p.read_text(encoding="utf-8") for p in books]
         train = heldout_ids(tok, docs).astype(np.int32)  # BOS-separated documents, as the shards lay them out
         tok.save(where / "tokenizer")
         np.save(where / "train.npy", train)
     val = heldout_ids(tok, [text])
     train, validation = split_validation(train, int(tok.bos_id), VALIDATION_TOKENS)
-    return Prepared(tok, train, val, validation, np.array(tok.token_bytes(), dtype=np.int64), len(text.encode("utf-8")))
+    return Prepared(tok, train, val, validation, np.array(tok.token_text_bytes(), dtype=np.int64), tok.token_bytes() > 0,
+                    len(text.encode("utf-8")))
 
 
 def split_validation(train: np.ndarray, bos: int, per_book: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +180,8 @@ class Runner:
 
     def _score(self, ids: np.ndarray) -> tuple[float, int, int]:
         return heldout_bits_per_byte(
-            self.model, ids, self.data.token_bytes, block_size=self.model.config.block_size, batch_size=16
+            self.model, ids, self.data.token_bytes, block_size=self.model.config.block_size, batch_size=16,
+            scored=self.data.scored,
         )
 
     def evaluate(self) -> float:
@@ -225,6 +232,11 @@ def sized_recipe(spec: str, budget: float | None) -> Recipe:
     return get_recipe(spec, budget=budget, precision=train_precision(get_recipe(spec).train))
 
 
+def tokenizer_key(recipe: Recipe) -> tuple[int, bool]:
+    """What a recipe's tokenizer is trained with: recipes that agree share one."""
+    return recipe.vocab_size, recipe.space_after_newline
+
+
 def matmul_dtype(trainer: Trainer) -> str:
     """``"bf16"`` when the trainer's matmuls run under bf16 autocast, else ``"fp32"``: the peak its MFU is taken of."""
     return "bf16" if trainer.precision.autocast and trainer.precision.precision == "bf16" else "fp32"
@@ -236,17 +248,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sized = budget if args.model_size == "auto" else None
     recipes = [sized_recipe(spec, sized) for spec in args.recipes.split(",")]
     cache = Path(args.cache_dir)
-    prepared: dict[int, Prepared] = {}
+    prepared: dict[tuple[int, bool], Prepared] = {}
     for r in recipes:
-        if r.vocab_size not in prepared:
+        if tokenizer_key(r) not in prepared:
             t = time.perf_counter()
-            prepared[r.vocab_size] = prepare(Path(args.data_dir), r.vocab_size, cache)
-            p = prepared[r.vocab_size]
-            print(f"bpe {r.vocab_size}: {len(p.train):,} training tokens, {len(p.val):,} held-out tokens "
+            p = prepared[tokenizer_key(r)] = prepare(Path(args.data_dir), r.vocab_size, cache, r.space_after_newline)
+            lines = ", a space after each line break" if r.space_after_newline else ""
+            print(f"bpe {r.vocab_size}{lines}: {len(p.train):,} training tokens, {len(p.val):,} held-out tokens "
                   f"({p.held_out_bytes:,} bytes), {time.perf_counter() - t:.1f} s", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         charge = None if args.free_recompiles else CompileCharge()
-        runners = [build_runner(r, prepared[r.vocab_size], budget, args.steps, Path(tmp), args.seed, charge) for r in recipes]
+        runners = [build_runner(r, prepared[tokenizer_key(r)], budget, args.steps, Path(tmp), args.seed, charge) for r in recipes]
         # only the dtypes the recipes train in: a bf16 probe on a CPU without bf16 units is emulated (minutes a run)
         peaks: dict[str, list[float]] = {d: [] for d in sorted({matmul_dtype(r.trainer) for r in runners})}
         n_points = max(1, args.points)
@@ -280,7 +292,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             dtype = matmul_dtype(tr)
             flops = r.model.flops_per_token() * tok_s
             rows.append({
-                "recipe": r.recipe.name, "vocab_size": r.recipe.vocab_size, "params": r.model.num_params(),
+                "recipe": r.recipe.name, "vocab_size": r.recipe.vocab_size,
+                "space_after_newline": r.recipe.space_after_newline, "params": r.model.num_params(),
                 "steps": tr.step, "train_seconds": r.train_time, "tokens": tokens, "tokens_per_sec": tok_s,
                 "precision": dtype, "mfu": flops / peak[dtype], "bpb": bpb, "seen_bpb": r.seen_bpb(), "curve": r.curve,
                 "held_out_bytes": r.data.held_out_bytes,

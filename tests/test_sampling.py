@@ -122,6 +122,20 @@ def test_stream_never_emits_replacement_chars_mid_character(byte_tokenizer):
     assert generate(model, tok, "A", max_new_tokens=100, temperature=0, use_cache=False) == text
 
 
+def test_stream_of_a_tokenizer_with_a_space_after_each_line_break_prints_the_text():
+    from microtransformer.tokenization import MicroTransformerTokenizer
+
+    book = "a line of hard-wrapped text\nwrapped at a column\n\nand more text\n" * 30
+    tok = MicroTransformerTokenizer.train_from_iterator([book], vocab_size=300, special_tokens="nanochat",
+                                                        space_after_newline=True)
+    text = "wrapped text\nat a column\n\nand more\n"
+    script = tok.encode(text) + [tok.bos_id]
+    assert tok.encode("text\nat")[-len(tok.encode(" at")):] == tok.encode(" at")  # the space is in the ids
+    model = ScriptedModel(tok.vocab_size, script, prompt_len=1)
+    assert "".join(stream(model, tok, "", max_new_tokens=100, temperature=0)) == text  # and not in the text
+    assert generate(model, tok, "", max_new_tokens=100, temperature=0) == text
+
+
 def test_stream_stops_at_bos_document_boundary(byte_tokenizer):
     tok = byte_tokenizer
     script = tok.encode("ab") + [tok.bos_id] + tok.encode("cd")

@@ -154,8 +154,13 @@ def stream(
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     ids = encode_prompt(tokenizer, prompt)
-    for token in generate_ids(model, ids, config, stop_ids=stop_ids_for(tokenizer), **kwargs):
-        piece = decoder.decode(tokenizer.decode_bytes([token], skip_special_tokens=skip_special_tokens))
+    tokens = generate_ids(model, ids, config, stop_ids=stop_ids_for(tokenizer), **kwargs)
+    if hasattr(tokenizer, "decode_stream"):  # ours: knows what the last token leaves for the next (line breaks)
+        chunks = tokenizer.decode_stream(tokens, skip_special_tokens=skip_special_tokens)
+    else:
+        chunks = (tokenizer.decode_bytes([t], skip_special_tokens=skip_special_tokens) for t in tokens)
+    for chunk in chunks:
+        piece = decoder.decode(chunk)
         if piece:
             yield piece
     tail = decoder.decode(b"", final=True)

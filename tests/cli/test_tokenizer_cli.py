@@ -52,3 +52,17 @@ def test_checks_that_need_a_pad_token_are_skipped_not_failed(tmp_path, capsys) -
     skipped = [line.split("  ")[0] for line in table.splitlines() if " SKIP " in line]
     assert skipped == ["truncation + padding", "tensors (return_tensors='pt')", "causal LM inputs"]
     assert "FAIL" not in table and "3 passed, 3 skipped, 0 failed" in table
+
+
+def test_space_after_newline_flag(tmp_path, capsys) -> None:
+    f = tmp_path / "t.txt"
+    f.write_text("a line of hard-wrapped text\nwrapped at a column\n\nand more text\n" * 60)
+    out = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--data_file", str(f), "--output_dir", str(out), "--vocab_size", "300",
+                 "--space_after_newline"]) == 0
+    tok = MicroTransformerTokenizer.from_pretrained(out)
+    assert tok.space_after_newline and tok.decode(tok.encode("text\nwrapped")) == "text\nwrapped"
+    assert tok.encode("text\nwrapped")[-len(tok.encode(" wrapped")):] == tok.encode(" wrapped")
+    capsys.readouterr()
+    assert main(["tokenizer", "test", "--tokenizer_path", str(out)]) == 0
+    assert " 0 failed" in capsys.readouterr().out

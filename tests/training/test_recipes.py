@@ -221,6 +221,9 @@ def test_recipes_build_and_variants_parse() -> None:
     assert (r.model["mlp"], r.train["matrix_lr"], r.vocab_size, r.train["precision"]) == ("gelu", 0.03, 2048, "fp32")
     with pytest.raises(ConfigError, match="neither a GPTConfig nor a TrainConfig field"):
         get_recipe("ours+colour=blue")
+    assert get_recipe("nanogpt+space_after_newline=true").space_after_newline is True  # the tokenizer's option
+    with pytest.raises(ConfigError, match="space_after_newline must be true or false"):
+        get_recipe("ours+space_after_newline=1")
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("gpt5")
     # made-up names and re-set typography measured on 4 layers only; the window cache and line columns on every shape

@@ -102,6 +102,9 @@ def register(subparsers: Any) -> None:
                    help="sentencepiece only; nfkc folds compatibility characters (lossy: needs --allow_lossy)")
     t.add_argument("--tie_break", choices=("lowest", "first"), default=None, help="reference engine only")
     t.add_argument("--padding_side", choices=("left", "right"), default="right")
+    t.add_argument("--space_after_newline", action="store_true",
+                   help="encode with a space after every line break, so a line's first word is its usual token (for "
+                        "hard-wrapped text; no Hugging Face tokenizer.json or tiktoken Encoding then)")
     t.add_argument("--holdout_fraction", type=fraction, default=0.02, help="tail of each document kept for evaluation")
     t.add_argument("--allow_lossy", action="store_true",
                    help="save even if decode(encode(text)) != text on the held-out sample (a loud warning instead of an error)")
@@ -155,6 +158,7 @@ def run_train(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         padding_side=args.padding_side,
         allow_lossy=args.allow_lossy,
+        space_after_newline=args.space_after_newline,
         **options,
     )
     seconds = time.perf_counter() - start

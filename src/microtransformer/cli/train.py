@@ -157,6 +157,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--tokenizer_path", help="tokenizer for text data (default: train one with --vocab_size)")
     g.add_argument("--vocab_size", type=positive_int, default=None, help="vocab of the tokenizer trained on the text (default: the recipe's)")
     g.add_argument("--engine", default="bpe", help="engine of the tokenizer trained on the text")
+    g.add_argument("--space_after_newline", action=argparse.BooleanOptionalAction, default=None,
+                   help="train that tokenizer to encode a space after every line break, so a line's first word is "
+                        "its usual token (default: the recipe's; `mtx tokenizer train --help`)")
     g.add_argument("--val_fraction", type=fraction, default=0.1)
     add_model_args(p)
     add_train_args(p)
@@ -185,9 +188,13 @@ def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path,
         tok = MicroTransformerTokenizer.from_pretrained(args.tokenizer_path)
         tok_path = Path(args.tokenizer_path)
     else:
-        vocab_size = args.vocab_size or RECIPES[getattr(args, "recipe", DEFAULT_RECIPE)].vocab_size
-        print(f"training a {args.engine} tokenizer (vocab {vocab_size}) on {corpus.describe()}")
-        tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=vocab_size)
+        recipe = RECIPES[getattr(args, "recipe", DEFAULT_RECIPE)]
+        vocab_size = args.vocab_size or recipe.vocab_size
+        given = getattr(args, "space_after_newline", None)
+        spaces = recipe.space_after_newline if given is None else given
+        lines = ", a space after each line break" if spaces else ""
+        print(f"training a {args.engine} tokenizer (vocab {vocab_size}{lines}) on {corpus.describe()}")
+        tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=vocab_size, space_after_newline=spaces)
         tok_path = tok.save(out_dir / "data" / "tokenizer")
     shards = out_dir / "data"
     prepare_shards(corpus, tok, shards, val_fraction=args.val_fraction, tokenizer_path=tok_path, overwrite=True)

@@ -108,16 +108,20 @@ def heldout_bits_per_byte(
     block_size: int,
     batch_size: int = 16,
     autocast: Callable[[], Any] | None = None,
+    scored: np.ndarray | None = None,
 ) -> tuple[float, int, int]:
     """Bits per byte of ``ids[1:]`` given what precedes each (within its window): ``(bpb, tokens, bytes)``.
 
     Windows ``ids[s : s + block_size + 1]`` for ``s = 0, block_size, ...``:
     each target is scored once, with between 1 and ``block_size`` tokens of
     context. ``bytes`` is the byte length of the scored text tokens (0-byte
-    special targets, the BOS between documents, are left out of both sums).
+    special targets, the BOS between documents, are left out of both sums;
+    ``scored``, ``(V,)`` bool, names the text ids instead, for a tokenizer's
+    ``token_text_bytes``, where a text token can have 0 bytes).
     """
     device = next(model.parameters()).device
     tb = torch.tensor(np.array(token_bytes, dtype=np.int64), device=device)  # (V,)
+    keep = None if scored is None else torch.tensor(np.array(scored, dtype=bool), device=device)  # (V,)
     n_targets = len(ids) - 1
     starts = list(range(0, n_targets, block_size))
     full = [s for s in starts if s + block_size <= n_targets]
@@ -136,7 +140,7 @@ def heldout_bits_per_byte(
             x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
             with context():
                 logits, _ = model(x)  # (B, T, V)
-            counted, b = nats_and_bytes(token_nats(logits, y), y, tb)
+            counted, b = nats_and_bytes(token_nats(logits, y), y, tb, keep)
             nats += counted
             nbytes += b
     finally:
@@ -239,7 +243,7 @@ def _finish(
     """Held-out bits per byte over every token, and greedy samples sized to ~``sample_bytes`` bytes."""
     tok, model = run.tokenizer, trainer.raw_model
     bpb, n_tokens, n_bytes = heldout_bits_per_byte(
-        model, ids, tok.token_bytes(), block_size=model.config.block_size,
+        model, ids, tok.token_text_bytes(), scored=tok.token_bytes() > 0, block_size=model.config.block_size,
         batch_size=trainer.config.batch_size, autocast=trainer.precision.autocast_context,
     )
     text_bytes = sum(len(d.encode("utf-8")) for d in run.heldout)

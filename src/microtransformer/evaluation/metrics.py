@@ -62,13 +62,20 @@ def token_nats(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
-def nats_and_bytes(token_losses: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of per-token losses (nats) and of target byte lengths, skipping 0-byte targets.
+def nats_and_bytes(
+    token_losses: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor, scored: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of per-token losses (nats) and of target byte lengths, skipping special targets.
 
     ``token_losses`` ``(N,)`` from :func:`token_nats`, ``targets`` with ``N``
     elements, ``token_bytes`` ``(V,)`` integer tensor on the same device.
+    ``scored`` ``(V,)`` bool: the ids whose loss counts (text, not special
+    tokens); default: those with bytes (a tokenizer's ``token_text_bytes``
+    can give text tokens 0 bytes, so pass ``token_bytes() > 0`` with those).
     Returns two 0-d tensors (summed on device; one sync when the caller reads them).
     """
     flat = targets.reshape(-1)  # (N,)
-    nbytes = token_bytes[flat.clamp(min=0)] * (flat != IGNORE_INDEX)  # (N,): ignored targets have no bytes
-    return (token_losses * (nbytes > 0)).sum(), nbytes.sum()
+    ids = flat.clamp(min=0)
+    nbytes = token_bytes[ids] * (flat != IGNORE_INDEX)  # (N,): ignored targets have no bytes
+    keep = nbytes > 0 if scored is None else scored[ids] & (flat != IGNORE_INDEX)
+    return (token_losses * keep).sum(), nbytes.sum()

@@ -70,6 +70,7 @@ from microtransformer.errors import (
 from microtransformer.io import atomic_write_bytes, atomic_write_json, member_path, sha256_bytes, sha256_file
 from microtransformer.tokenization.chat import render_conversation, render_for_completion, visualize_tokenization
 from microtransformer.tokenization.interop.hf_export import HF_FILES, HFExportError, hf_files
+from microtransformer.tokenization import line_breaks
 from microtransformer.tokenization.registry import get_engine
 from microtransformer.tokenization.special import (
     SpecialToken,
@@ -262,6 +263,8 @@ class MicroTransformerTokenizer:
         self.model_max_length: int | None = None
         self._table: list[bytes] = self._ordinary_token_bytes()
         self.n_ordinary = len(self._table)
+        #: Encode with a space after every line break, decode without (:mod:`.line_breaks`); set by ``train``.
+        self.space_after_newline = False
         self._bytes_to_id: dict[bytes, int] | None = None
         self._set_specials(special_tokens, padding_side)
 
@@ -383,6 +386,7 @@ class MicroTransformerTokenizer:
         padding_side: str = "right",
         buffer_size: int | None = None,
         allow_lossy: bool = False,
+        space_after_newline: bool = False,
         **options: Any,
     ) -> MicroTransformerTokenizer:
         """Train from an iterator of documents (streamed; never joined into one string).
@@ -396,6 +400,10 @@ class MicroTransformerTokenizer:
         (``decode(encode(t)) == t``); a tokenizer that loses text (say a
         ``pattern`` that skips punctuation) is refused with
         :class:`ConfigError`, or kept with a loud warning when ``allow_lossy``.
+        ``space_after_newline``: encode with a space after every line break,
+        so a line's first word is the token it is after a space (for
+        hard-wrapped text; :mod:`.line_breaks`). Hugging Face's and tiktoken's
+        encoders cannot do it, so such a tokenizer has no ``tokenizer.json``.
 
         >>> tok = MicroTransformerTokenizer.train_from_iterator(docs, vocab_size=4096, buffer_size=8192)  # doctest: +SKIP
         """
@@ -420,9 +428,11 @@ class MicroTransformerTokenizer:
             )
         n_ordinary = vocab_size - len(specials)
         checked = _CheckedTexts(iterator)
-        tok = engine_cls._train_engine(
-            _first_nonempty_or_raise(checked), n_ordinary=n_ordinary, pattern=pattern, **options
-        )
+        texts = _first_nonempty_or_raise(checked)
+        if space_after_newline:
+            texts = (line_breaks.add_spaces(t) for t in texts)
+        tok = engine_cls._train_engine(texts, n_ordinary=n_ordinary, pattern=pattern, **options)
+        tok.space_after_newline = bool(space_after_newline)
         tok._set_specials(specials, padding_side)
         if tok.n_ordinary < n_ordinary:
             logger.warning(
@@ -544,6 +554,16 @@ class MicroTransformerTokenizer:
             self._token_bytes_arr = arr
         return self._token_bytes_arr
 
+    def token_text_bytes(self) -> np.ndarray:
+        """Bytes of text each token id stands for, the denominator of bits per byte: ``token_bytes()`` less the
+        space ``space_after_newline`` adds after each line break (a sum over ids is exact: :mod:`.line_breaks`)."""
+        if not self.space_after_newline:
+            return self.token_bytes()
+        arr = np.zeros(self.vocab_size, dtype=np.int64)
+        arr[: self.n_ordinary] = line_breaks.text_byte_lengths(self._table)
+        arr.setflags(write=False)
+        return arr
+
     # -------------------------------------------------------------- encoding
     def _encode_one(self, text: str, allowed: frozenset[str], disallowed: frozenset[str] = frozenset()) -> list[int]:
         if not isinstance(text, str):
@@ -552,14 +572,18 @@ class MicroTransformerTokenizer:
         if disallowed:
             self._raise_if_disallowed(text, disallowed)
         if not allowed:
-            return self._encode_ordinary(text)
+            return self._encode_ordinary(self._prepared(text))
         ids: list[int] = []
         for piece in self._specials.split(text, allowed):
             if isinstance(piece, int):
                 ids.append(piece)
             else:
-                ids.extend(self._encode_ordinary(piece))
+                ids.extend(self._encode_ordinary(self._prepared(piece)))
         return ids
+
+    def _prepared(self, text: str) -> str:
+        """Ordinary text as the engine encodes it (a space after each line break with ``space_after_newline``)."""
+        return line_breaks.add_spaces(text) if self.space_after_newline else text
 
     def _resolve_disallowed(self, disallowed_special: AllowedSpecial, allowed: frozenset[str]) -> frozenset[str]:
         if not disallowed_special:
@@ -681,7 +705,7 @@ class MicroTransformerTokenizer:
             with ThreadPoolExecutor(n) as ex:
                 out = list(ex.map(lambda t: self._encode_one(t, allowed), texts))
         else:
-            out = self._encode_ordinary_batch(texts, n)
+            out = self._encode_ordinary_batch([self._prepared(t) for t in texts], n)
         head, tail = self._added_ids(add_special_tokens)
         if prepend is not None:
             head = [self._token_arg(prepend), *head]
@@ -836,7 +860,7 @@ class MicroTransformerTokenizer:
         self._check_ids(ids)
         n = self.n_ordinary
         if not ids or max(ids) < n:
-            return self._decode_ordinary(ids)
+            return self._decode_run(ids)
         parts: list[bytes] = []
         run: list[int] = []
         for i in ids:
@@ -844,13 +868,38 @@ class MicroTransformerTokenizer:
                 run.append(i)
                 continue
             if run:
-                parts.append(self._decode_ordinary(run))
+                parts.append(self._decode_run(run))
                 run = []
             if not skip_special_tokens:
                 parts.append(self._specials.id_to_content[i].encode("utf-8"))
         if run:
-            parts.append(self._decode_ordinary(run))
+            parts.append(self._decode_run(run))
         return b"".join(parts)
+
+    def _decode_run(self, ids: Sequence[int]) -> bytes:
+        """Ordinary ids back to text bytes (the spaces ``space_after_newline`` added dropped)."""
+        data = self._decode_ordinary(ids)
+        return line_breaks.remove_spaces(data) if self.space_after_newline else data
+
+    def decode_stream(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> Iterator[bytes]:
+        """Each id's bytes as it comes, joining to ``decode_bytes(ids)``: what streaming generation prints.
+
+        >>> b"".join(tok.decode_stream(ids)) == tok.decode_bytes(ids)  # doctest: +SKIP
+        True
+        """
+        n = self.n_ordinary
+        remover = line_breaks.SpaceRemover() if self.space_after_newline else None
+        for i in ids:
+            i = int(i)
+            self._check_ids([i])
+            if i >= n:
+                if remover is not None:
+                    remover.reset()
+                if not skip_special_tokens:
+                    yield self._specials.id_to_content[i].encode("utf-8")
+                continue
+            data = self._decode_ordinary([i])
+            yield remover(data) if remover is not None else data
 
     def decode(self, ids: Any, *, skip_special_tokens: bool = False, errors: str = "replace") -> str:
         """Ids back to text; ``errors`` is passed to ``bytes.decode`` (``replace``, ``strict``, ...)."""
@@ -909,6 +958,8 @@ class MicroTransformerTokenizer:
             "special_tokens": self._specials.to_json(),
             "engine_config": self.engine_config,
             "files": {name: _digest(data) for name, data in sorted(files.items())},
+            # written only when set: tokenizers without it keep the fingerprint earlier releases gave them
+            **({"space_after_newline": True} if self.space_after_newline else {}),
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -1034,6 +1085,8 @@ class MicroTransformerTokenizer:
             tok = cls._from_engine_files(files, config)
             tok._set_specials(specials, config.get("padding_side", "right"))
             tok.model_max_length = config.get("model_max_length")
+            tok.space_after_newline = bool(config.get("space_after_newline", False))
+            tok._fingerprint = None
         except TokenizerFormatError:
             raise
         except Exception as exc:  # engine parsers raise many kinds; name the source

@@ -169,7 +169,15 @@ class BPETokenizer(MicroTransformerTokenizer):
 
         >>> tok.tiktoken_encoding.encode("<|bos|>hi", allowed_special="all")[0] == tok.bos_id  # doctest: +SKIP
         True
+
+        A tokenizer trained with ``space_after_newline`` has none (tiktoken cannot add the spaces, and would give
+        other ids): :class:`ConfigError`.
         """
+        if self.space_after_newline:
+            raise ConfigError(
+                "this tokenizer puts a space after every line break (space_after_newline), which tiktoken cannot: "
+                "its tiktoken Encoding would give other ids; encode with the tokenizer itself"
+            )
         cached = self._enc_with_specials
         if cached is None or cached[0] is not self._specials:
             enc = tiktoken.Encoding(

@@ -38,32 +38,40 @@ _EPOCHS: dict[str, Any] = dict(sampling="epoch")
 class Recipe:
     """``model``: :class:`~microtransformer.models.GPTConfig` fields (no vocab_size);
     ``train``: :class:`~microtransformer.training.trainer.TrainConfig` fields;
-    ``vocab_size`` of the tokenizer the recipe was tuned with."""
+    ``vocab_size`` and ``space_after_newline`` of the tokenizer the recipe was tuned with (what ``mtx train``
+    trains one with when it is given text)."""
 
     name: str
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     vocab_size: int = 4096
+    space_after_newline: bool = False
     description: str = ""
 
     def with_overrides(self, overrides: dict[str, Any], name: str | None = None) -> Recipe:
-        """A copy with GPTConfig/TrainConfig fields (or ``vocab_size``) replaced; unknown keys raise ConfigError."""
+        """A copy with GPTConfig/TrainConfig fields (or the tokenizer's ``vocab_size``, ``space_after_newline``)
+        replaced; unknown keys raise ConfigError."""
         from microtransformer.models import GPTConfig
         from microtransformer.training.trainer import TrainConfig
 
         model_fields = {f.name for f in dataclasses.fields(GPTConfig)}
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        model, train, vocab = dict(self.model), dict(self.train), self.vocab_size
+        model, train, vocab, spaces = dict(self.model), dict(self.train), self.vocab_size, self.space_after_newline
         for key, value in overrides.items():
             if key == "vocab_size":
                 vocab = int(value)
+            elif key == "space_after_newline":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"space_after_newline must be true or false, got {value!r}")
+                spaces = value
             elif key in model_fields:
                 model[key] = value
             elif key in train_fields:
                 train[key] = value
             else:
                 raise ConfigError(f"{key!r} is neither a GPTConfig nor a TrainConfig field")
-        return dataclasses.replace(self, name=name or self.name, model=model, train=train, vocab_size=vocab)
+        return dataclasses.replace(self, name=name or self.name, model=model, train=train, vocab_size=vocab,
+                                   space_after_newline=spaces)
 
 
 #: ``(up to this many seconds, shape)``: the shape of ``ours`` (width, depth, heads, and the context and batch

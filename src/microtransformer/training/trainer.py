@@ -422,10 +422,13 @@ class Trainer:
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.model, device_ids=ids)
 
-        tb = token_bytes
+        tb, scored = token_bytes, None
         if tb is None and tokenizer is not None:
             tb = tokenizer.token_bytes()
+            if hasattr(tokenizer, "token_text_bytes"):  # text bytes can be 0 for a text token: score by raw bytes
+                tb, scored = tokenizer.token_text_bytes(), tb > 0
         self.token_bytes = torch.tensor(np.array(tb, dtype=np.int64), device=self.device) if tb is not None else None
+        self.scored_ids = torch.tensor(scored, device=self.device) if scored is not None else None
 
     # ------------------------------------------------------------------ setup
     def _build_name_swap(self, data: BatchSource, tokenizer: Any) -> NameSwap | None:
@@ -696,7 +699,7 @@ class Trainer:
             nats += losses.sum()
             n_tokens += (y != -100).sum()  # ignored targets count nowhere
             if self.token_bytes is not None:
-                c, b = nats_and_bytes(losses, y, self.token_bytes)
+                c, b = nats_and_bytes(losses, y, self.token_bytes, self.scored_ids)
                 counted_nats += c
                 nbytes += b
         total, counted, total_bytes, count = all_reduce_sum(

@@ -174,6 +174,8 @@ def tokenizer_json(tok: MicroTransformerTokenizer) -> str:
     """The complete ``tokenizer.json``: the engine's pipeline + our special tokens, roles and padding."""
     from tokenizers import AddedToken, processors
 
+    if tok.space_after_newline:
+        raise HFExportError("it puts a space after every line break (space_after_newline), which this export does not")
     tk = tok._hf_backend()
     n = tok.n_ordinary
     if tk.get_vocab_size(with_added_tokens=True) != n:
