@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import random
 import textwrap
 from pathlib import Path
@@ -97,13 +96,11 @@ def test_bits_per_byte_count_the_text_not_the_added_spaces(tok: MicroTransformer
     assert bpb == pytest.approx(n_tokens * np.log2(tok.vocab_size) / n_bytes)
 
 
-def test_saved_tokenizer_keeps_the_option_and_plain_ones_their_fingerprint(tmp_path: Path, caplog) -> None:
+def test_saved_tokenizer_keeps_the_option_and_plain_ones_their_fingerprint(tmp_path: Path) -> None:
     book = wrapped_book(4)
     spaced = MicroTransformerTokenizer.train_from_iterator([book], vocab_size=300, space_after_newline=True)
     plain = MicroTransformerTokenizer.train_from_iterator([book], vocab_size=300)
-    with caplog.at_level(logging.WARNING):
-        spaced.save(tmp_path / "spaced")
-    assert "space_after_newline" in caplog.text and not (tmp_path / "spaced" / "tokenizer.json").exists()
+    spaced.save(tmp_path / "spaced")
     loaded = MicroTransformerTokenizer.from_pretrained(tmp_path / "spaced")
     assert loaded.space_after_newline and loaded.fingerprint == spaced.fingerprint != plain.fingerprint
     assert loaded.encode("one\ntwo") == spaced.encode("one\ntwo")
@@ -113,3 +110,18 @@ def test_saved_tokenizer_keeps_the_option_and_plain_ones_their_fingerprint(tmp_p
     assert (tmp_path / "plain" / "tokenizer.json").is_file()
     with pytest.raises(ConfigError, match="tiktoken cannot"):
         spaced.tiktoken_encoding
+
+
+@pytest.mark.parametrize("engine", ["bpe", "sentencepiece"])
+def test_hugging_face_export_adds_and_drops_the_same_spaces(tmp_path: Path, engine: str) -> None:
+    from tokenizers import Tokenizer
+
+    tok = MicroTransformerTokenizer.train_from_iterator(
+        [wrapped_book(5)], engine=engine, vocab_size=400, special_tokens="nanochat", space_after_newline=True
+    )
+    tok.save(tmp_path)
+    hf = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in [wrapped_book(6, n_words=300), "Was had\nthe of\n\n  indented\n \n", "x\r\ny\n"]:
+        ids = tok.encode(text)
+        assert hf.encode(text, add_special_tokens=False).ids == ids
+        assert hf.decode(ids) == text

@@ -402,8 +402,9 @@ class MicroTransformerTokenizer:
         :class:`ConfigError`, or kept with a loud warning when ``allow_lossy``.
         ``space_after_newline``: encode with a space after every line break,
         so a line's first word is the token it is after a space (for
-        hard-wrapped text; :mod:`.line_breaks`). Hugging Face's and tiktoken's
-        encoders cannot do it, so such a tokenizer has no ``tokenizer.json``.
+        hard-wrapped text; :mod:`.line_breaks`). Its ``tokenizer.json`` does
+        the same (a normalizer and a decoder); tiktoken cannot, so it has no
+        ``tiktoken_encoding``.
 
         >>> tok = MicroTransformerTokenizer.train_from_iterator(docs, vocab_size=4096, buffer_size=8192)  # doctest: +SKIP
         """

@@ -172,11 +172,13 @@ def _unique_vocab(strings: Sequence[str], shown: Sequence[Any]) -> dict[str, int
 
 def tokenizer_json(tok: MicroTransformerTokenizer) -> str:
     """The complete ``tokenizer.json``: the engine's pipeline + our special tokens, roles and padding."""
-    from tokenizers import AddedToken, processors
+    from tokenizers import AddedToken, decoders, normalizers, processors
 
-    if tok.space_after_newline:
-        raise HFExportError("it puts a space after every line break (space_after_newline), which this export does not")
     tk = tok._hf_backend()
+    if tok.space_after_newline:  # the same bijection around the engine's pipeline (special tokens are not normalized)
+        after = [tk.normalizer] if tk.normalizer is not None else []
+        tk.normalizer = normalizers.Sequence([normalizers.Replace("\n", "\n "), *after])
+        tk.decoder = decoders.Sequence([*([tk.decoder] if tk.decoder is not None else []), decoders.Replace("\n ", "\n")])
     n = tok.n_ordinary
     if tk.get_vocab_size(with_added_tokens=True) != n:
         raise HFExportError(f"the exported vocabulary has {tk.get_vocab_size()} tokens, expected {n}")
@@ -209,6 +211,8 @@ def tokenizer_json(tok: MicroTransformerTokenizer) -> str:
         theirs, ours = tk.encode(text, add_special_tokens=False).ids, tok.encode(text)
         if theirs != ours:
             raise HFExportError(f"the export gives other ids than ours on {text[:40]!r} ({theirs[:8]} vs {ours[:8]})")
+        if tok.space_after_newline and tk.decode(ours, skip_special_tokens=False) != tok.decode(ours):
+            raise HFExportError(f"the export decodes {text[:40]!r} otherwise than ours")
     tk.encode_special_tokens = False
     return tk.to_str(pretty=True)
 
