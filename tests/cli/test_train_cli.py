@@ -131,6 +131,11 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", "--recipe", "nanogpt", *TINY_MODEL,
                  "--batch_size", "2", "--max_steps", "2", "--eval_iters", "1", "--mlp", "relu2", "--no-tie_embeddings",
                  "--device", "cpu", "--out_dir", str(classic)]) == 0
+    assert not MicroTransformerTokenizer.from_pretrained(classic / "data" / "tokenizer").space_after_newline
+    assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", "--recipe", "nanogpt", *TINY_MODEL,
+                 "--batch_size", "2", "--max_steps", "1", "--eval_iters", "1", "--space_after_newline", "--device", "cpu",
+                 "--out_dir", str(tmp_path / "spaced")]) == 0
+    assert MicroTransformerTokenizer.from_pretrained(tmp_path / "spaced" / "data" / "tokenizer").space_after_newline
     saved = json.loads((classic / "run.json").read_text())
     assert saved["train_config"]["optimizer"] == "adamw" and saved["model"]["config"]["position"] == "learned"
     assert saved["model"]["config"]["mlp"] == "relu2" and saved["model"]["config"]["tie_embeddings"] is False
@@ -141,9 +146,9 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", *TINY_MODEL, "--batch_size", "2",
                  "--max_steps", "2", "--eval_iters", "1", "--smear", "--x0_mix", "--matrix_weight_decay", "0.1",
                  "--embedding_weight_decay", "0.01", "--max_epochs", "50", "--bigram_buckets", "128", "--attn_chunk", "8",
-                 "--mlp_ratio", "3", "--line_columns", "32", "--space_after_newline",
+                 "--mlp_ratio", "3", "--line_columns", "32",
                  "--sampling", "random", "--device", "cpu", "--out_dir", str(mixed)]) == 0
-    assert MicroTransformerTokenizer.from_pretrained(mixed / "data" / "tokenizer").space_after_newline
+    assert MicroTransformerTokenizer.from_pretrained(mixed / "data" / "tokenizer").space_after_newline  # ours'
     saved = json.loads((mixed / "run.json").read_text())
     assert saved["model"]["config"]["smear"] is True and saved["model"]["config"]["x0_mix"] is True
     assert saved["model"]["config"]["bigram_buckets"] == 128 and saved["model"]["config"]["attn_chunk"] == 8
