@@ -112,7 +112,7 @@ def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: b
         np.save(where / "train.npy", train)
     val = heldout_ids(tok, [text])
     train, validation = split_validation(train, int(tok.bos_id), VALIDATION_TOKENS)
-    return Prepared(tok, train, val, validation, np.array(tok.token_text_bytes(), dtype=np.int64), tok.token_bytes() > 0,
+    return Prepared(tok, train, val, validation, np.array(tok.token_text_bytes(), dtype=np.int64), tok.text_ids(),
                     len(text.encode("utf-8")))
 
 

@@ -90,7 +90,7 @@ def test_bits_per_byte_count_the_text_not_the_added_spaces(tok: MicroTransformer
     model = torch.nn.Module()
     model.register_parameter("w", torch.nn.Parameter(torch.zeros(1)))
     model.forward = lambda x: (torch.zeros(*x.shape, tok.vocab_size), None)  # uniform: log2(V) bits a token
-    scored = tok.token_bytes() > 0  # a bare line break has 0 text bytes, and its loss still counts
+    scored = tok.text_ids()  # a bare line break has 0 text bytes, and its loss still counts
     bpb, n_tokens, n_bytes = heldout_bits_per_byte(model, ids, tok.token_text_bytes(), block_size=64, scored=scored)
     assert n_bytes == len(text.encode("utf-8")) < int(tok.token_bytes()[ids].sum())
     assert bpb == pytest.approx(n_tokens * np.log2(tok.vocab_size) / n_bytes)

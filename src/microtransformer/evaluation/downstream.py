@@ -243,7 +243,7 @@ def _finish(
     """Held-out bits per byte over every token, and greedy samples sized to ~``sample_bytes`` bytes."""
     tok, model = run.tokenizer, trainer.raw_model
     bpb, n_tokens, n_bytes = heldout_bits_per_byte(
-        model, ids, tok.token_text_bytes(), scored=tok.token_bytes() > 0, block_size=model.config.block_size,
+        model, ids, tok.token_text_bytes(), scored=tok.text_ids(), block_size=model.config.block_size,
         batch_size=trainer.config.batch_size, autocast=trainer.precision.autocast_context,
     )
     text_bytes = sum(len(d.encode("utf-8")) for d in run.heldout)

@@ -71,7 +71,7 @@ def nats_and_bytes(
     elements, ``token_bytes`` ``(V,)`` integer tensor on the same device.
     ``scored`` ``(V,)`` bool: the ids whose loss counts (text, not special
     tokens); default: those with bytes (a tokenizer's ``token_text_bytes``
-    can give text tokens 0 bytes, so pass ``token_bytes() > 0`` with those).
+    can give text tokens 0 bytes, so pass its ``text_ids()`` with those).
     Returns two 0-d tensors (summed on device; one sync when the caller reads them).
     """
     flat = targets.reshape(-1)  # (N,)

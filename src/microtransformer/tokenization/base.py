@@ -565,6 +565,12 @@ class MicroTransformerTokenizer:
         arr.setflags(write=False)
         return arr
 
+    def text_ids(self) -> np.ndarray:
+        """``(vocab_size,)`` bool: the ids that stand for text, whose losses bits per byte count: those with bytes
+        (not special tokens, nor an engine's byteless control pieces). For ``token_text_bytes``, where a bare line
+        break has 0 bytes and its loss still counts."""
+        return self.token_bytes() > 0
+
     # -------------------------------------------------------------- encoding
     def _encode_one(self, text: str, allowed: frozenset[str], disallowed: frozenset[str] = frozenset()) -> list[int]:
         if not isinstance(text, str):
@@ -1084,10 +1090,9 @@ class MicroTransformerTokenizer:
         try:
             specials = [SpecialToken(t["content"], t.get("role")) for t in config["special_tokens"]]
             tok = cls._from_engine_files(files, config)
+            tok.space_after_newline = bool(config.get("space_after_newline", False))
             tok._set_specials(specials, config.get("padding_side", "right"))
             tok.model_max_length = config.get("model_max_length")
-            tok.space_after_newline = bool(config.get("space_after_newline", False))
-            tok._fingerprint = None
         except TokenizerFormatError:
             raise
         except Exception as exc:  # engine parsers raise many kinds; name the source

@@ -33,11 +33,8 @@ def add_spaces(text: str) -> str:
     return text.replace("\n", "\n ")
 
 
-def remove_spaces(data: bytes, after_newline: bool = False) -> bytes:
-    """Decoded bytes back to text: the space after each line break dropped (``after_newline``: the bytes before
-    ``data`` ended with a line break, so a leading space is the one added after it)."""
-    if after_newline and data.startswith(b" "):
-        data = data[1:]
+def remove_spaces(data: bytes) -> bytes:
+    """Decoded bytes back to text: the space after each line break dropped."""
     return data.replace(b"\n ", b"\n")
 
 

@@ -425,8 +425,8 @@ class Trainer:
         tb, scored = token_bytes, None
         if tb is None and tokenizer is not None:
             tb = tokenizer.token_bytes()
-            if hasattr(tokenizer, "token_text_bytes"):  # text bytes can be 0 for a text token: score by raw bytes
-                tb, scored = tokenizer.token_text_bytes(), tb > 0
+            if hasattr(tokenizer, "token_text_bytes"):  # text bytes can be 0 for a text token: score the text ids
+                tb, scored = tokenizer.token_text_bytes(), tokenizer.text_ids()
         self.token_bytes = torch.tensor(np.array(tb, dtype=np.int64), device=self.device) if tb is not None else None
         self.scored_ids = torch.tensor(scored, device=self.device) if scored is not None else None
 
