@@ -173,6 +173,13 @@ def test_groups_split_the_gpt_and_refuse_the_lstm() -> None:
     assert muon_momentum(0, OptimConfig()) == pytest.approx(0.85)
     assert muon_momentum(150, OptimConfig()) == pytest.approx(0.90)
     assert muon_momentum(10_000, OptimConfig()) == pytest.approx(0.95)
+    # the trainer's field reaches it: a shorter warmup, or none
+    from microtransformer.training.trainer import TrainConfig
+
+    assert muon_momentum(50, TrainConfig(momentum_warmup_steps=100).optim_config()) == pytest.approx(0.90)
+    assert muon_momentum(0, TrainConfig(momentum_warmup_steps=0).optim_config()) == pytest.approx(0.95)
+    with pytest.raises(ConfigError, match="momentum_warmup_steps must be an integer >= 0"):
+        TrainConfig(momentum_warmup_steps=-1)
 
 
 def test_embedding_weight_decay_shrinks_the_token_and_value_tables_only() -> None:

@@ -70,6 +70,7 @@ _TRAIN_FLAGS.update({
     "head_lr": (positive_float, "muon: AdamW LR of the output layer, tied or not (at width 768)"),
     "orthogonalizer": (str, "muon: quintic (Newton-Schulz, Jordan et al.) or polar_express"),
     "muon_beta2": (fraction, "muon: > 0 turns on NorMuon's per-neuron normalisation with this EMA decay (0 = off)"),
+    "momentum_warmup_steps": (nonneg_int, "muon: steps over which Muon's momentum rises from 0.85 to 0.95 (0: none)"),
     "matrix_weight_decay": (nonneg_float, "muon: decoupled weight decay of the weight matrices (times the LR)"),
     "embedding_weight_decay": (nonneg_float, "muon: AdamW's decoupled weight decay of the token (untied) and value tables"),
     "time_budget": (nonneg_float, "seconds of training: sets max_steps to what fits (0 = off)"),

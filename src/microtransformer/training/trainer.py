@@ -199,6 +199,7 @@ class TrainConfig(JSONConfig):
     embedding_weight_decay: float = OptimConfig.embedding_weight_decay  # AdamW, on the token (untied) and value tables
     orthogonalizer: str = OptimConfig.orthogonalizer
     muon_beta2: float = OptimConfig.muon_beta2
+    momentum_warmup_steps: int = OptimConfig.momentum_warmup_steps  # Muon's momentum 0.85 -> 0.95 over these steps
     time_budget: float = 0.0
     max_epochs: float = 0.0  # > 0: a fresh run takes at most this many passes over the training split
     sampling: str = "random"  # what runs saved before this field existed drew
@@ -240,6 +241,9 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"orthogonalizer must be one of {', '.join(ORTHOGONALIZERS)}, got {self.orthogonalizer!r}")
         if not (isinstance(self.muon_beta2, (int, float)) and 0.0 <= self.muon_beta2 < 1.0):
             raise ConfigError(f"muon_beta2 must be in [0, 1) (0 = plain Muon), got {self.muon_beta2!r}")
+        if not isinstance(self.momentum_warmup_steps, int) or isinstance(self.momentum_warmup_steps, bool) \
+                or self.momentum_warmup_steps < 0:
+            raise ConfigError(f"momentum_warmup_steps must be an integer >= 0, got {self.momentum_warmup_steps!r}")
         if not (isinstance(self.time_budget, (int, float)) and 0 <= self.time_budget < math.inf):
             raise ConfigError(f"time_budget must be a number of seconds >= 0 (0 = off), got {self.time_budget!r}")
         for name in ("new_names", "typography"):
@@ -261,6 +265,7 @@ class TrainConfig(JSONConfig):
             matrix_lr=self.matrix_lr, embedding_lr=self.embedding_lr, head_lr=self.head_lr, scalar_lr=self.scalar_lr,
             weight_decay=self.matrix_weight_decay, embedding_weight_decay=self.embedding_weight_decay,
             orthogonalizer=self.orthogonalizer, muon_beta2=self.muon_beta2,
+            momentum_warmup_steps=self.momentum_warmup_steps,
         )
 
 
