@@ -61,7 +61,7 @@ from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import TokenArrayDataset
 from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldout_ids
 from microtransformer.models import GPT, GPTConfig
-from microtransformer.tokenization import MicroTransformerTokenizer, line_breaks
+from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import Recipe, get_recipe, train_precision
 from microtransformer.training.trainer import TrainConfig, Trainer
 
@@ -84,11 +84,10 @@ class Prepared:
     validation: np.ndarray  # the slice of the training books that recipes may tune on (not in ``train``)
     token_bytes: np.ndarray  # of text: a space the tokenizer adds after a line break is not counted
     scored: np.ndarray  # the text ids, whose losses count (not the special tokens)
-    added_spaces: tuple[np.ndarray, np.ndarray] | None  # a target after a line break starting with the added space
     held_out_bytes: int
 
 
-def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: bool | str = False) -> Prepared:
+def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: bool = False) -> Prepared:
     """Tokenizer + train/held-out ids for ``vocab_size`` (and ``space_after_newline``), cached under ``cache``
     (keyed by the books' sizes)."""
     books = sorted(p for p in data_dir.glob("*.txt") if p.name != HELD_OUT)
@@ -96,8 +95,7 @@ def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: b
     if not books or not held_out.is_file():
         raise SystemExit(f"speedrun: need {HELD_OUT} and other .txt books in {data_dir}")
     key = "-".join(f"{p.stem}{p.stat().st_size}" for p in books)
-    rule = line_breaks.rule_of(space_after_newline)
-    kind = f"bpe{vocab_size}" + ({"every": "-lines", "last": "-lines-last"}.get(rule, ""))
+    kind = f"bpe{vocab_size}" + ("-lines" if space_after_newline else "")
     where = cache / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     text = held_out.read_text(encoding="utf-8")
     if (where / "train.npy").is_file():
@@ -106,7 +104,7 @@ def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: b
     else:
         corpus = Corpus(files=tuple(books), source=str(data_dir))
         tok = MicroTransformerTokenizer.train(
-            corpus, engine="bpe", vocab_size=vocab_size, show_progress=False, space_after_newline=rule
+            corpus, engine="bpe", vocab_size=vocab_size, show_progress=False, space_after_newline=space_after_newline
         )
         docs = [p.read_text(encoding="utf-8") for p in books]
         train = heldout_ids(tok, docs).astype(np.int32)  # BOS-separated documents, as the shards lay them out
@@ -115,7 +113,7 @@ def prepare(data_dir: Path, vocab_size: int, cache: Path, space_after_newline: b
     val = heldout_ids(tok, [text])
     train, validation = split_validation(train, int(tok.bos_id), VALIDATION_TOKENS)
     return Prepared(tok, train, val, validation, np.array(tok.token_text_bytes(), dtype=np.int64), tok.text_ids(),
-                    tok.added_space_pairs(), len(text.encode("utf-8")))
+                    len(text.encode("utf-8")))
 
 
 def split_validation(train: np.ndarray, bos: int, per_book: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +181,7 @@ class Runner:
     def _score(self, ids: np.ndarray) -> tuple[float, int, int]:
         return heldout_bits_per_byte(
             self.model, ids, self.data.token_bytes, block_size=self.model.config.block_size, batch_size=16,
-            scored=self.data.scored, added_spaces=self.data.added_spaces,
+            scored=self.data.scored,
         )
 
     def evaluate(self) -> float:
@@ -234,9 +232,9 @@ def sized_recipe(spec: str, budget: float | None) -> Recipe:
     return get_recipe(spec, budget=budget, precision=train_precision(get_recipe(spec).train))
 
 
-def tokenizer_key(recipe: Recipe) -> tuple[int, str]:
+def tokenizer_key(recipe: Recipe) -> tuple[int, bool]:
     """What a recipe's tokenizer is trained with: recipes that agree share one."""
-    return recipe.vocab_size, line_breaks.rule_of(recipe.space_after_newline)
+    return recipe.vocab_size, recipe.space_after_newline
 
 
 def matmul_dtype(trainer: Trainer) -> str:
@@ -250,13 +248,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sized = budget if args.model_size == "auto" else None
     recipes = [sized_recipe(spec, sized) for spec in args.recipes.split(",")]
     cache = Path(args.cache_dir)
-    prepared: dict[tuple[int, str], Prepared] = {}
+    prepared: dict[tuple[int, bool], Prepared] = {}
     for r in recipes:
         if tokenizer_key(r) not in prepared:
             t = time.perf_counter()
             p = prepared[tokenizer_key(r)] = prepare(Path(args.data_dir), r.vocab_size, cache, r.space_after_newline)
-            lines = line_breaks.describe(r.space_after_newline)
-            lines = f", {lines}" if lines else ""
+            lines = ", a space after each line break" if r.space_after_newline else ""
             print(f"bpe {r.vocab_size}{lines}: {len(p.train):,} training tokens, {len(p.val):,} held-out tokens "
                   f"({p.held_out_bytes:,} bytes), {time.perf_counter() - t:.1f} s", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:

@@ -135,7 +135,7 @@ def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys)
     assert main(["train", "--data_file", str(text_file), "--vocab_size", "300", "--recipe", "nanogpt", *TINY_MODEL,
                  "--batch_size", "2", "--max_steps", "1", "--eval_iters", "1", "--space_after_newline", "--device", "cpu",
                  "--out_dir", str(tmp_path / "spaced")]) == 0
-    assert MicroTransformerTokenizer.from_pretrained(tmp_path / "spaced" / "data" / "tokenizer").space_after_newline == "last"
+    assert MicroTransformerTokenizer.from_pretrained(tmp_path / "spaced" / "data" / "tokenizer").space_after_newline
     saved = json.loads((classic / "run.json").read_text())
     assert saved["train_config"]["optimizer"] == "adamw" and saved["model"]["config"]["position"] == "learned"
     assert saved["model"]["config"]["mlp"] == "relu2" and saved["model"]["config"]["tie_embeddings"] is False

@@ -103,8 +103,8 @@ def register(subparsers: Any) -> None:
     t.add_argument("--tie_break", choices=("lowest", "first"), default=None, help="reference engine only")
     t.add_argument("--padding_side", choices=("left", "right"), default="right")
     t.add_argument("--space_after_newline", action="store_true",
-                   help="encode with a space after the last line break of each run, so a line's first word is its "
-                        "usual token (for hard-wrapped text; tiktoken cannot load such a tokenizer, Hugging Face can)")
+                   help="encode with a space after every line break, so a line's first word is its usual token (for "
+                        "hard-wrapped text; tiktoken cannot load such a tokenizer, Hugging Face can)")
     t.add_argument("--holdout_fraction", type=fraction, default=0.02, help="tail of each document kept for evaluation")
     t.add_argument("--allow_lossy", action="store_true",
                    help="save even if decode(encode(text)) != text on the held-out sample (a loud warning instead of an error)")

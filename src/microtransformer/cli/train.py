@@ -41,7 +41,7 @@ from microtransformer.data.shards import read_meta
 from microtransformer.device import choose_device, set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import DirectoryLock, check_output_dir
-from microtransformer.tokenization import MicroTransformerTokenizer, line_breaks
+from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
 from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, size_for_budget, train_precision
 
@@ -159,7 +159,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--vocab_size", type=positive_int, default=None, help="vocab of the tokenizer trained on the text (default: the recipe's)")
     g.add_argument("--engine", default="bpe", help="engine of the tokenizer trained on the text")
     g.add_argument("--space_after_newline", action=argparse.BooleanOptionalAction, default=None,
-                   help="train that tokenizer to encode a space after line breaks, so a line's first word is "
+                   help="train that tokenizer to encode a space after every line break, so a line's first word is "
                         "its usual token (default: the recipe's; `mtx tokenizer train --help`)")
     g.add_argument("--val_fraction", type=fraction, default=0.1)
     add_model_args(p)
@@ -193,7 +193,7 @@ def prepare_data_for_run(args: argparse.Namespace, out_dir: Path) -> tuple[Path,
         vocab_size = args.vocab_size or recipe.vocab_size
         given = getattr(args, "space_after_newline", None)
         spaces = recipe.space_after_newline if given is None else given
-        lines = f", {line_breaks.describe(spaces)}" if spaces else ""
+        lines = ", a space after each line break" if spaces else ""
         print(f"training a {args.engine} tokenizer (vocab {vocab_size}{lines}) on {corpus.describe()}")
         tok = MicroTransformerTokenizer.train(corpus, engine=args.engine, vocab_size=vocab_size, space_after_newline=spaces)
         tok_path = tok.save(out_dir / "data" / "tokenizer")

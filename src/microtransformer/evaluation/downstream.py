@@ -109,7 +109,6 @@ def heldout_bits_per_byte(
     batch_size: int = 16,
     autocast: Callable[[], Any] | None = None,
     scored: np.ndarray | None = None,
-    added_spaces: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, int, int]:
     """Bits per byte of ``ids[1:]`` given what precedes each (within its window): ``(bpb, tokens, bytes)``.
 
@@ -118,16 +117,11 @@ def heldout_bits_per_byte(
     context. ``bytes`` is the byte length of the scored text tokens (0-byte
     special targets, the BOS between documents, are left out of both sums;
     ``scored``, ``(V,)`` bool, names the text ids instead, for a tokenizer's
-    ``token_text_bytes``, where a text token can have 0 bytes; ``added_spaces``
-    its ``added_space_pairs()``, see :func:`~.metrics.nats_and_bytes`).
+    ``token_text_bytes``, where a text token can have 0 bytes).
     """
     device = next(model.parameters()).device
     tb = torch.tensor(np.array(token_bytes, dtype=np.int64), device=device)  # (V,)
     keep = None if scored is None else torch.tensor(np.array(scored, dtype=bool), device=device)  # (V,)
-    spaces = None
-    if added_spaces is not None:
-        spaces = (torch.tensor(np.array(added_spaces[0], dtype=bool), device=device),
-                  torch.tensor(np.array(added_spaces[1], dtype=bool), device=device))
     n_targets = len(ids) - 1
     starts = list(range(0, n_targets, block_size))
     full = [s for s in starts if s + block_size <= n_targets]
@@ -146,7 +140,7 @@ def heldout_bits_per_byte(
             x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
             with context():
                 logits, _ = model(x)  # (B, T, V)
-            counted, b = nats_and_bytes(token_nats(logits, y), y, tb, keep, inputs=x, added_spaces=spaces)
+            counted, b = nats_and_bytes(token_nats(logits, y), y, tb, keep)
             nats += counted
             nbytes += b
     finally:
@@ -249,8 +243,7 @@ def _finish(
     """Held-out bits per byte over every token, and greedy samples sized to ~``sample_bytes`` bytes."""
     tok, model = run.tokenizer, trainer.raw_model
     bpb, n_tokens, n_bytes = heldout_bits_per_byte(
-        model, ids, tok.token_text_bytes(), scored=tok.text_ids(), added_spaces=tok.added_space_pairs(),
-        block_size=model.config.block_size,
+        model, ids, tok.token_text_bytes(), scored=tok.text_ids(), block_size=model.config.block_size,
         batch_size=trainer.config.batch_size, autocast=trainer.precision.autocast_context,
     )
     text_bytes = sum(len(d.encode("utf-8")) for d in run.heldout)

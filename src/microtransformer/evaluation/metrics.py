@@ -63,13 +63,7 @@ def token_nats(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def nats_and_bytes(
-    token_losses: torch.Tensor,
-    targets: torch.Tensor,
-    token_bytes: torch.Tensor,
-    scored: torch.Tensor | None = None,
-    *,
-    inputs: torch.Tensor | None = None,
-    added_spaces: tuple[torch.Tensor, torch.Tensor] | None = None,
+    token_losses: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor, scored: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of per-token losses (nats) and of target byte lengths, skipping special targets.
 
@@ -78,20 +72,10 @@ def nats_and_bytes(
     ``scored`` ``(V,)`` bool: the ids whose loss counts (text, not special
     tokens); default: those with bytes (a tokenizer's ``token_text_bytes``
     can give text tokens 0 bytes, so pass its ``text_ids()`` with those).
-    ``added_spaces``: a tokenizer's ``added_space_pairs()`` as ``(V,)`` bool
-    tensors, with ``inputs`` (the token before each target, shaped as
-    ``targets``): a target that starts with a space after an input that ends
-    with a line break has one byte less (the space the tokenizer added).
     Returns two 0-d tensors (summed on device; one sync when the caller reads them).
     """
     flat = targets.reshape(-1)  # (N,)
     ids = flat.clamp(min=0)
-    nbytes = token_bytes[ids]  # (N,)
-    if added_spaces is not None:
-        if inputs is None:
-            raise ValueError("added_spaces needs the inputs: the token before each target")
-        starts, ends = added_spaces
-        nbytes = nbytes - (starts[ids] & ends[inputs.reshape(-1).clamp(min=0)]).to(nbytes.dtype)
-    nbytes = nbytes * (flat != IGNORE_INDEX)  # ignored targets have no bytes
+    nbytes = token_bytes[ids] * (flat != IGNORE_INDEX)  # (N,): ignored targets have no bytes
     keep = nbytes > 0 if scored is None else scored[ids] & (flat != IGNORE_INDEX)
     return (token_losses * keep).sum(), nbytes.sum()

@@ -263,9 +263,8 @@ class MicroTransformerTokenizer:
         self.model_max_length: int | None = None
         self._table: list[bytes] = self._ordinary_token_bytes()
         self.n_ordinary = len(self._table)
-        #: The rule that puts a space after line breaks to encode (decode drops it; :mod:`.line_breaks`): ``""``
-        #: (none), ``"last"`` or ``"every"``; set by ``train``.
-        self.space_after_newline = ""
+        #: Encode with a space after every line break, decode without (:mod:`.line_breaks`); set by ``train``.
+        self.space_after_newline = False
         self._bytes_to_id: dict[bytes, int] | None = None
         self._set_specials(special_tokens, padding_side)
 
@@ -387,7 +386,7 @@ class MicroTransformerTokenizer:
         padding_side: str = "right",
         buffer_size: int | None = None,
         allow_lossy: bool = False,
-        space_after_newline: bool | str = False,
+        space_after_newline: bool = False,
         **options: Any,
     ) -> MicroTransformerTokenizer:
         """Train from an iterator of documents (streamed; never joined into one string).
@@ -401,10 +400,9 @@ class MicroTransformerTokenizer:
         (``decode(encode(t)) == t``); a tokenizer that loses text (say a
         ``pattern`` that skips punctuation) is refused with
         :class:`ConfigError`, or kept with a loud warning when ``allow_lossy``.
-        ``space_after_newline``: encode with a space after the last line
-        break of each run (``"every"``: after every one), so a line's first
-        word is the token it is after a space (for hard-wrapped text;
-        :mod:`.line_breaks`). Its ``tokenizer.json`` does
+        ``space_after_newline``: encode with a space after every line break,
+        so a line's first word is the token it is after a space (for
+        hard-wrapped text; :mod:`.line_breaks`). Its ``tokenizer.json`` does
         the same (a normalizer and a decoder); tiktoken cannot, so it has no
         ``tiktoken_encoding``.
 
@@ -430,16 +428,12 @@ class MicroTransformerTokenizer:
                 f"Pass --vocab_size {minimum} or more."
             )
         n_ordinary = vocab_size - len(specials)
-        try:
-            rule = line_breaks.rule_of(space_after_newline)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         checked = _CheckedTexts(iterator)
         texts = _first_nonempty_or_raise(checked)
-        if rule:
-            texts = (line_breaks.add_spaces(t, rule) for t in texts)
+        if space_after_newline:
+            texts = (line_breaks.add_spaces(t) for t in texts)
         tok = engine_cls._train_engine(texts, n_ordinary=n_ordinary, pattern=pattern, **options)
-        tok.space_after_newline = rule
+        tok.space_after_newline = bool(space_after_newline)
         tok._set_specials(specials, padding_side)
         if tok.n_ordinary < n_ordinary:
             logger.warning(
@@ -563,8 +557,7 @@ class MicroTransformerTokenizer:
 
     def token_text_bytes(self) -> np.ndarray:
         """Bytes of text each token id stands for, the denominator of bits per byte: ``token_bytes()`` less the
-        spaces ``space_after_newline`` added after line breaks inside it; with :meth:`added_space_pairs` (a space
-        it starts with) a sum over ids is exact (:mod:`.line_breaks`)."""
+        space ``space_after_newline`` adds after each line break (a sum over ids is exact: :mod:`.line_breaks`)."""
         if not self.space_after_newline:
             return self.token_bytes()
         arr = np.zeros(self.vocab_size, dtype=np.int64)
@@ -572,20 +565,10 @@ class MicroTransformerTokenizer:
         arr.setflags(write=False)
         return arr
 
-    def added_space_pairs(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """With ``space_after_newline``, ``(starts with a space, ends with a line break)``, each ``(vocab_size,)``
-        bool: a token of the first kind after one of the second stands for one text byte less than
-        :meth:`token_text_bytes` says (the added space). None without the option."""
-        if not self.space_after_newline:
-            return None
-        starts, ends = (np.zeros(self.vocab_size, dtype=bool) for _ in range(2))
-        starts[: self.n_ordinary], ends[: self.n_ordinary] = line_breaks.added_space_pairs(self._table)
-        return starts, ends
-
     def text_ids(self) -> np.ndarray:
         """``(vocab_size,)`` bool: the ids that stand for text, whose losses bits per byte count: those with bytes
-        (not special tokens, nor an engine's byteless control pieces). With ``space_after_newline`` a token that is
-        only the added space has 0 text bytes and its loss still counts."""
+        (not special tokens, nor an engine's byteless control pieces). For ``token_text_bytes``, where a bare line
+        break has 0 bytes and its loss still counts."""
         return self.token_bytes() > 0
 
     # -------------------------------------------------------------- encoding
@@ -606,8 +589,8 @@ class MicroTransformerTokenizer:
         return ids
 
     def _prepared(self, text: str) -> str:
-        """Ordinary text as the engine encodes it (spaces after line breaks with ``space_after_newline``)."""
-        return line_breaks.add_spaces(text, self.space_after_newline) if self.space_after_newline else text
+        """Ordinary text as the engine encodes it (a space after each line break with ``space_after_newline``)."""
+        return line_breaks.add_spaces(text) if self.space_after_newline else text
 
     def _resolve_disallowed(self, disallowed_special: AllowedSpecial, allowed: frozenset[str]) -> frozenset[str]:
         if not disallowed_special:
@@ -982,9 +965,8 @@ class MicroTransformerTokenizer:
             "special_tokens": self._specials.to_json(),
             "engine_config": self.engine_config,
             "files": {name: _digest(data) for name, data in sorted(files.items())},
-            # written only when set: tokenizers without it keep the fingerprint earlier releases gave them; ``true``
-            # is the rule those tokenizers were saved with, "every"
-            **({"space_after_newline": line_breaks.stored_rule(rule)} if (rule := self.space_after_newline) else {}),
+            # written only when set: tokenizers without it keep the fingerprint earlier releases gave them
+            **({"space_after_newline": True} if self.space_after_newline else {}),
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -1108,7 +1090,7 @@ class MicroTransformerTokenizer:
         try:
             specials = [SpecialToken(t["content"], t.get("role")) for t in config["special_tokens"]]
             tok = cls._from_engine_files(files, config)
-            tok.space_after_newline = line_breaks.loaded_rule(config.get("space_after_newline"))
+            tok.space_after_newline = bool(config.get("space_after_newline", False))
             tok._set_specials(specials, config.get("padding_side", "right"))
             tok.model_max_length = config.get("model_max_length")
         except TokenizerFormatError:

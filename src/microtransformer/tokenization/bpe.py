@@ -175,7 +175,7 @@ class BPETokenizer(MicroTransformerTokenizer):
         """
         if self.space_after_newline:
             raise ConfigError(
-                "this tokenizer puts a space after line breaks (space_after_newline), which tiktoken cannot: "
+                "this tokenizer puts a space after every line break (space_after_newline), which tiktoken cannot: "
                 "its tiktoken Encoding would give other ids; encode with the tokenizer itself"
             )
         cached = self._enc_with_specials

@@ -427,16 +427,13 @@ class Trainer:
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
             self.model = DDP(self.model, device_ids=ids)
 
-        tb, scored, spaces = token_bytes, None, None
+        tb, scored = token_bytes, None
         if tb is None and tokenizer is not None:
             tb = tokenizer.token_bytes()
             if hasattr(tokenizer, "token_text_bytes"):  # text bytes can be 0 for a text token: score the text ids
-                tb, scored, spaces = tokenizer.token_text_bytes(), tokenizer.text_ids(), tokenizer.added_space_pairs()
+                tb, scored = tokenizer.token_text_bytes(), tokenizer.text_ids()
         self.token_bytes = torch.tensor(np.array(tb, dtype=np.int64), device=self.device) if tb is not None else None
         self.scored_ids = torch.tensor(scored, device=self.device) if scored is not None else None
-        #: a space_after_newline tokenizer's added_space_pairs() (the text bytes of a target depend on its input)
-        self.added_spaces = None if spaces is None else (torch.tensor(spaces[0], device=self.device),
-                                                         torch.tensor(spaces[1], device=self.device))
 
     # ------------------------------------------------------------------ setup
     def _build_name_swap(self, data: BatchSource, tokenizer: Any) -> NameSwap | None:
@@ -707,8 +704,7 @@ class Trainer:
             nats += losses.sum()
             n_tokens += (y != -100).sum()  # ignored targets count nowhere
             if self.token_bytes is not None:
-                c, b = nats_and_bytes(losses, y, self.token_bytes, self.scored_ids, inputs=x,
-                                      added_spaces=self.added_spaces)
+                c, b = nats_and_bytes(losses, y, self.token_bytes, self.scored_ids)
                 counted_nats += c
                 nbytes += b
         total, counted, total_bytes, count = all_reduce_sum(

@@ -172,13 +172,12 @@ def _unique_vocab(strings: Sequence[str], shown: Sequence[Any]) -> dict[str, int
 
 def tokenizer_json(tok: MicroTransformerTokenizer) -> str:
     """The complete ``tokenizer.json``: the engine's pipeline + our special tokens, roles and padding."""
-    from tokenizers import AddedToken, Regex, decoders, normalizers, processors
+    from tokenizers import AddedToken, decoders, normalizers, processors
 
     tk = tok._hf_backend()
     if tok.space_after_newline:  # the same bijection around the engine's pipeline (special tokens are not normalized)
         after = [tk.normalizer] if tk.normalizer is not None else []
-        newline = "\n" if tok.space_after_newline == "every" else Regex(r"\n(?!\n)")  # line_breaks.add_spaces
-        tk.normalizer = normalizers.Sequence([normalizers.Replace(newline, "\n "), *after])
+        tk.normalizer = normalizers.Sequence([normalizers.Replace("\n", "\n "), *after])
         tk.decoder = decoders.Sequence([*([tk.decoder] if tk.decoder is not None else []), decoders.Replace("\n ", "\n")])
     n = tok.n_ordinary
     if tk.get_vocab_size(with_added_tokens=True) != n:
