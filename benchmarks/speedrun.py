@@ -60,6 +60,7 @@ import torch
 from microtransformer.data.corpus import Corpus
 from microtransformer.data.loader import TokenArrayDataset
 from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldout_ids
+from microtransformer.malloc import keep_freed_memory
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import Recipe, get_recipe, train_precision
@@ -244,6 +245,7 @@ def matmul_dtype(trainer: Trainer) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `mtx train` does: every recipe's step buffers reused (microtransformer.malloc)
     budget = QUICK_BUDGET if args.quick and args.budget is None else (args.budget or 600.0)
     sized = budget if args.model_size == "auto" else None
     recipes = [sized_recipe(spec, sized) for spec in args.recipes.split(",")]

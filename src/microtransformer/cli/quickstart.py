@@ -30,6 +30,7 @@ from microtransformer.data.prepare import prepare_shards
 from microtransformer.device import set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import check_output_dir
+from microtransformer.malloc import keep_freed_memory
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES
 
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from microtransformer.training.trainer import TrainConfig, Trainer
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
+    keep_freed_memory()  # each step's buffers reused, not faulted in afresh (microtransformer.malloc)
     out = Path(args.out_dir)
     _prepare_out_dir(out, args.overwrite)
     t0 = time.perf_counter()

@@ -41,6 +41,7 @@ from microtransformer.data.shards import read_meta
 from microtransformer.device import choose_device, set_num_threads
 from microtransformer.errors import ConfigError
 from microtransformer.io import DirectoryLock, check_output_dir
+from microtransformer.malloc import keep_freed_memory
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
 from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, size_for_budget, train_precision
@@ -252,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
     from microtransformer.training.checkpoint import read_run
 
     set_num_threads(args.num_threads)  # 1 thread helps when a neighbour holds a core (docs/benchmarks.md)
+    keep_freed_memory()  # each step's buffers reused, not faulted in afresh (microtransformer.malloc)
     run_dir = Path(args.resume or args.out_dir)
     if args.resume:
         read_run(run_dir)  # a typed error for a path that is not a run, before the lock creates anything

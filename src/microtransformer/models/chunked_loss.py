@@ -12,6 +12,16 @@ second pass over the logits. The result is the same mean cross-entropy as
 ``F.cross_entropy(cap * tanh(h @ W.T / cap), targets, ignore_index=-100)``
 (tests compare values and gradients).
 
+Memory is reused rather than allocated: in fp32 each block's logits are
+computed straight into its rows of the stored gradient (no copy), and the
+stored gradient, ``(B*T, vocab)``, goes back to a one-slot spare after its
+backward for the next step's forward. A fresh buffer that size each step
+costs the CPU a page fault per 4 KB on first touch, which slowed the block
+copies and matmuls (docs/benchmarks.md).
+A buffer belongs to one graph at a time (taken from the spare in the forward,
+given back in the backward), so a second forward before a backward gets a
+fresh one.
+
 >>> h, w = torch.randn(6, 8, requires_grad=True), torch.randn(10, 8, requires_grad=True)
 >>> t = torch.tensor([1, 2, 3, -100, 4, 5])
 >>> loss = chunked_cross_entropy(h, w, t, vocab_size=10, chunk=4)
@@ -34,6 +44,22 @@ DEFAULT_CHUNK = 256  # rows per block: 256 x 4096 fp32 logits = 4 MB, about one 
 
 def _softmax_dtype(h: torch.Tensor) -> torch.dtype:
     return torch.float64 if h.dtype == torch.float64 else torch.float32
+
+
+#: one spare logit-gradient buffer, keyed by (shape, dtype, device): what the last backward gave back
+_spare: dict[tuple[Any, ...], torch.Tensor] = {}
+
+
+def _take_buffer(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The spare buffer of this shape, dtype and device (then no longer spare), else a new one."""
+    buf = _spare.pop((shape, dtype, device), None)
+    return buf if buf is not None else torch.empty(shape, dtype=dtype, device=device)
+
+
+def _give_back(buf: torch.Tensor) -> None:
+    """Keep ``buf`` as the spare (one at a time: a run's shape rarely changes, and each can be 100s of MB)."""
+    _spare.clear()
+    _spare[(tuple(buf.shape), buf.dtype, buf.device)] = buf
 
 
 def _matmul_dtype(h: torch.Tensor) -> torch.dtype:
@@ -60,12 +86,16 @@ class _ChunkedCE(torch.autograd.Function):
         n_valid = valid.sum()
         acc = _softmax_dtype(h)
         weights = (valid / n_valid.clamp(min=1)).to(acc)  # each scored row's share of the mean
-        dz = torch.empty((h.size(0), wc.size(0)), dtype=dtype, device=h.device) if want_grad else None
+        dz = _take_buffer((h.size(0), wc.size(0)), dtype, h.device) if want_grad else None
+        in_place = dz is not None and dtype == acc  # each block's logits computed in its rows of dz
+        block = None if in_place else torch.empty((min(chunk, h.size(0)), wc.size(0)), dtype=dtype, device=h.device)
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         with torch.autocast(h.device.type, enabled=False):
             for s in range(0, h.size(0), chunk):
                 rows = slice(s, s + chunk)
-                z = (hc[rows] @ wc.T).to(acc)  # (n, V)
+                n = min(chunk, h.size(0) - s)
+                out = dz[rows] if in_place else block[:n]  # type: ignore[index]
+                z = torch.mm(hc[rows], wc.T, out=out).to(acc)  # (n, V); a copy only when the matmul dtype is not acc
                 t = None
                 if cap > 0:
                     t = torch.tanh(z.div_(cap))
@@ -81,7 +111,8 @@ class _ChunkedCE(torch.autograd.Function):
                     g.scatter_add_(1, safe[rows, None], -weights[rows, None])  # minus the one-hot target
                     if t is not None:
                         g.mul_(t.mul_(t).neg_().add_(1))  # d(cap * tanh(u / cap)) / du = 1 - tanh^2
-                    dz[rows] = g
+                    if not in_place:
+                        dz[rows] = g
         ctx.save_for_backward(hc, wc, dz)
         ctx.meta = (h.dtype, weight.shape, weight.dtype)
         return (total / n_valid).to(acc)
@@ -95,6 +126,7 @@ class _ChunkedCE(torch.autograd.Function):
         with torch.autocast(hc.device.type, enabled=False):
             dh = (dz @ wc).to(h_dtype) * grad.to(h_dtype)
             dw = (dz.T @ hc).to(w_dtype) * grad.to(w_dtype)
+        _give_back(dz)  # the next step's forward writes it again
         dweight = torch.zeros(w_shape, dtype=w_dtype, device=hc.device)
         dweight[: wc.size(0)] = dw
         return dh, dweight, None, None, None, None, None
