@@ -64,3 +64,30 @@ def test_upstream_gradient_scales_and_no_grad_gives_the_same_value() -> None:
         value = chunked_cross_entropy(h, w, t, vocab_size=11, cap=2.0, chunk=4)
     assert not value.requires_grad
     torch.testing.assert_close(value, reference(h, w, t, 11, 2.0).detach())
+
+
+def test_the_logit_gradient_buffer_is_reused_and_never_shared() -> None:
+    from microtransformer.models import chunked_loss
+
+    torch.manual_seed(0)
+    h, w = torch.randn(12, 8, requires_grad=True), torch.randn(11, 8, requires_grad=True)
+    t = torch.randint(0, 11, (12,))
+    first = torch.autograd.grad(chunked_cross_entropy(h, w, t, vocab_size=11, chunk=5), (h, w))
+    spare = next(iter(chunked_loss._spare.values()))  # given back by that backward
+    again = torch.autograd.grad(chunked_cross_entropy(h, w, t, vocab_size=11, chunk=5), (h, w))
+    assert next(iter(chunked_loss._spare.values())) is spare  # the same buffer, taken and given back
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    # two graphs alive at once: the second forward gets its own buffer, both gradients stay right
+    h2 = torch.randn(12, 8, requires_grad=True)
+    a = chunked_cross_entropy(h, w, t, vocab_size=11, chunk=5)
+    b = chunked_cross_entropy(h2, w, t, vocab_size=11, chunk=5)
+    gb = torch.autograd.grad(b, h2)[0]
+    ga = torch.autograd.grad(a, h)[0]
+    assert torch.allclose(ga, first[0])
+    assert torch.allclose(gb, torch.autograd.grad(F.cross_entropy(h2 @ w.T, t), h2)[0], atol=1e-6)
+    # a retained graph whose buffer a later forward wrote: autograd refuses the stale gradient
+    c = chunked_cross_entropy(h, w, t, vocab_size=11, chunk=5)
+    c.backward(retain_graph=True)
+    chunked_cross_entropy(h2, w, t, vocab_size=11, chunk=5).backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        c.backward()
