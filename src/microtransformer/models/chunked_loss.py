@@ -46,20 +46,21 @@ def _softmax_dtype(h: torch.Tensor) -> torch.dtype:
     return torch.float64 if h.dtype == torch.float64 else torch.float32
 
 
-#: one spare logit-gradient buffer, keyed by (shape, dtype, device): what the last backward gave back
-_spare: dict[tuple[Any, ...], torch.Tensor] = {}
+#: the spare logit-gradient buffer, what the last backward gave back (one at a time: a run's shape rarely
+#: changes, and each can be 100s of MB)
+_spare: list[torch.Tensor] = []
 
 
 def _take_buffer(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The spare buffer of this shape, dtype and device (then no longer spare), else a new one."""
-    buf = _spare.pop((shape, dtype, device), None)
-    return buf if buf is not None else torch.empty(shape, dtype=dtype, device=device)
+    """The spare buffer if it has this shape, dtype and device (then no longer spare), else a new one."""
+    if _spare and (tuple(_spare[0].shape), _spare[0].dtype, _spare[0].device) == (shape, dtype, device):
+        return _spare.pop()
+    return torch.empty(shape, dtype=dtype, device=device)
 
 
 def _give_back(buf: torch.Tensor) -> None:
-    """Keep ``buf`` as the spare (one at a time: a run's shape rarely changes, and each can be 100s of MB)."""
-    _spare.clear()
-    _spare[(tuple(buf.shape), buf.dtype, buf.device)] = buf
+    """Keep ``buf`` as the spare, in place of any other."""
+    _spare[:] = [buf]
 
 
 def _matmul_dtype(h: torch.Tensor) -> torch.dtype:
