@@ -276,11 +276,13 @@ def test_param_roles_cover_every_parameter_once_and_flops_count_matmuls() -> Non
 
 def test_compiled_blocks_run_only_in_training_forwards_and_leave_the_state_dict_alone(monkeypatch) -> None:
     calls: list[int] = []
+    options_seen: list[dict | None] = []
 
     class Recording(torch.nn.Module):  # stands in for torch.compile's wrapper: counts, then runs the block
-        def __init__(self, block):
+        def __init__(self, block, options=None):
             super().__init__()
             self.block = block
+            options_seen.append(options)
 
         def forward(self, *args):
             calls.append(1)
@@ -295,6 +297,7 @@ def test_compiled_blocks_run_only_in_training_forwards_and_leave_the_state_dict_
     assert list(m.state_dict()) == keys  # the wrappers are not submodules
     torch.testing.assert_close(m(x, y, loss_only=True).loss, eager)
     assert len(calls) == 3  # one per block
+    assert options_seen == [{"cpp_wrapper": True}] * 3  # on a CPU: one C++ library per graph
     with torch.no_grad():  # evaluation stays eager
         m(x)
     m.generate(x[:, :4], max_new_tokens=2)  # so does generation (KV cache)

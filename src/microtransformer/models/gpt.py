@@ -439,11 +439,22 @@ class GPT(GenerationMixin, nn.Module):
         own (the compiled wrappers are not submodules).
         ``compile_blocks(False)`` goes back to eager.
 
+        On a CPU (where the parameters are when it is called) inductor writes
+        its C++ wrapper (``cpp_wrapper``): each graph's kernels build as one
+        library instead of one per kernel, each build loading the same large
+        precompiled header, and the step calls its kernels from C++ rather
+        than Python, so both the cold compile and the steps are shorter
+        (docs/benchmarks.md).
+
         >>> model = GPT(GPTConfig(vocab_size=16, n_layer=1, n_head=1, n_embd=8, block_size=4))
         >>> model.compile_blocks(); model.compile_blocks(False); model._compiled_blocks is None
         True
         """
-        self._compiled_blocks = [torch.compile(block) for block in self.transformer.h] if enabled else None
+        if not enabled:
+            self._compiled_blocks = None
+            return
+        options = {"cpp_wrapper": True} if self.lm_head.weight.device.type == "cpu" else None
+        self._compiled_blocks = [torch.compile(block, options=options) for block in self.transformer.h]
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
