@@ -43,6 +43,9 @@ OPTIONS = [
     MODERN | {"smear": True, "x0_mix": True},
     MODERN | {"bigram_buckets": 50},
     MODERN | {"line_columns": 8},
+    {"head_split": 20},
+    {"head_split": 20, "tie_embeddings": False},
+    MODERN | {"head_split": 20, "logit_softcap": 0.0},
 ]
 
 
@@ -60,6 +63,10 @@ def model(**kw) -> GPT:
             m.smear_gate.normal_()
     if kw.get("line_columns"):  # byte lengths for the ids: 1-4 bytes, every fifth id a newline (padding id 0 too)
         m.set_token_layout(TokenLayout.from_token_bytes([b"\n" if i % 5 == 0 else b"x" * (1 + i % 4) for i in range(97)]))
+    if kw.get("head_split"):  # counts that put ids out of id order, and a class row that is not zero
+        m.set_head_order(torch.randint(0, 1000, (97,)))
+        with torch.no_grad():
+            m.head_class.normal_()
     if kw.get("bigram_buckets"):  # the pair table starts at zero: fill it so it matters here
         with torch.no_grad():
             m.transformer.bigram.weight.normal_()
@@ -115,6 +122,9 @@ def test_mlp_ratio_sets_the_hidden_width_and_the_flop_count() -> None:
         ({"bigram_buckets": 1}, "bigram_buckets must be 0 \\(off\\) or an integer >= 2"),
         ({"bigram_buckets": True}, "bigram_buckets must be 0"),
         ({"position": "rotary", "n_head": 32}, "rotary positions need an even head size"),
+        ({"head_split": 97}, "head_split must be 0 \\(one softmax\\) or an integer below vocab_size \\(97\\)"),
+        ({"head_split": True}, "head_split must be 0"),
+        ({"head_split": 10, "logit_softcap": 15.0}, "head_split and logit_softcap do not go together"),
     ],
 )
 def test_bad_options_are_config_errors(bad, needle) -> None:

@@ -99,6 +99,8 @@ _ARCH_FLAGS: dict[str, tuple[Any, str]] = {
     "bigram_buckets": (nonneg_int, "rows of a hashed (previous, current) token-pair table added to the embedding; 0 = off"),
     "attn_chunk": (nonneg_int, "every layer but the last attends within chunks of this many positions; 0 = full context"),
     "line_columns": (nonneg_int, "rows of a table by each token's byte column in its line, added to the embedding; 0 = off"),
+    "head_split": (nonneg_int, "a two-level output layer: this many most frequent tokens, then one class for the rest; "
+                               "0 = one softmax"),
 }
 
 

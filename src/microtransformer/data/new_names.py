@@ -32,11 +32,9 @@ from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from microtransformer.data.token_counts import token_counts
 
-#: how many training ids are counted to find the names (a prefix of the split), a chunk at a time
-COUNT_LIMIT = 50_000_000
-COUNT_CHUNK = 1 << 20
+logger = logging.getLogger(__name__)
 
 
 def _is_name(s: str) -> bool:
@@ -75,9 +73,7 @@ class NameSwap:
     ) -> NameSwap:
         """The name, capital and piece ids of ``tokenizer`` (``id_to_token``'s text), counted in ``train_ids``."""
         vocab = int(tokenizer.vocab_size)
-        counts = np.zeros(vocab, dtype=np.int64)
-        for start in range(0, min(len(train_ids), COUNT_LIMIT), COUNT_CHUNK):
-            counts += np.bincount(np.asarray(train_ids[start : start + COUNT_CHUNK], dtype=np.int64), minlength=vocab)[:vocab]
+        counts = token_counts(train_ids, vocab)
         strings = [tokenizer.id_to_token(i) for i in range(vocab)]
         index = {s: i for i, s in enumerate(strings)}
         names = np.zeros(vocab, dtype=bool)

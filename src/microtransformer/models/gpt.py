@@ -49,6 +49,7 @@ from microtransformer.models.chunked_loss import chunked_cross_entropy
 from microtransformer.models.elementwise import relu_squared, rms_norm
 from microtransformer.models.line_columns import TokenLayout, column_rows
 from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, loss_targets, position_ids
+from microtransformer.models.split_head import frequency_order, split_cross_entropy, split_log_probs
 from microtransformer.models.window_cache import cache_log_probs
 
 VOCAB_PAD_MULTIPLE = 64
@@ -103,6 +104,7 @@ class GPTConfig(JSONConfig):
     bigram_buckets: int = 0  # > 0: a table of hashed (previous, current) token pairs added to the embedding
     attn_chunk: int = 0  # > 0: every layer but the last attends only within aligned chunks of this many positions
     line_columns: int = 0  # > 0: rows of a table by each token's byte column in its line, added to the embedding
+    head_split: int = 0  # > 0: a two-level output layer, this many most frequent tokens and a class for the rest
     # a continuous cache over the context window, in eval mode only (models/window_cache.py; lambda 0 = off)
     cache_theta: float = 0.0  # how sharply the cache prefers positions like the current one
     cache_lambda: float = 0.0  # the cache's share of the next-token distribution
@@ -133,6 +135,12 @@ class GPTConfig(JSONConfig):
             if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0 or rows == 1:
                 raise ConfigError(f"{name} must be 0 (off) or an integer >= 2, got {rows!r}")
         _check_number("logit_softcap", self.logit_softcap, math.inf, "a number >= 0 (0 = off)")
+        split = self.head_split
+        if not isinstance(split, int) or isinstance(split, bool) or not 0 <= split < self.vocab_size:
+            raise ConfigError(f"head_split must be 0 (one softmax) or an integer below vocab_size "
+                              f"({self.vocab_size}), got {split!r}")
+        if split and self.logit_softcap > 0:
+            raise ConfigError("head_split and logit_softcap do not go together: the two-level layer's logits are not capped")
         _check_number("cache_theta", self.cache_theta, math.inf, "a number >= 0")
         _check_number("cache_lambda", self.cache_lambda, 1.0, "in [0, 1) (0 = off)")
         if self.position == "rotary" and self.head_dim % 2:
@@ -400,6 +408,10 @@ class GPT(GenerationMixin, nn.Module):
             self.register_buffer("token_line_tail", torch.full((V,), -1, dtype=torch.long))
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, V, bias=False)
+        if config.head_split:  # models/split_head.py: the class row, and the ids by training frequency (saved)
+            self.head_class = nn.Parameter(torch.zeros(1, config.n_embd))
+            self.register_buffer("head_order", torch.arange(config.vocab_size))
+            self.register_buffer("head_rare_share", torch.zeros((), dtype=torch.float64))  # for flops_per_token
         if config.smear:  # starts off (lambda 0); the gate reads the leading channels of the token's own embedding
             self.smear_gate = nn.Parameter(torch.zeros(min(SMEAR_GATE_CHANNELS, config.n_embd)))
             self.smear_lambda = nn.Parameter(torch.zeros(1))
@@ -532,6 +544,9 @@ class GPT(GenerationMixin, nn.Module):
         matmul = sum(p.numel() for p in self.parameters() if p.dim() >= 2 and id(p) not in lookups)
         if c.tie_embeddings:
             matmul += self.lm_head.weight.numel()  # tied: the head's matmul is paid all the same
+        if c.head_split:  # the rarer tokens' rows only at their share of the targets; padding rows never
+            rows = c.head_split + (c.vocab_size - c.head_split) * float(self.head_rare_share)
+            matmul -= self.lm_head.weight.numel() - round(rows * c.n_embd)
         seq = seq_len or c.block_size
         context = sum(min(seq, c.attn_chunk) if c.attends_in_chunks(i) else seq for i in range(c.n_layer))
         return 6 * matmul + 12 * c.n_embd * context
@@ -553,7 +568,7 @@ class GPT(GenerationMixin, nn.Module):
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            if p is self.lm_head.weight:  # under the embedding's name when tied
+            if p is self.lm_head.weight or name == "head_class":  # under the embedding's name when tied
                 roles["head"].append(p)
             elif name in _MIX_ROLES:
                 roles[_MIX_ROLES[name]].append(p)
@@ -671,17 +686,22 @@ class GPT(GenerationMixin, nn.Module):
             scored = loss_targets(T, targets=targets, labels=labels, shape=(B, T))
             if scored is not None:
                 positions, y = scored
-                h = x[:, positions, :]  # (B, T or T-1, C)
-                loss = chunked_cross_entropy(
-                    h.reshape(-1, h.size(-1)), self.lm_head.weight, y.reshape(-1),
-                    vocab_size=self.config.vocab_size, cap=self.config.logit_softcap,
-                )
+                h = x[:, positions, :].reshape(-1, x.size(-1))  # (B * (T or T-1), C)
+                if self.config.head_split:
+                    loss = split_cross_entropy(h, self.lm_head.weight, self.head_class, self.head_order, y.reshape(-1),
+                                               k=self.config.head_split)
+                else:
+                    loss = chunked_cross_entropy(h, self.lm_head.weight, y.reshape(-1), vocab_size=self.config.vocab_size,
+                                                 cap=self.config.logit_softcap)
                 return CausalLMOutput(None, loss)
         if last_only and targets is None and labels is None:
             x = x[:, -1:, :]  # (B, 1, C)
-        logits = self.lm_head(x)  # (B, T, Vp): the padded matmul
-        if self.config.padded_vocab_size != self.config.vocab_size:
-            logits = logits[..., : self.config.vocab_size].contiguous()  # (B, T, V): padding ids do not exist
+        if self.config.head_split:  # (B, T, V): log-probabilities of the two levels
+            logits = split_log_probs(x, self.lm_head.weight, self.head_class, self.head_order, k=self.config.head_split)
+        else:
+            logits = self.lm_head(x)  # (B, T, Vp): the padded matmul
+            if self.config.padded_vocab_size != self.config.vocab_size:
+                logits = logits[..., : self.config.vocab_size].contiguous()  # (B, T, V): padding ids do not exist
         cap = self.config.logit_softcap
         if cap > 0:
             logits = cap * torch.tanh(logits.float() / cap)  # (B, T, V): bounded, in fp32
@@ -689,6 +709,22 @@ class GPT(GenerationMixin, nn.Module):
             logits = cache_log_probs(logits, hidden, ids, theta=self.config.cache_theta, lam=self.config.cache_lambda,
                                      key_mask=mask)  # (B, T, V): log-probabilities of the mixture
         return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
+
+    def set_head_order(self, counts: Any) -> None:
+        """Give a ``head_split`` model its tokens' training counts (``(vocab_size,)``, e.g. ``np.bincount`` of the
+        training ids): its two-level output layer's first level takes the most frequent (saved with the weights;
+        :class:`~microtransformer.training.trainer.Trainer` sets it at the start of a run).
+
+        >>> model = GPT(GPTConfig(vocab_size=4, n_layer=1, n_head=1, n_embd=8, head_split=2))
+        >>> model.set_head_order([1, 5, 0, 7]); model.head_order.tolist(), float(model.head_rare_share)
+        ([3, 1, 0, 2], 0.07692307692307693)
+        """
+        if not self.config.head_split:
+            raise ConfigError("set_head_order is for a model with head_split > 0")
+        order, rare = frequency_order(counts, self.config.vocab_size, self.config.head_split)
+        with torch.no_grad():
+            self.head_order.copy_(order)
+            self.head_rare_share.fill_(rare)
 
     def set_token_layout(self, layout: TokenLayout) -> None:
         """Give a ``line_columns`` model its tokenizer's byte lengths (:meth:`TokenLayout.from_tokenizer`).
