@@ -411,7 +411,7 @@ class GPT(GenerationMixin, nn.Module):
         if config.head_split:  # models/split_head.py: the class row, and the ids by training frequency (saved)
             self.head_class = nn.Parameter(torch.zeros(1, config.n_embd))
             self.register_buffer("head_order", torch.arange(config.vocab_size))
-            self.register_buffer("head_rare_share", torch.zeros((), dtype=torch.float64))  # for flops_per_token
+            self.register_buffer("head_rare_share", torch.zeros(()))  # for flops_per_token
         if config.smear:  # starts off (lambda 0); the gate reads the leading channels of the token's own embedding
             self.smear_gate = nn.Parameter(torch.zeros(min(SMEAR_GATE_CHANNELS, config.n_embd)))
             self.smear_lambda = nn.Parameter(torch.zeros(1))
@@ -716,8 +716,8 @@ class GPT(GenerationMixin, nn.Module):
         :class:`~microtransformer.training.trainer.Trainer` sets it at the start of a run).
 
         >>> model = GPT(GPTConfig(vocab_size=4, n_layer=1, n_head=1, n_embd=8, head_split=2))
-        >>> model.set_head_order([1, 5, 0, 7]); model.head_order.tolist(), float(model.head_rare_share)
-        ([3, 1, 0, 2], 0.07692307692307693)
+        >>> model.set_head_order([1, 5, 0, 7]); model.head_order.tolist(), round(float(model.head_rare_share), 4)
+        ([3, 1, 0, 2], 0.0769)
         """
         if not self.config.head_split:
             raise ConfigError("set_head_order is for a model with head_split > 0")
