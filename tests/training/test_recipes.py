@@ -237,7 +237,7 @@ def test_recipes_build_and_variants_parse() -> None:
     # in fp32 (a CPU without bf16 units) every budget takes a narrower model, of the same depth and context
     assert size_for_budget(180, precision="fp32") == {**size_for_budget(180), "n_embd": 96}
     assert all(size_for_budget(s, precision="fp32") == {**size_for_budget(s), "n_embd": 128} for s in (241, 400))
-    assert size_for_budget(600, precision="fp32") == {**size_for_budget(600), "n_embd": 128}
+    assert size_for_budget(600, precision="fp32") == {**size_for_budget(600), "n_embd": 128, "head_split": 1024}
     assert get_recipe("ours", budget=60, precision="fp32").model["n_embd"] == 96
     # every shape keeps 8,192-token batches; ours is the long-budget shape, and auto splits it into model/train fields
     assert {s["block_size"] * s["batch_size"] for s in map(size_for_budget, (60, 300, 600))} == {8192}
@@ -273,6 +273,21 @@ def test_budget_shapes_split_by_the_config_dataclasses():
     for _, shape in BUDGET_SIZES:
         model, train = _split_shape(shape)
         assert set(model) <= model_fields and set(train) <= train_fields, shape
+
+
+def test_the_long_fp32_shape_splits_the_output_layer_unless_the_vocabulary_is_too_small() -> None:
+    import argparse
+
+    from microtransformer.cli.train import build_model_config
+
+    assert size_for_budget(600, precision="fp32")["head_split"] == 1024
+    assert "head_split" not in size_for_budget(600) and "head_split" not in size_for_budget(60, precision="fp32")
+    recipe = RECIPES["ours"].with_overrides(size_for_budget(600, precision="fp32"))
+    args = argparse.Namespace(model="gpt", head_split=None)
+    assert build_model_config(args, 4096, recipe).head_split == 1024
+    assert build_model_config(args, 512, recipe).head_split == 0  # nothing to split: one softmax
+    with pytest.raises(ConfigError, match="head_split must be 0"):  # asked for on the command line: an error
+        build_model_config(argparse.Namespace(model="gpt", head_split=1024), 512, recipe)
 
 
 def test_speedrun_quick_runs_end_to_end(tmp_path) -> None:
