@@ -63,7 +63,7 @@ from microtransformer.evaluation.downstream import heldout_bits_per_byte, heldou
 from microtransformer.malloc import keep_freed_memory
 from microtransformer.models import GPT, GPTConfig
 from microtransformer.tokenization import MicroTransformerTokenizer
-from microtransformer.training.recipes import Recipe, get_recipe, train_precision
+from microtransformer.training.recipes import Recipe, fit_to_vocab, get_recipe, train_precision
 from microtransformer.training.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -206,7 +206,9 @@ def build_runner(
     compile_charge: CompileCharge | None = None,
 ) -> Runner:
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, **recipe.model))
+    vocab = data.tokenizer.vocab_size
+    fields = recipe.model if "head_split" in get_recipe(recipe.name).model else fit_to_vocab(recipe.model, vocab)
+    model = GPT(GPTConfig(vocab_size=vocab, **fields))  # a split the variant named stays; the shape's must fit
     block = model.config.block_size
     dataset = TokenArrayDataset({"train": data.train, "val": data.validation}, block, vocab_size=model.config.vocab_size)
     train = dict(recipe.train, seed=seed, eval_interval=10**9, eval_iters=1)

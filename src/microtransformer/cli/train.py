@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,9 @@ from microtransformer.io import DirectoryLock, check_output_dir
 from microtransformer.malloc import keep_freed_memory
 from microtransformer.tokenization import MicroTransformerTokenizer
 from microtransformer.training.distributed import barrier, destroy_distributed, detect_distributed, init_distributed
-from microtransformer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, size_for_budget, train_precision
-
-logger = logging.getLogger(__name__)
+from microtransformer.training.recipes import (
+    DEFAULT_RECIPE, RECIPES, Recipe, fit_to_vocab, size_for_budget, train_precision,
+)
 
 # TrainConfig fields settable from the command line (None = not given: default, or the saved value on --resume)
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
@@ -237,11 +236,8 @@ def build_model_config(args: argparse.Namespace, vocab_size: int, recipe: Recipe
 
     recipe = recipe or resolve_recipe(args)
     if args.model == "gpt":
-        model = dict(recipe.model)
-        if model.get("head_split", 0) >= vocab_size and getattr(args, "head_split", None) is None:
-            logger.info("head_split %d: the vocabulary has %d tokens; one softmax", model["head_split"], vocab_size)
-            model["head_split"] = 0  # a sized recipe's split, for a vocabulary it does not fit: nothing to split
-        return GPTConfig(vocab_size=vocab_size, **model)
+        given = getattr(args, "head_split", None) is not None  # a split asked for: too large is a config error
+        return GPTConfig(vocab_size=vocab_size, **(recipe.model if given else fit_to_vocab(recipe.model, vocab_size)))
     return LSTMConfig(
         vocab_size=vocab_size, n_embd=args.n_embd or 128, n_hidden=args.n_hidden, n_layer=args.n_layer or 4,
         block_size=args.block_size or 128, dropout=args.dropout or 0.0,

@@ -82,14 +82,11 @@ def split_cross_entropy(
     targets: torch.Tensor,
     *,
     k: int,
-    rank: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean negative log-likelihood (fp32) of ``targets`` ``(N,)`` (``-100`` ignored) under the two-level layer,
-    for ``h`` ``(N, C)``: the rarer tokens' logits only at the positions whose target is one of them.
-    ``rank``: ``order``'s inverse (each id's place in it), when the caller keeps one."""
-    if rank is None:
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(len(order), device=order.device)
+    for ``h`` ``(N, C)``: the rarer tokens' logits only at the positions whose target is one of them."""
+    rank = torch.empty_like(order)  # order's inverse: each id's place in it
+    rank[order] = torch.arange(len(order), device=order.device)
     keep = targets != IGNORE_INDEX
     r = rank[targets.clamp(min=0)]  # (N,): each target's place in the order
     head = (h @ _head_rows(weight, class_row, order, k).T).float().log_softmax(-1)  # (N, k+1)

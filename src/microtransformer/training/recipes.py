@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from microtransformer.device import training_precision
 from microtransformer.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 _MODERN_GPT: dict[str, Any] = dict(
     position="rotary", norm="rmsnorm", qk_norm=True, mlp="relu2", tie_embeddings=False,
@@ -101,7 +104,7 @@ BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
 #: which take more steps and read the books more often (BUDGET_SIZES was measured with bf16; docs/benchmarks.md);
 #: the long one also with a two-level output layer (``head_split``: the 1,024 most frequent tokens and a class for
 #: the rest), whose faster steps gained 0.2-0.5 % in two 600 s races (a vocabulary of at most that many tokens
-#: keeps one softmax: see ``mtx train``)
+#: keeps one softmax: :func:`fit_to_vocab`)
 FP32_SIZES: dict[float, dict[str, int | bool | float]] = {
     240.0: dict(n_embd=96), 400.0: dict(n_embd=128), float("inf"): dict(n_embd=128, head_split=1024),
 }
@@ -209,3 +212,17 @@ def size_for_budget(seconds: float, *, precision: str = "bf16") -> dict[str, int
         raise ConfigError(f"a time budget must be > 0 seconds, got {seconds!r}")
     limit, shape = next((limit, shape) for limit, shape in BUDGET_SIZES if seconds <= limit)
     return {**shape, **(FP32_SIZES.get(limit, {}) if precision == "fp32" else {})}
+
+
+def fit_to_vocab(model: dict[str, Any], vocab_size: int) -> dict[str, Any]:
+    """A sized recipe's GPTConfig fields ``model`` for a tokenizer of ``vocab_size`` ids: a ``head_split`` the
+    vocabulary does not exceed becomes 0 (one softmax: there is nothing to split). For a split the shape chose, not
+    one a user asked for (that one should stay a config error).
+
+    >>> fit_to_vocab({"n_embd": 128, "head_split": 1024}, 512), fit_to_vocab({"head_split": 1024}, 4096)
+    ({'n_embd': 128, 'head_split': 0}, {'head_split': 1024})
+    """
+    if model.get("head_split", 0) < vocab_size:
+        return model
+    logger.info("head_split %d: the vocabulary has %d tokens; one softmax", model["head_split"], vocab_size)
+    return {**model, "head_split": 0}
