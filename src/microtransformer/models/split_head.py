@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from microtransformer.models.chunked_loss import chunked_cross_entropy
 from microtransformer.models.outputs import IGNORE_INDEX
 
 
@@ -84,15 +85,20 @@ def split_cross_entropy(
     k: int,
 ) -> torch.Tensor:
     """Mean negative log-likelihood (fp32) of ``targets`` ``(N,)`` (``-100`` ignored) under the two-level layer,
-    for ``h`` ``(N, C)``: the rarer tokens' logits only at the positions whose target is one of them."""
+    for ``h`` ``(N, C)``: the rarer tokens' logits only at the positions whose target is one of them.
+
+    Each level is a :func:`chunked_cross_entropy` (its logits a block of rows at a time, their gradient made while
+    the block is in cache): the first over every scored position with a rarer target scored as the class, the
+    second over the rarer targets' positions; their sum over positions is the two-level loss.
+    """
     rank = torch.empty_like(order)  # order's inverse: each id's place in it
     rank[order] = torch.arange(len(order), device=order.device)
     keep = targets != IGNORE_INDEX
     r = rank[targets.clamp(min=0)]  # (N,): each target's place in the order
-    head = (h @ _head_rows(weight, class_row, order, k).T).float().log_softmax(-1)  # (N, k+1)
-    nll = -head.gather(1, r.clamp(max=k).unsqueeze(1)).squeeze(1)  # a rarer target: its class's share
+    first = chunked_cross_entropy(h, _head_rows(weight, class_row, order, k), torch.where(keep, r.clamp(max=k), IGNORE_INDEX),
+                                  vocab_size=k + 1)
     rare = torch.nonzero(keep & (r >= k)).squeeze(1)  # (M,)
-    if rare.numel():
-        inner = (h[rare] @ weight[order[k:]].T).float().log_softmax(-1)  # (M, V-k)
-        nll = nll.index_add(0, rare, -inner.gather(1, (r[rare] - k).unsqueeze(1)).squeeze(1))
-    return (nll * keep).sum() / keep.sum()
+    if not rare.numel():
+        return first
+    second = chunked_cross_entropy(h[rare], weight[order[k:]], r[rare] - k, vocab_size=len(order) - k)
+    return first + second * (rare.numel() / keep.sum())
