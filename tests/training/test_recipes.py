@@ -235,7 +235,7 @@ def test_recipes_build_and_variants_parse() -> None:
     assert size_for_budget(241) == size_for_budget(400) == dict(n_layer=2, n_head=2, n_embd=192, value_embed_every=2, **short)
     assert size_for_budget(401) == size_for_budget(3600) == dict(n_layer=4, n_head=2, n_embd=192, value_embed_every=1, **rows)
     # in fp32 (a CPU without bf16 units) every budget takes a narrower model, of the same depth and context
-    assert size_for_budget(180, precision="fp32") == {**size_for_budget(180), "n_embd": 96}
+    assert size_for_budget(180, precision="fp32") == {**size_for_budget(180), "n_embd": 96, "head_split": 1024}
     assert all(size_for_budget(s, precision="fp32") == {**size_for_budget(s), "n_embd": 128} for s in (241, 400))
     assert size_for_budget(600, precision="fp32") == {**size_for_budget(600), "n_embd": 128, "head_split": 1024}
     assert get_recipe("ours", budget=60, precision="fp32").model["n_embd"] == 96
@@ -275,13 +275,14 @@ def test_budget_shapes_split_by_the_config_dataclasses():
         assert set(model) <= model_fields and set(train) <= train_fields, shape
 
 
-def test_the_long_fp32_shape_splits_the_output_layer_unless_the_vocabulary_is_too_small() -> None:
+def test_the_fp32_shapes_split_the_output_layer_unless_the_vocabulary_is_too_small() -> None:
     import argparse
 
     from microtransformer.cli.train import build_model_config
 
     assert size_for_budget(600, precision="fp32")["head_split"] == 1024
-    assert "head_split" not in size_for_budget(600) and "head_split" not in size_for_budget(60, precision="fp32")
+    assert size_for_budget(60, precision="fp32")["head_split"] == 1024
+    assert "head_split" not in size_for_budget(600) and "head_split" not in size_for_budget(300, precision="fp32")
     recipe = RECIPES["ours"].with_overrides(size_for_budget(600, precision="fp32"))
     args = argparse.Namespace(model="gpt", head_split=None)
     assert build_model_config(args, 4096, recipe).head_split == 1024

@@ -102,11 +102,11 @@ BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
 #: ``{a BUDGET_SIZES limit: fields replaced}`` for a run in fp32 (a CPU without bf16 units, where the model steps at
 #: about half its bf16 speed), where the speedrun measured a better shape there than the table's: narrower models,
 #: which take more steps and read the books more often (BUDGET_SIZES was measured with bf16; docs/benchmarks.md);
-#: the long one also with a two-level output layer (``head_split``: the 1,024 most frequent tokens and a class for
-#: the rest), whose faster steps gained 0.2-0.5 % in two 600 s races (a vocabulary of at most that many tokens
-#: keeps one softmax: :func:`fit_to_vocab`)
+#: the short and the long one also with a two-level output layer (``head_split``: the 1,024 most frequent tokens and
+#: a class for the rest), whose faster steps gained in races of both lengths (a vocabulary of at most that many
+#: tokens keeps one softmax: :func:`fit_to_vocab`)
 FP32_SIZES: dict[float, dict[str, int | bool | float]] = {
-    240.0: dict(n_embd=96), 400.0: dict(n_embd=128), float("inf"): dict(n_embd=128, head_split=1024),
+    240.0: dict(n_embd=96, head_split=1024), 400.0: dict(n_embd=128), float("inf"): dict(n_embd=128, head_split=1024),
 }
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free
