@@ -107,7 +107,9 @@ def test_model_size_auto_sizes_for_the_precision_the_run_trains_in() -> None:
     bf16 = resolve_recipe(build_parser().parse_args([*base, "--precision", "bf16"]))
     assert fp32.model["n_embd"] == FP32_SIZES[240.0]["n_embd"] != bf16.model["n_embd"] == size_for_budget(180)["n_embd"]
     assert fp32.train["precision"] == "fp32" and bf16.train["precision"] == "bf16"
-    assert {k: v for k, v in fp32.model.items() if k != "n_embd"} == {k: v for k, v in bf16.model.items() if k != "n_embd"}
+    assert fp32.model["head_split"] == FP32_SIZES[240.0]["head_split"] and bf16.model.get("head_split", 0) == 0
+    same = lambda model: {k: v for k, v in model.items() if k not in FP32_SIZES[240.0]}  # noqa: E731
+    assert same(fp32.model) == same(bf16.model)
 
 
 def test_recipes_time_budget_and_architecture_flags(tmp_path, text_file, capsys):

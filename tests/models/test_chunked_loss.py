@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from microtransformer.models.chunked_loss import chunked_cross_entropy
 
 
-def reference(h, w, t, vocab, cap):
-    z = h @ w[:vocab].T
+def reference(h, w, t, vocab, cap, b=None):
+    z = h @ w[:vocab].T + (0 if b is None else b[:vocab])
     if cap:
         z = cap * torch.tanh(z / cap)
     return F.cross_entropy(z, t, ignore_index=-100)
@@ -32,6 +32,25 @@ def test_value_and_gradients_equal_the_plain_loss(cap, chunk) -> None:
     torch.testing.assert_close(gh, rh)
     torch.testing.assert_close(gw, rw)
     assert torch.count_nonzero(gw[50:]) == 0  # padding rows are never scored
+
+
+@pytest.mark.parametrize("cap", [0.0, 3.0])
+def test_a_bias_is_added_to_the_logits_and_gets_its_gradient(cap) -> None:
+    torch.manual_seed(2)
+    h = torch.randn(21, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(40, 8, dtype=torch.float64, requires_grad=True)  # 30 real rows + padding
+    b = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 30, (21,))
+    t[3] = -100
+    loss = chunked_cross_entropy(h, w, t, vocab_size=30, cap=cap, chunk=8, bias=b)
+    ref = reference(h, w, t, 30, cap, b)
+    torch.testing.assert_close(loss.double(), ref, atol=1e-6, rtol=1e-6)
+    for a, r in zip(torch.autograd.grad(loss, (h, w, b)), torch.autograd.grad(ref, (h, w, b))):
+        torch.testing.assert_close(a, r)
+    gb = torch.autograd.grad(chunked_cross_entropy(h, w, t, vocab_size=30, cap=cap, bias=b), b)[0]
+    assert torch.count_nonzero(gb[30:]) == 0  # padding ids are never scored
+    assert torch.autograd.gradcheck(lambda c: chunked_cross_entropy(h.detach(), w.detach(), t, vocab_size=30, cap=cap, chunk=4,
+                                                                     bias=c), (b,))
 
 
 def test_gradcheck_and_bf16_autocast() -> None:

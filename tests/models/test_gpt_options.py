@@ -46,6 +46,9 @@ OPTIONS = [
     {"head_split": 20},
     {"head_split": 20, "tie_embeddings": False},
     MODERN | {"head_split": 20, "logit_softcap": 0.0},
+    {"head_bias": True},
+    {"head_bias": True, "tie_embeddings": False, "head_split": 20},
+    MODERN | {"head_bias": True},
 ]
 
 
@@ -67,6 +70,10 @@ def model(**kw) -> GPT:
         m.set_head_order(torch.randint(0, 1000, (97,)))
         with torch.no_grad():
             m.head_class.normal_()
+    if kw.get("head_bias"):  # biases from counts (the unigram model), and a different bias for every id
+        m.set_token_counts(torch.randint(0, 1000, (97,)))
+        with torch.no_grad():
+            m.head_bias.add_(torch.randn_like(m.head_bias))
     if kw.get("bigram_buckets"):  # the pair table starts at zero: fill it so it matters here
         with torch.no_grad():
             m.transformer.bigram.weight.normal_()

@@ -237,7 +237,8 @@ def test_recipes_build_and_variants_parse() -> None:
     # in fp32 (a CPU without bf16 units) every budget takes a narrower model, of the same depth and context
     assert size_for_budget(180, precision="fp32") == {**size_for_budget(180), "n_embd": 96, "head_split": 1024}
     assert all(size_for_budget(s, precision="fp32") == {**size_for_budget(s), "n_embd": 128} for s in (241, 400))
-    assert size_for_budget(600, precision="fp32") == {**size_for_budget(600), "n_embd": 128, "head_split": 1024}
+    assert size_for_budget(600, precision="fp32") == {**size_for_budget(600), "n_embd": 128, "head_split": 1024,
+                                                     "head_bias": True}
     assert get_recipe("ours", budget=60, precision="fp32").model["n_embd"] == 96
     # every shape keeps 8,192-token batches; ours is the long-budget shape, and auto splits it into model/train fields
     assert {s["block_size"] * s["batch_size"] for s in map(size_for_budget, (60, 300, 600))} == {8192}

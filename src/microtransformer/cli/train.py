@@ -103,6 +103,7 @@ _ARCH_FLAGS: dict[str, tuple[Any, str]] = {
     "line_columns": (nonneg_int, "rows of a table by each token's byte column in its line, added to the embedding; 0 = off"),
     "head_split": (nonneg_int, "a two-level output layer: this many most frequent tokens, then one class for the rest; "
                                "0 = one softmax"),
+    "head_bias": (bool, "a logit bias per token, started at the log of its training count (the unigram model)"),
 }
 
 

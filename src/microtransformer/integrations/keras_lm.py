@@ -175,7 +175,7 @@ TWIN_ARCHITECTURE: dict[str, Any] = {  # the GPT options the Keras twin implemen
     "position": "learned", "norm": "layernorm", "qk_norm": False, "mlp": "gelu",
     "tie_embeddings": True, "logit_softcap": 0.0, "value_embeds": False, "embed_norm": False,
     "smear": False, "x0_mix": False, "bigram_buckets": 0, "value_embed_every": 2, "attn_chunk": 0, "mlp_ratio": 4,
-    "cache_theta": 0.0, "cache_lambda": 0.0, "line_columns": 0, "head_split": 0,
+    "cache_theta": 0.0, "cache_lambda": 0.0, "line_columns": 0, "head_split": 0, "head_bias": False,
 }
 
 

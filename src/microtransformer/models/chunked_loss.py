@@ -76,12 +76,13 @@ class _ChunkedCE(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+        ctx: Any, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
         vocab_size: int, cap: float, chunk: int, want_grad: bool,
     ) -> torch.Tensor:
         dtype = _matmul_dtype(h)
         hc = h.to(dtype)
         wc = weight[:vocab_size].to(dtype)  # padding rows are never scored
+        bc = None if bias is None else bias[:vocab_size].to(_softmax_dtype(h))  # added in the softmax dtype
         valid = targets != IGNORE_INDEX
         safe = torch.where(valid, targets, 0)
         n_valid = valid.sum()
@@ -97,6 +98,8 @@ class _ChunkedCE(torch.autograd.Function):
                 n = min(chunk, h.size(0) - s)
                 out = dz[rows] if in_place else block[:n]  # type: ignore[index]
                 z = torch.mm(hc[rows], wc.T, out=out).to(acc)  # (n, V); a copy only when the matmul dtype is not acc
+                if bc is not None:
+                    z.add_(bc)
                 t = None
                 if cap > 0:
                     t = torch.tanh(z.div_(cap))
@@ -115,7 +118,7 @@ class _ChunkedCE(torch.autograd.Function):
                     if not in_place:
                         dz[rows] = g
         ctx.save_for_backward(hc, wc, dz)
-        ctx.meta = (h.dtype, weight.shape, weight.dtype)
+        ctx.meta = (h.dtype, weight.shape, weight.dtype, None if bias is None else (bias.shape, bias.dtype))
         return (total / n_valid).to(acc)
 
     @staticmethod
@@ -123,23 +126,29 @@ class _ChunkedCE(torch.autograd.Function):
         hc, wc, dz = ctx.saved_tensors
         if dz is None:
             raise RuntimeError("chunked_cross_entropy was called without gradients enabled; it cannot be differentiated")
-        h_dtype, w_shape, w_dtype = ctx.meta
+        h_dtype, w_shape, w_dtype, b_meta = ctx.meta
         with torch.autocast(hc.device.type, enabled=False):
             dh = (dz @ wc).to(h_dtype) * grad.to(h_dtype)
             dw = (dz.T @ hc).to(w_dtype) * grad.to(w_dtype)
         _give_back(dz)  # the next step's forward writes it again
         dweight = torch.zeros(w_shape, dtype=w_dtype, device=hc.device)
         dweight[: wc.size(0)] = dw
-        return dh, dweight, None, None, None, None, None
+        dbias = None
+        if b_meta is not None:
+            dbias = torch.zeros(b_meta[0], dtype=b_meta[1], device=hc.device)
+            dbias[: wc.size(0)] = dz.sum(0, dtype=torch.float32).to(b_meta[1]) * grad.to(b_meta[1])
+        return dh, dweight, dbias, None, None, None, None, None
 
 
 def chunked_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, vocab_size: int, cap: float = 0.0, chunk: int = DEFAULT_CHUNK
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, vocab_size: int, cap: float = 0.0,
+    chunk: int = DEFAULT_CHUNK, bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy of ``softcap(h @ weight[:vocab_size].T)`` against ``targets`` (``-100`` ignored).
+    """Mean cross-entropy of ``softcap(h @ weight[:vocab_size].T + bias[:vocab_size])`` against ``targets`` (``-100``
+    ignored; no ``bias``: none).
 
-    ``h`` ``(N, C)``, ``weight`` ``(V_padded, C)``, ``targets`` ``(N,)``.
+    ``h`` ``(N, C)``, ``weight`` ``(V_padded, C)``, ``bias`` ``(>= vocab_size,)``, ``targets`` ``(N,)``.
     Under autocast the matmuls run in the autocast dtype, the softmax in fp32.
     """
-    want_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
-    return _ChunkedCE.apply(h, weight, targets, vocab_size, float(cap), chunk, want_grad)
+    want_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+    return _ChunkedCE.apply(h, weight, bias, targets, vocab_size, float(cap), chunk, want_grad)

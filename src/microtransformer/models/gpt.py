@@ -49,7 +49,7 @@ from microtransformer.models.chunked_loss import chunked_cross_entropy
 from microtransformer.models.elementwise import relu_squared, rms_norm
 from microtransformer.models.line_columns import TokenLayout, column_rows
 from microtransformer.models.outputs import CausalLMOutput, causal_lm_loss, key_padding_mask, loss_targets, position_ids
-from microtransformer.models.split_head import frequency_order, split_cross_entropy, split_log_probs
+from microtransformer.models.split_head import count_vector, frequency_order, split_cross_entropy, split_log_probs
 from microtransformer.models.window_cache import cache_log_probs
 
 VOCAB_PAD_MULTIPLE = 64
@@ -105,6 +105,7 @@ class GPTConfig(JSONConfig):
     attn_chunk: int = 0  # > 0: every layer but the last attends only within aligned chunks of this many positions
     line_columns: int = 0  # > 0: rows of a table by each token's byte column in its line, added to the embedding
     head_split: int = 0  # > 0: a two-level output layer, this many most frequent tokens and a class for the rest
+    head_bias: bool = False  # a logit bias per token (and the split's class), set to the log training counts at start
     # a continuous cache over the context window, in eval mode only (models/window_cache.py; lambda 0 = off)
     cache_theta: float = 0.0  # how sharply the cache prefers positions like the current one
     cache_lambda: float = 0.0  # the cache's share of the next-token distribution
@@ -124,7 +125,7 @@ class GPTConfig(JSONConfig):
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("qk_norm", "tie_embeddings", "value_embeds", "embed_norm", "smear", "x0_mix"):
+        for name in ("qk_norm", "tie_embeddings", "value_embeds", "embed_norm", "smear", "x0_mix", "head_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         chunk = self.attn_chunk
@@ -412,6 +413,8 @@ class GPT(GenerationMixin, nn.Module):
             self.head_class = nn.Parameter(torch.zeros(1, config.n_embd))
             self.register_buffer("head_order", torch.arange(config.vocab_size))
             self.register_buffer("head_rare_share", torch.zeros(()))  # for flops_per_token
+        if config.head_bias:  # a logit bias by id (then the split's class); set_token_counts starts it as the unigram
+            self.head_bias = nn.Parameter(torch.zeros(config.vocab_size + (1 if config.head_split else 0)))
         if config.smear:  # starts off (lambda 0); the gate reads the leading channels of the token's own embedding
             self.smear_gate = nn.Parameter(torch.zeros(min(SMEAR_GATE_CHANNELS, config.n_embd)))
             self.smear_lambda = nn.Parameter(torch.zeros(1))
@@ -568,7 +571,7 @@ class GPT(GenerationMixin, nn.Module):
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            if p is self.lm_head.weight or name == "head_class":  # under the embedding's name when tied
+            if p is self.lm_head.weight or name in ("head_class", "head_bias"):  # under the embedding's name when tied
                 roles["head"].append(p)
             elif name in _MIX_ROLES:
                 roles[_MIX_ROLES[name]].append(p)
@@ -689,19 +692,22 @@ class GPT(GenerationMixin, nn.Module):
                 h = x[:, positions, :].reshape(-1, x.size(-1))  # (B * (T or T-1), C)
                 if self.config.head_split:
                     loss = split_cross_entropy(h, self.lm_head.weight, self.head_class, self.head_order, y.reshape(-1),
-                                               k=self.config.head_split)
+                                               k=self.config.head_split, bias=self._head_bias())
                 else:
                     loss = chunked_cross_entropy(h, self.lm_head.weight, y.reshape(-1), vocab_size=self.config.vocab_size,
-                                                 cap=self.config.logit_softcap)
+                                                 cap=self.config.logit_softcap, bias=self._head_bias())
                 return CausalLMOutput(None, loss)
         if last_only and targets is None and labels is None:
             x = x[:, -1:, :]  # (B, 1, C)
         if self.config.head_split:  # (B, T, V): log-probabilities of the two levels
-            logits = split_log_probs(x, self.lm_head.weight, self.head_class, self.head_order, k=self.config.head_split)
+            logits = split_log_probs(x, self.lm_head.weight, self.head_class, self.head_order, k=self.config.head_split,
+                                     bias=self._head_bias())
         else:
             logits = self.lm_head(x)  # (B, T, Vp): the padded matmul
             if self.config.padded_vocab_size != self.config.vocab_size:
                 logits = logits[..., : self.config.vocab_size].contiguous()  # (B, T, V): padding ids do not exist
+            if self.config.head_bias:
+                logits = logits + self.head_bias.to(logits.dtype)
         cap = self.config.logit_softcap
         if cap > 0:
             logits = cap * torch.tanh(logits.float() / cap)  # (B, T, V): bounded, in fp32
@@ -709,6 +715,30 @@ class GPT(GenerationMixin, nn.Module):
             logits = cache_log_probs(logits, hidden, ids, theta=self.config.cache_theta, lam=self.config.cache_lambda,
                                      key_mask=mask)  # (B, T, V): log-probabilities of the mixture
         return CausalLMOutput(logits, causal_lm_loss(logits, targets=targets, labels=labels))
+
+    def _head_bias(self) -> torch.Tensor | None:
+        return self.head_bias if self.config.head_bias else None
+
+    def set_token_counts(self, counts: Any) -> None:
+        """Give the model its tokens' training counts (``(vocab_size,)``, e.g. ``np.bincount`` of the training ids):
+        a ``head_split`` model orders its output layer by them (:meth:`set_head_order`), a ``head_bias`` one starts
+        its logit biases at their logs, so that before training it predicts the unigram distribution (add-one
+        counts; the split's class: the rest's total). Nothing to do for a model with neither.
+        :class:`~microtransformer.training.trainer.Trainer` calls it at the start of a fresh run.
+
+        >>> model = GPT(GPTConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=8, head_bias=True))
+        >>> model.set_token_counts([1, 3, 0]); model.head_bias.exp().round().tolist()
+        [2.0, 4.0, 1.0]
+        """
+        if self.config.head_split:
+            self.set_head_order(counts)
+        if not self.config.head_bias:
+            return
+        c = count_vector(counts, self.config.vocab_size) + 1.0
+        if self.config.head_split:
+            c = torch.cat([c, c[self.head_order[self.config.head_split :]].sum().reshape(1)])
+        with torch.no_grad():
+            self.head_bias.copy_(c.log().to(self.head_bias.dtype))
 
     def set_head_order(self, counts: Any) -> None:
         """Give a ``head_split`` model its tokens' training counts (``(vocab_size,)``, e.g. ``np.bincount`` of the

@@ -104,9 +104,10 @@ BUDGET_SIZES: tuple[tuple[float, dict[str, int | bool | float]], ...] = (
 #: which take more steps and read the books more often (BUDGET_SIZES was measured with bf16; docs/benchmarks.md);
 #: the short and the long one also with a two-level output layer (``head_split``: the 1,024 most frequent tokens and
 #: a class for the rest), whose faster steps gained in races of both lengths (a vocabulary of at most that many
-#: tokens keeps one softmax: :func:`fit_to_vocab`)
+#: tokens keeps one softmax: :func:`fit_to_vocab`), the long one with logit biases started at the unigram
+#: (``head_bias``), which gave back what the split lost per step
 FP32_SIZES: dict[float, dict[str, int | bool | float]] = {
-    240.0: dict(n_embd=96, head_split=1024), 400.0: dict(n_embd=128), float("inf"): dict(n_embd=128, head_split=1024),
+    240.0: dict(n_embd=96, head_split=1024), 400.0: dict(n_embd=128), float("inf"): dict(n_embd=128, head_split=1024, head_bias=True),
 }
 #: the keys of a BUDGET_SIZES shape that are TrainConfig fields (the rest are GPTConfig fields); named here, not
 #: read from the dataclasses as ``Recipe.with_overrides`` does, so importing the recipes (and ``mtx``) stays torch-free

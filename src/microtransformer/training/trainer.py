@@ -381,7 +381,7 @@ class Trainer:
         self.typography_swap = self._build_typography_swap(tokenizer)
         self._fresh = _resume_from is None
         if self._fresh:
-            self._set_head_order(data)
+            self._set_token_counts(data)
         self._budget_pending = self._fresh and config.time_budget > 0  # max_steps is set after timing the first steps
         self._replan_steps: list[int] = []  # steps where max_steps is re-estimated (see plan_budget, can_replan)
         self._budget_times: list[float] = []  # seconds of each step timed for the time budget (see after_step)
@@ -474,17 +474,19 @@ class Trainer:
         model.config = replace(model.config, cache_theta=choice.theta, cache_lambda=choice.lam)
         return choice
 
-    def _set_head_order(self, data: BatchSource) -> None:
-        """A ``head_split`` GPT orders its output layer by the training split's token counts (a resumed one has the
-        order in its weights); without countable ids it keeps id order, with a warning."""
-        if not getattr(self.raw_model.config, "head_split", 0):
+    def _set_token_counts(self, data: BatchSource) -> None:
+        """A ``head_split`` GPT orders its output layer by the training split's token counts, a ``head_bias`` one
+        starts its logit biases from them (a resumed one has both in its weights); without countable ids the order
+        stays by id and the biases 0, with a warning."""
+        config = self.raw_model.config
+        if not (getattr(config, "head_split", 0) or getattr(config, "head_bias", False)):
             return
         ids = _split_ids(data, "train")
         if ids is None:
-            logger.warning("head_split: no training ids to count (token shards or arrays); the output layer's "
-                           "first level takes the lowest ids")
+            logger.warning("head_split / head_bias: no training ids to count (token shards or arrays); the output "
+                           "layer's first level takes the lowest ids and its biases start at 0")
             return
-        self.raw_model.set_head_order(token_counts(ids, self.raw_model.config.vocab_size))
+        self.raw_model.set_token_counts(token_counts(ids, config.vocab_size))
 
     def _set_token_layout(self, tokenizer: Any) -> None:
         """A ``line_columns`` GPT reads its tokens' bytes from the tokenizer (a resumed one has them in its weights)."""
