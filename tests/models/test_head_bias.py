@@ -65,3 +65,15 @@ def test_the_trainer_starts_the_bias_from_the_training_ids_and_a_resumed_run_kee
 def test_head_bias_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match="head_bias must be true or false"):
         GPTConfig(vocab_size=8, head_bias=1)
+
+
+def test_under_bf16_autocast_the_bias_is_added_in_fp32_on_both_paths() -> None:
+    m = small()
+    m.set_token_counts(np.random.default_rng(1).integers(0, 50_000, 64))  # log counts near 10: coarse in bf16
+    x, y = torch.randint(0, 64, (2, 16)), torch.randint(0, 64, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = m.eval()(x).logits
+        loss = m.train()(x, targets=y).loss
+    assert logits.dtype == torch.float32
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), y.reshape(-1))
+    torch.testing.assert_close(loss.detach(), ref.detach(), atol=1e-5, rtol=1e-5)

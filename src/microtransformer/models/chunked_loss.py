@@ -1,4 +1,4 @@
-"""Output layer + optional logit soft-cap + cross-entropy, a block of rows at a time.
+"""Output layer (+ an optional bias) + optional logit soft-cap + cross-entropy, a block of rows at a time.
 
 Why: on a CPU the training step of a small GPT is dominated not by its
 matmuls but by elementwise passes over the ``(B*T, vocab)`` logits (cast,

@@ -706,8 +706,8 @@ class GPT(GenerationMixin, nn.Module):
             logits = self.lm_head(x)  # (B, T, Vp): the padded matmul
             if self.config.padded_vocab_size != self.config.vocab_size:
                 logits = logits[..., : self.config.vocab_size].contiguous()  # (B, T, V): padding ids do not exist
-            if self.config.head_bias:
-                logits = logits + self.head_bias.to(logits.dtype)
+            if self.config.head_bias:  # in fp32: a bf16 logit has a step of 1/16 at the size of a log count
+                logits = logits.float() + self.head_bias.float()
         cap = self.config.logit_softcap
         if cap > 0:
             logits = cap * torch.tanh(logits.float() / cap)  # (B, T, V): bounded, in fp32
