@@ -70,7 +70,7 @@ def _head_rows(weight: torch.Tensor, class_row: torch.Tensor, order: torch.Tenso
     return torch.cat([weight[order[:k]], class_row.to(weight.dtype)])
 
 
-def _head_bias(bias: torch.Tensor | None, order: torch.Tensor, k: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _level_biases(bias: torch.Tensor | None, order: torch.Tensor, k: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``bias`` ``(V + 1,)`` (by id, then the class's) as the first level's ``(k + 1,)`` and the rest's ``(V - k,)``."""
     if bias is None:
         return None, None
@@ -87,7 +87,7 @@ def split_log_probs(
     ``class_row`` ``(1, C)``; ``order`` ``(V,)``: every id once, most frequent first; ``bias`` ``(V + 1,)``, optional:
     each id's logit bias, then the class's.
     """
-    first_bias, rest_bias = _head_bias(bias, order, k)
+    first_bias, rest_bias = _level_biases(bias, order, k)
     head = (h @ _head_rows(weight, class_row, order, k).T).float()  # (..., k+1)
     rest = (h @ weight[order[k:]].T).float()  # (..., V-k)
     if bias is not None:
@@ -121,7 +121,7 @@ def split_cross_entropy(
     rank[order] = torch.arange(len(order), device=order.device)
     keep = targets != IGNORE_INDEX
     r = rank[targets.clamp(min=0)]  # (N,): each target's place in the order
-    first_bias, rest_bias = _head_bias(bias, order, k)
+    first_bias, rest_bias = _level_biases(bias, order, k)
     first = chunked_cross_entropy(h, _head_rows(weight, class_row, order, k), torch.where(keep, r.clamp(max=k), IGNORE_INDEX),
                                   vocab_size=k + 1, bias=first_bias)
     rare = torch.nonzero(keep & (r >= k)).squeeze(1)  # (M,)
